@@ -1,0 +1,439 @@
+"""
+Every decision about talking to HappyHorse, with no I/O: building the two requests, reading answers,
+mapping failures to the error tree, whether and how long to wait before another attempt, and when to
+poll a job. The sync and async hooks drive :func:`submit_flow` and :func:`status_flow` and only send
+and sleep (the shape of httpx's own auth flows).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from airflow_provider_happyhorse.exceptions import (
+    AccountError,
+    APIStatusError,
+    AuthenticationError,
+    HappyHorseError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    SubmissionOutcomeUnknownError,
+    TransportError,
+)
+from airflow_provider_happyhorse.models import JobStatus, VideoRequest, classify_status
+
+DEFAULT_BASE_URL = "https://happyhorse.app"
+GENERATE_PATH = "/api/generate"
+STATUS_PATH = "/api/status"
+USER_AGENT = "airflow-provider-happyhorse"
+
+# Retry policy defaults (see RetryPolicy).
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_SUBMIT_MAX_ATTEMPTS = 4
+DEFAULT_INITIAL_DELAY = 1.0
+DEFAULT_MAX_DELAY = 30.0
+DEFAULT_MAX_RETRY_AFTER = 300.0
+DEFAULT_TIMEOUT = 30.0
+
+# ---------------------------------------------------------------------------------------------------
+# URLs and requests
+
+
+def normalize_base_url(host: str | None, *, scheme: str | None = None, path_prefix: str | None = None) -> str:
+    """A connection's host as a base URL: scheme defaults to https, a path prefix is kept (proxies)."""
+    if not host:
+        return DEFAULT_BASE_URL
+    raw = host.strip()
+    if "://" not in raw:
+        raw = f"{scheme or 'https'}://{raw}"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"HappyHorse base URL must be an http(s) URL, got {host!r}")
+    path = parts.path.rstrip("/")
+    if path_prefix:
+        path = f"{path}/{path_prefix.strip('/')}"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _headers(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": USER_AGENT}
+
+
+def build_submit_request(base_url: str, api_key: str, request: VideoRequest) -> httpx.Request:
+    return httpx.Request("POST", base_url + GENERATE_PATH, headers=_headers(api_key), json=request.to_body())
+
+
+def build_status_request(base_url: str, api_key: str, job_id: str) -> httpx.Request:
+    return httpx.Request("GET", base_url + STATUS_PATH, headers=_headers(api_key), params={"task_id": job_id})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading answers
+
+
+def _request_id(response: httpx.Response, body: Any) -> str | None:
+    for header in ("x-request-id", "request-id", "x-trace-id"):
+        if value := response.headers.get(header):
+            return str(value)
+    if isinstance(body, dict) and isinstance(request_id := body.get("request_id"), str):
+        return request_id
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` in seconds, from either form (delta-seconds or an HTTP date); None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _error_from_body(body: Any, fallback: str) -> tuple[str, str | None]:
+    """(message, error code) from either documented error shape."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            return str(error.get("message") or fallback), None if code is None else str(code)
+        if isinstance(error, str) and error:
+            return error, None
+        if isinstance(body.get("message"), str) and body["message"]:
+            return str(body["message"]), None
+    return fallback, None
+
+
+def error_for_status(
+    status_code: int, body: Any, response: httpx.Response, *, now: datetime | None = None
+) -> APIStatusError:
+    """The typed error for an HTTP error status (or a body ``code`` that is an error)."""
+    message, error_code = _error_from_body(body, response.reason_phrase or "error")
+    request_id = _request_id(response, body)
+    kwargs: dict[str, Any] = {"status_code": status_code, "error_code": error_code, "request_id": request_id}
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+    if status_code in (400, 422):
+        return InvalidRequestError(message, **kwargs)
+    if status_code == 401:
+        return AuthenticationError(message, **kwargs)
+    if status_code in (402, 403):
+        return AccountError(message, **kwargs)
+    if status_code == 404:
+        return NotFoundError(message, **kwargs)
+    if status_code == 429:
+        return RateLimitError(message, retry_after=retry_after, **kwargs)
+    if status_code >= 500:
+        return ServerError(message, retry_after=retry_after, **kwargs)
+    return APIStatusError(message, **kwargs)
+
+
+def _read_envelope(response: httpx.Response, *, now: datetime | None = None) -> dict[str, Any]:
+    """The ``data`` object of a successful answer, or the typed error the answer stands for."""
+    try:
+        body: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if response.status_code >= 400:
+        raise error_for_status(response.status_code, body, response, now=now)
+    if not isinstance(body, dict):
+        raise MalformedResponseError("body is not a JSON object", status_code=response.status_code)
+    code = body.get("code")
+    if code is not None and str(code) != "200":
+        # A 200 whose body says otherwise is an error too (the service does this).
+        try:
+            code_number = int(code)
+        except (TypeError, ValueError):
+            code_number = 500
+        raise error_for_status(code_number, body, response, now=now)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise MalformedResponseError("body has no 'data' object", status_code=response.status_code)
+    return data
+
+
+def parse_job(data: dict[str, Any], *, top_level_message: str | None = None) -> JobStatus:
+    job_id = data.get("task_id")
+    status = data.get("status")
+    if not isinstance(job_id, str) or not job_id or not isinstance(status, str):
+        raise MalformedResponseError("'data' lacks task_id or status", status_code=200)
+    state = classify_status(status)
+    video_url = None
+    response_field = data.get("response")
+    if isinstance(response_field, dict):
+        urls = response_field.get("resultUrls") or response_field.get("result_urls")
+        if isinstance(urls, list) and urls and isinstance(urls[0], str):
+            video_url = urls[0]
+    error_message = None
+    for key in ("error_message", "error", "fail_reason", "errorMessage", "failMsg"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            error_message = value
+            break
+    if error_message is None and state.value == "failed" and top_level_message not in (None, "success"):
+        error_message = top_level_message
+    if state.value == "succeeded" and video_url is None:
+        raise MalformedResponseError(f"job {job_id} is {status} but has no resultUrls", status_code=200)
+    return JobStatus(job_id=job_id, status=status, state=state, video_url=video_url, error_message=error_message)
+
+
+def parse_job_response(response: httpx.Response, *, now: datetime | None = None) -> JobStatus:
+    data = _read_envelope(response, now=now)
+    try:
+        message = response.json().get("message")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        message = None
+    return parse_job(data, top_level_message=message if isinstance(message, str) else None)
+
+
+def map_transport_error(exc: httpx.TransportError) -> TransportError:
+    """Whether the request surely never left decides if a paid submission may be retried."""
+    not_sent = request_surely_not_sent(exc)
+    name = type(exc).__name__
+    cause = exc.__cause__
+    detail = f"{name}: {exc}" if cause is None else f"{name} ({type(cause).__name__}): {exc}"
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeoutError(detail, request_sent=not not_sent)
+    return TransportError(detail, request_sent=not not_sent)
+
+
+def request_surely_not_sent(exc: httpx.TransportError) -> bool:
+    """
+    True only for failures that happen before a request can reach the server: connection refused,
+    DNS failure, connect timeout, no free connection in the pool.
+
+    httpx-aiohttp maps aiohttp's *ServerDisconnectedError* (a drop after sending) to
+    ``httpx.ConnectTimeout``, so an aiohttp cause is judged by its own type, never by the httpx name.
+    """
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        import aiohttp  # only reachable when the aiohttp transport raised
+
+        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Retry policy
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; a server's ``Retry-After`` wins, capped."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    submit_max_attempts: int = DEFAULT_SUBMIT_MAX_ATTEMPTS
+    initial_delay: float = DEFAULT_INITIAL_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+
+    def backoff(self, attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+        """The wait before attempt ``attempt + 1`` (attempt counts from 1)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        ceiling: float = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
+        return ceiling * rng()
+
+
+def retry_after_of(error: HappyHorseError) -> float | None:
+    return error.retry_after if isinstance(error, (RateLimitError, ServerError)) else None
+
+
+def is_retryable_poll_error(error: HappyHorseError) -> bool:
+    """Status polls are free and idempotent: retry anything transient."""
+    return isinstance(error, (RateLimitError, ServerError, TransportError, MalformedResponseError))
+
+
+def is_retryable_submit_error(error: HappyHorseError) -> bool:
+    """The contract's submission rule: retry only when no task can have been created."""
+    if isinstance(error, TransportError):
+        return not error.request_sent
+    if isinstance(error, RateLimitError):
+        return True
+    return isinstance(error, ServerError) and error.status_code == 503 and error.retry_after is not None
+
+
+def submission_error(error: HappyHorseError) -> HappyHorseError:
+    """What a failed submission raises: errors that may hide a created job become 'outcome unknown'."""
+    if isinstance(error, (TransportError, MalformedResponseError, ServerError)) and not (
+        is_retryable_submit_error(error)
+    ):
+        return SubmissionOutcomeUnknownError(error)
+    return error
+
+
+# ---------------------------------------------------------------------------------------------------
+# Flows: generators that yield what to do (send a request, sleep) and return the result.
+
+
+@dataclass(frozen=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+    reason: str
+
+
+Action = Send | Sleep
+Outcome = httpx.Response | httpx.TransportError | None
+T = TypeVar("T")
+Flow = Generator[Action, Outcome, T]
+
+
+def _call(
+    request: httpx.Request,
+    parse: Callable[[httpx.Response], T],
+    *,
+    max_attempts: int,
+    retryable: Callable[[HappyHorseError], bool],
+    policy: RetryPolicy,
+    rng: Callable[[], float],
+    on_retry: Callable[[HappyHorseError, int, float], None] | None,
+) -> Flow[T]:
+    attempt = 0
+    while True:
+        attempt += 1
+        outcome = yield Send(request)
+        try:
+            if isinstance(outcome, httpx.TransportError):
+                raise map_transport_error(outcome) from None
+            if not isinstance(outcome, httpx.Response):
+                raise TypeError(f"a flow must be sent a response or a transport error, not {outcome!r}")
+            return parse(outcome)
+        except HappyHorseError as error:
+            if attempt >= max_attempts or not retryable(error):
+                raise
+            delay = policy.backoff(attempt, retry_after_of(error), rng)
+            if on_retry is not None:
+                on_retry(error, attempt, delay)
+            yield Sleep(delay, reason=str(error))
+
+
+def parse_submit_response(response: httpx.Response) -> JobStatus:
+    data = _read_envelope(response)
+    if not isinstance(data.get("task_id"), str) or not data["task_id"]:
+        raise MalformedResponseError("submission answer has no task_id", status_code=response.status_code)
+    return parse_job({"status": "IN_PROGRESS", **data})
+
+
+def submit_flow(
+    base_url: str,
+    api_key: str,
+    request: VideoRequest,
+    policy: RetryPolicy,
+    *,
+    rng: Callable[[], float] = random.random,
+    on_retry: Callable[[HappyHorseError, int, float], None] | None = None,
+) -> Flow[JobStatus]:
+    """Submit once; retry only where the contract's submission rule allows."""
+    try:
+        return (
+            yield from _call(
+                build_submit_request(base_url, api_key, request),
+                parse_submit_response,
+                max_attempts=policy.submit_max_attempts,
+                retryable=is_retryable_submit_error,
+                policy=policy,
+                rng=rng,
+                on_retry=on_retry,
+            )
+        )
+    except HappyHorseError as error:
+        raised = submission_error(error)
+        if raised is error:
+            raise
+        raise raised from None
+
+
+def status_flow(
+    base_url: str,
+    api_key: str,
+    job_id: str,
+    policy: RetryPolicy,
+    *,
+    max_attempts: int | None = None,
+    rng: Callable[[], float] = random.random,
+    on_retry: Callable[[HappyHorseError, int, float], None] | None = None,
+) -> Flow[JobStatus]:
+    return (
+        yield from _call(
+            build_status_request(base_url, api_key, job_id),
+            parse_job_response,
+            max_attempts=policy.max_attempts if max_attempts is None else max_attempts,
+            retryable=is_retryable_poll_error,
+            policy=policy,
+            rng=rng,
+            on_retry=on_retry,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Poll schedule
+
+# A render-time model for the first poll: base + per second of video, pro and audio slower. Tuned on
+# the contract's figures (a 5 s std clip with sound in about 40-60 s); users can override it.
+RENDER_BASE_SECONDS = 20.0
+RENDER_SECONDS_PER_VIDEO_SECOND = 4.0
+RENDER_PRO_FACTOR = 1.5
+RENDER_AUDIO_FACTOR = 1.2
+
+
+def expected_render_seconds(mode: str, duration: float, sound: bool) -> float:
+    seconds = RENDER_BASE_SECONDS + RENDER_SECONDS_PER_VIDEO_SECOND * duration
+    if mode == "pro":
+        seconds *= RENDER_PRO_FACTOR
+    if sound:
+        seconds *= RENDER_AUDIO_FACTOR
+    return seconds
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """
+    When to poll a job. The first poll comes near the expected finish; after that each wait is a
+    fraction of the time already spent (so the detection delay stays a small share of the render time
+    while the number of polls grows only logarithmically), clamped to [min_interval, max_interval],
+    with jitter so a thousand jobs submitted together do not poll together. Never past the deadline.
+    """
+
+    first_poll_after: float
+    min_interval: float = 10.0
+    max_interval: float = 120.0
+    growth: float = 0.1
+    jitter: float = 0.1
+
+    def next_delay(self, *, elapsed: float, polls_done: int, remaining: float, rng: Callable[[], float]) -> float:
+        if polls_done == 0:
+            base = max(self.first_poll_after - elapsed, 0.0)
+        else:
+            base = min(max(self.growth * elapsed, self.min_interval), self.max_interval)
+        jittered = base * (1 + self.jitter * (2 * rng() - 1))
+        if polls_done > 0:
+            jittered = max(jittered, self.min_interval)
+        return max(0.0, min(jittered, remaining))

@@ -1,0 +1,166 @@
+"""
+The provider's errors. Nothing here ever holds the API key or an ``httpx.Request``.
+
+    HappyHorseError
+    ├── InvalidRequestError ........ refused before sending (local validation) or HTTP 400/422
+    ├── APIStatusError ............. the service answered with an error
+    │   ├── AuthenticationError .... 401
+    │   ├── AccountError ........... 402 no credits / 403 feature not enabled
+    │   ├── NotFoundError .......... 404 unknown task id
+    │   ├── RateLimitError ......... 429 (``retry_after`` in seconds when given)
+    │   └── ServerError ............ 5xx
+    ├── MalformedResponseError ..... a 2xx whose body is not the documented JSON
+    ├── TransportError ............. no HTTP answer (``request_sent`` says if the body may have left)
+    │   └── RequestTimeoutError .... connect, read, write or pool timeout
+    ├── SubmissionOutcomeUnknownError  a paid submission that may or may not have created a job
+    ├── JobFailedError ............. the job ended FAILED on the service
+    └── JobTimeoutError ............ the job did not finish before its deadline
+
+``InvalidRequestError`` is also an ``APIStatusError`` when it comes from the service.
+"""
+
+from __future__ import annotations
+
+
+class HappyHorseError(Exception):
+    """Base of every error raised by this provider."""
+
+
+class APIStatusError(HappyHorseError):
+    """The service answered with an error status (or a 200 whose body ``code`` is an error)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.error_code = error_code
+        self.request_id = request_id
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"HTTP {self.status_code}" if self.status_code is not None else "refused"]
+        if self.error_code:
+            parts.append(self.error_code)
+        text = f"{type(self).__name__} ({', '.join(parts)}): {self.message}"
+        if self.request_id:
+            text += f" [request id {self.request_id}]"
+        return text
+
+
+class InvalidRequestError(APIStatusError):
+    """The request breaks a documented rule. Raised locally before any request is sent, or on 400/422."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, error_code=error_code, request_id=request_id)
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or wrong."""
+
+
+class AccountError(APIStatusError):
+    """402 (no credits) or 403 (feature not enabled for the account)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the service does not know this task id."""
+
+
+class RateLimitError(APIStatusError):
+    """429: slow down; ``retry_after`` is the server's wait in seconds, when it gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code, error_code=error_code, request_id=request_id)
+
+
+class ServerError(APIStatusError):
+    """5xx: trouble on the service's side; ``retry_after`` when a 503 gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code, error_code=error_code, request_id=request_id)
+
+
+class MalformedResponseError(HappyHorseError):
+    """A success status whose body is not the documented JSON."""
+
+    def __init__(self, message: str, *, status_code: int, request_id: str | None = None) -> None:
+        self.status_code = status_code
+        self.request_id = request_id
+        super().__init__(f"MalformedResponseError (HTTP {status_code}): {message}")
+
+
+class TransportError(HappyHorseError):
+    """No HTTP answer. ``request_sent`` is False only when the request surely never left."""
+
+    def __init__(self, message: str, *, request_sent: bool) -> None:
+        self.request_sent = request_sent
+        super().__init__(message)
+
+
+class RequestTimeoutError(TransportError):
+    """A connect, read, write or pool timeout."""
+
+
+class SubmissionOutcomeUnknownError(HappyHorseError):
+    """A paid submission may have created a job whose id we never received."""
+
+    def __init__(self, cause: HappyHorseError) -> None:
+        self.cause = cause
+        super().__init__(
+            "The submission's outcome is unknown: the request reached the service but no usable answer "
+            f"came back ({cause}). A job may have been created and billed. Look for it in the HappyHorse "
+            "dashboard before submitting again; this provider will not resubmit it on its own."
+        )
+
+
+class JobFailedError(HappyHorseError):
+    """The job ended in a failed state on the service."""
+
+    def __init__(self, job_id: str, reason: str | None, status: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        self.status = status
+        super().__init__(f"HappyHorse job {job_id} ended {status}: {reason or 'no reason given'}")
+
+
+class JobTimeoutError(HappyHorseError):
+    """The job was still running at its deadline (it keeps running, and billing, on the service)."""
+
+    def __init__(self, job_id: str, deadline: str) -> None:
+        self.job_id = job_id
+        self.deadline = deadline
+        super().__init__(
+            f"HappyHorse job {job_id} did not finish before its deadline {deadline}; it may still complete "
+            "on the service (there is no cancel endpoint)."
+        )

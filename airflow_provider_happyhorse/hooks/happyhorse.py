@@ -1,0 +1,386 @@
+"""
+``HappyHorseHook``: auth and HTTP for HappyHorse. All decisions live in ``client_core``; this module
+only sends requests and sleeps, once for the sync path (httpx's default transport) and once for the
+async path (httpx over aiohttp, one pooled client shared per event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_happyhorse import client_core
+from airflow_provider_happyhorse.client_core import Flow, PollSchedule, RetryPolicy, Send, Sleep
+from airflow_provider_happyhorse.exceptions import (
+    AuthenticationError,
+    HappyHorseError,
+    JobTimeoutError,
+    NotFoundError,
+    TransportError,
+)
+from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+T = TypeVar("T")
+
+DEFAULT_MAX_CONNECTIONS = 100
+# 404 right after submission can be eventual consistency on the service; only later is it final.
+NOT_FOUND_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a connection resolves to. The key is kept out of repr()."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = client_core.DEFAULT_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> ConnectionSettings:
+        extra = conn.extra_dejson if conn.extra else {}
+        if not conn.password:
+            raise AuthenticationError(
+                f"connection {conn.conn_id!r} has no API key: put the key in its password field",
+                status_code=None,
+            )
+        _mask(conn.password)
+        defaults = RetryPolicy()
+        policy = RetryPolicy(
+            max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
+            submit_max_attempts=int(extra.get("submit_max_retries", defaults.submit_max_attempts - 1)) + 1,
+            initial_delay=float(extra.get("retry_initial_delay", defaults.initial_delay)),
+            max_delay=float(extra.get("retry_max_delay", defaults.max_delay)),
+            max_retry_after=float(extra.get("max_retry_after", defaults.max_retry_after)),
+        )
+        return cls(
+            base_url=client_core.normalize_base_url(conn.host, scheme=extra.get("scheme"), path_prefix=conn.schema),
+            api_key=conn.password,
+            timeout=float(extra.get("timeout", client_core.DEFAULT_TIMEOUT)),
+            max_connections=int(extra.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+            policy=policy,
+        )
+
+
+def _mask(secret: str) -> None:
+    """Have Airflow's log masker hide the key, whatever logs it later."""
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    mask_secret(secret)
+
+
+class _SharedAsyncClients:
+    """
+    One ``httpx.AsyncClient`` per (event loop, base URL, timeout, pool size): a thousand triggers in one
+    triggerer share one bounded, keep-alive pool instead of a session per poll. Reference counted and
+    closed when its last user lets go.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # held only around dict updates, never across an await
+        self._clients: dict[tuple[Any, ...], tuple[httpx.AsyncClient, int]] = {}
+
+    @asynccontextmanager
+    async def use(
+        self, settings: ConnectionSettings, transport: httpx.AsyncBaseTransport | None
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        loop = asyncio.get_running_loop()
+        key = (id(loop), settings.base_url, settings.timeout, settings.max_connections, id(transport))
+        with self._lock:
+            client, users = self._clients.get(key) or (_new_async_client(settings, transport), 0)
+            self._clients[key] = (client, users + 1)
+        try:
+            yield client
+        finally:
+            with self._lock:
+                client, users = self._clients[key]
+                if users > 1:
+                    self._clients[key] = (client, users - 1)
+                else:
+                    del self._clients[key]
+            if users <= 1:
+                await client.aclose()
+
+    def open_clients(self) -> int:
+        return len(self._clients)
+
+
+def _new_async_client(settings: ConnectionSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    if transport is None:
+        # httpx's own async pool costs several ms of CPU per request with hundreds in flight; the
+        # aiohttp transport stays near 0.5 ms (README, "Choosing the async transport").
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits)
+    return httpx.AsyncClient(transport=transport, timeout=settings.timeout, limits=limits)
+
+
+shared_async_clients = _SharedAsyncClients()
+
+
+class HappyHorseHook(BaseHook):
+    """
+    Talks to HappyHorse through an Airflow connection of type ``happyhorse``.
+
+    The connection's host is the base URL (default ``https://happyhorse.app``; a path prefix is kept
+    for proxies) and its password the API key. Extras (all optional): ``timeout`` (seconds per
+    request), ``max_retries`` (status polls), ``submit_max_retries``, ``retry_initial_delay``,
+    ``retry_max_delay``, ``max_retry_after``, ``max_connections`` (async pool size).
+
+    :param happyhorse_conn_id: the connection id.
+    :param transport: an ``httpx`` transport for the sync path (tests use ``httpx.MockTransport``).
+    :param async_transport: the same for the async path.
+    """
+
+    conn_name_attr = "happyhorse_conn_id"
+    default_conn_name = "happyhorse_default"
+    conn_type = "happyhorse"
+    hook_name = "HappyHorse"
+
+    def __init__(
+        self,
+        happyhorse_conn_id: str = default_conn_name,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self.happyhorse_conn_id = happyhorse_conn_id
+        self._transport = transport
+        self._async_transport = async_transport
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._rng = rng
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._settings: ConnectionSettings | None = None
+        self._client: httpx.Client | None = None
+        self._held_async_client: httpx.AsyncClient | None = None
+
+    # -- connection -----------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["login", "port", "schema"],
+            "relabeling": {"host": "Base URL", "password": "API key"},
+            "placeholders": {
+                "host": client_core.DEFAULT_BASE_URL,
+                "password": "the key from the dashboard's API Keys page",
+                "extra": json.dumps({"timeout": 30, "max_retries": 4, "submit_max_retries": 3}),
+            },
+        }
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            self._settings = ConnectionSettings.from_connection(self.get_connection(self.happyhorse_conn_id))
+        return self._settings
+
+    async def aget_settings(self) -> ConnectionSettings:
+        """The connection, fetched without blocking the event loop (for triggers)."""
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import get_async_connection
+
+            conn = await get_async_connection(self.happyhorse_conn_id, hook=self)
+            self._settings = ConnectionSettings.from_connection(conn)
+        return self._settings
+
+    def get_conn(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(transport=self._transport, timeout=self.settings.timeout)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> HappyHorseHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- driving flows --------------------------------------------------------------------------
+
+    def _log_retry(self, error: HappyHorseError, attempt: int, delay: float) -> None:
+        self.log.info("HappyHorse call failed (attempt %d): %s; retrying in %.1f s", attempt, error, delay)
+
+    def _run(self, flow: Flow[T]) -> T:
+        client = self.get_conn()
+        outcome: client_core.Outcome = None
+        try:
+            while True:
+                action = flow.send(outcome)
+                if isinstance(action, Send):
+                    try:
+                        outcome = client.send(action.request)
+                    except httpx.TransportError as exc:
+                        outcome = exc
+                elif isinstance(action, Sleep):
+                    self._sleep(action.seconds)
+                    outcome = None
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    @asynccontextmanager
+    async def async_session(self) -> AsyncIterator[None]:
+        """Hold this loop's shared client across many calls (a trigger holds it for its whole life)."""
+        if self._held_async_client is not None:
+            yield
+            return
+        settings = await self.aget_settings()
+        async with shared_async_clients.use(settings, self._async_transport) as client:
+            self._held_async_client = client
+            try:
+                yield
+            finally:
+                self._held_async_client = None
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        async with self.async_session():
+            client = self._held_async_client
+            assert client is not None
+            outcome: client_core.Outcome = None
+            try:
+                while True:
+                    action = flow.send(outcome)
+                    if isinstance(action, Send):
+                        try:
+                            outcome = await client.send(action.request)
+                        except httpx.TransportError as exc:
+                            outcome = exc
+                    elif isinstance(action, Sleep):
+                        await self._async_sleep(action.seconds)
+                        outcome = None
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+
+    # -- the API --------------------------------------------------------------------------------
+
+    def submit_job(self, request: VideoRequest) -> JobStatus:
+        """Create a paid job. Never retried once the request may have reached the service."""
+        settings = self.settings
+        return self._run(
+            client_core.submit_flow(
+                settings.base_url,
+                settings.api_key,
+                request,
+                settings.policy,
+                rng=self._rng,
+                on_retry=self._log_retry,
+            )
+        )
+
+    def get_job(self, job_id: str, *, max_attempts: int | None = None) -> JobStatus:
+        settings = self.settings
+        return self._run(
+            client_core.status_flow(
+                settings.base_url,
+                settings.api_key,
+                job_id,
+                settings.policy,
+                max_attempts=max_attempts,
+                rng=self._rng,
+                on_retry=self._log_retry,
+            )
+        )
+
+    async def asubmit_job(self, request: VideoRequest) -> JobStatus:
+        settings = await self.aget_settings()
+        return await self._arun(
+            client_core.submit_flow(
+                settings.base_url,
+                settings.api_key,
+                request,
+                settings.policy,
+                rng=self._rng,
+                on_retry=self._log_retry,
+            )
+        )
+
+    async def aget_job(self, job_id: str, *, max_attempts: int | None = None) -> JobStatus:
+        settings = await self.aget_settings()
+        return await self._arun(
+            client_core.status_flow(
+                settings.base_url,
+                settings.api_key,
+                job_id,
+                settings.policy,
+                max_attempts=max_attempts,
+                rng=self._rng,
+                on_retry=self._log_retry,
+            )
+        )
+
+    def wait_for_job(
+        self, job_id: str, *, schedule: PollSchedule, deadline: datetime, submitted_at: datetime
+    ) -> JobStatus:
+        """Block until the job is final (blocking mode, for installs without a triggerer)."""
+        polls = 0
+        while True:
+            now = self._clock()
+            remaining = (deadline - now).total_seconds()
+            delay = schedule.next_delay(
+                elapsed=(now - submitted_at).total_seconds(),
+                polls_done=polls,
+                remaining=max(remaining, 0.0),
+                rng=self._rng,
+            )
+            if delay > 0:
+                self._sleep(delay)
+            polls += 1
+            try:
+                job = self.get_job(job_id)
+            except NotFoundError:
+                if self._clock() - submitted_at > NOT_FOUND_GRACE:
+                    raise
+                self.log.info("HappyHorse does not know job %s yet; polling again", job_id)
+                continue
+            except HappyHorseError as error:
+                if not client_core.is_retryable_poll_error(error) or self._clock() >= deadline:
+                    raise
+                self.log.warning("Status of job %s unavailable: %s; polling again", job_id, error)
+                continue
+            if job.state is not JobState.PENDING:
+                return job
+            if self._clock() >= deadline:
+                raise JobTimeoutError(job_id, deadline.isoformat())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Tell a bad key, an unreachable host and a working setup apart, without creating a job."""
+        try:
+            self.get_job("airflow-connection-test", max_attempts=1)
+        except NotFoundError:
+            return True, f"Connected to {self.settings.base_url}: the API key was accepted."
+        except AuthenticationError as error:
+            return False, f"The API key was refused: {error.message}"
+        except TransportError as error:
+            return False, f"Could not reach {self.settings.base_url}: {error}"
+        except HappyHorseError as error:
+            return False, str(error)
+        finally:
+            self.close()
+        return True, f"Connected to {self.settings.base_url}."

@@ -1,0 +1,225 @@
+"""Typed models at the API's edges: the request body, a job's status, and the credit estimate."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from airflow_provider_happyhorse.exceptions import InvalidRequestError
+
+MODEL_ID: Literal["happyhorse-1.0/video"] = "happyhorse-1.0/video"
+MAX_PROMPT_CHARS = 2500
+MIN_DURATION = 3
+MAX_DURATION = 15
+
+Mode = Literal["std", "pro"]
+AspectRatio = Literal["16:9", "9:16", "1:1"]
+
+
+def _refuse_bool(value: Any) -> Any:
+    # pydantic would read True as 1.0; a boolean where a number belongs is a mistake, not a number.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_refuse_bool)]
+
+
+class Shot(BaseModel):
+    """One shot of a multi-shot video."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    duration: Number | None = Field(default=None, gt=0)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class VideoRequest(BaseModel):
+    """The body of ``POST /api/generate``, with every documented rule checked before anything is sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Literal["happyhorse-1.0/video"] = MODEL_ID
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    mode: Mode = "std"
+    duration: Number = Field(default=5, ge=MIN_DURATION, le=MAX_DURATION)
+    aspect_ratio: AspectRatio = "16:9"
+    image_urls: list[str] | None = None
+    sound: bool = True
+    cfg_scale: Number = Field(default=0.5, ge=0, le=1)
+    multi_shots: bool = False
+    multi_prompt: list[Shot] | None = None
+    happyhorse_elements: list[Any] | None = None
+
+    @field_validator("image_urls")
+    @classmethod
+    def _urls_are_http(cls, urls: list[str] | None) -> list[str] | None:
+        for index, url in enumerate(urls or ()):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"item {index} must be an http(s) URL, got {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> VideoRequest:
+        images = self.image_urls
+        if self.multi_shots:
+            if not self.multi_prompt:
+                raise ValueError("multi_prompt: required (at least one shot) when multi_shots is true")
+            if images is not None and len(images) != 1:
+                raise ValueError("image_urls: multi-shot takes exactly 1 image (the first frame)")
+            durations = [shot.duration for shot in self.multi_prompt]
+            given = [d for d in durations if d is not None]
+            if given and len(given) != len(durations):
+                raise ValueError("multi_prompt: give a duration for every shot or for none")
+            if given and abs(sum(given) - self.duration) > 1e-6:
+                raise ValueError(
+                    f"multi_prompt: shot durations add up to {sum(given):g}, not duration {self.duration:g}"
+                )
+        else:
+            if self.prompt is None or not self.prompt.strip():
+                raise ValueError("prompt: required unless multi_shots is true")
+            if images is not None and len(images) > 2:
+                raise ValueError("image_urls: single-shot takes at most 2 images (first and last frame)")
+        return self
+
+    @classmethod
+    def parse(cls, fields: dict[str, Any]) -> VideoRequest:
+        """Validate user input, turning pydantic's report into one error that names each field and rule."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as err:
+            raise InvalidRequestError(_describe_validation_error(err)) from None
+
+    def to_body(self) -> dict[str, Any]:
+        """The exact documented JSON body: every set field, nothing null, whole numbers as ints."""
+        body = self.model_dump(mode="json", exclude_none=True)
+        for key in ("duration", "cfg_scale"):
+            body[key] = _compact_number(body[key])
+        for shot in body.get("multi_prompt", ()):
+            if "duration" in shot:
+                shot["duration"] = _compact_number(shot["duration"])
+        return body
+
+    def fingerprint(self) -> str:
+        """A stable digest of the body: the same clip asked for twice has the same fingerprint."""
+        canonical = json.dumps(self.to_body(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def estimate_credits(self) -> float:
+        return estimate_credits(self.mode, self.duration, self.sound)
+
+
+def _compact_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _describe_validation_error(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if not location:
+            # Cross-field rules already start with the field they are about.
+            problems.append(message)
+            continue
+        shown = item.get("input")
+        suffix = f" (got {shown!r})" if item["type"] != "missing" and _short(shown) else ""
+        problems.append(f"{location}: {message}{suffix}")
+    return "Invalid HappyHorse request: " + "; ".join(problems)
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool)) and len(repr(value)) <= 80
+
+
+# Credits per second of video, from the service's public price list (see README: "Credits").
+CREDITS_PER_SECOND: dict[tuple[Mode, bool], int] = {
+    ("std", False): 40,
+    ("std", True): 60,
+    ("pro", False): 54,
+    ("pro", True): 80,
+}
+
+
+def estimate_credits(mode: Mode, duration: float, sound: bool) -> float:
+    """An estimate from the price list; the service's own bill is what counts."""
+    return _compact_number(CREDITS_PER_SECOND[(mode, sound)] * duration)
+
+
+class JobState(str, enum.Enum):
+    """The one classification every part of the provider uses."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+SUCCESS_STATUSES = frozenset({"SUCCESS", "COMPLETED", "SUCCEEDED"})
+FAILURE_STATUSES = frozenset({"FAILED", "FAILURE", "CANCELLED", "CANCELED", "ERROR"})
+KNOWN_PENDING_STATUSES = frozenset({"IN_PROGRESS", "NOT_START", "QUEUED", "PENDING", "PROCESSING", "RUNNING"})
+
+
+class JobStatus(BaseModel):
+    """A job as ``GET /api/status`` (or ``POST /api/generate``) describes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    status: str
+    state: JobState
+    video_url: str | None = None
+    error_message: str | None = None
+
+    @property
+    def is_known_status(self) -> bool:
+        upper = self.status.upper()
+        return upper in SUCCESS_STATUSES or upper in FAILURE_STATUSES or upper in KNOWN_PENDING_STATUSES
+
+
+def classify_status(status: str) -> JobState:
+    upper = status.strip().upper()
+    if upper in SUCCESS_STATUSES:
+        return JobState.SUCCEEDED
+    if upper in FAILURE_STATUSES:
+        return JobState.FAILED
+    # Unknown statuses are treated as still running: the deadline decides, not a guess.
+    return JobState.PENDING
+
+
+class VideoResult(BaseModel):
+    """What a finished video task returns (its XCom ``return_value``): JSON, no secrets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    status: str
+    video_url: str | None
+    request: dict[str, Any] | None = None
+    credits_estimate: float | None = None
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    stored_path: str | None = None
+    stored_size: int | None = None
+    stored_sha256: str | None = None

@@ -1,0 +1,367 @@
+"""``GenerateVideoOperator``: validate, submit once, wait in the triggerer, return (and keep) the clip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
+
+from airflow_provider_happyhorse import client_core
+from airflow_provider_happyhorse.client_core import PollSchedule
+from airflow_provider_happyhorse.exceptions import (
+    AccountError,
+    AuthenticationError,
+    HappyHorseError,
+    InvalidRequestError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    SubmissionOutcomeUnknownError,
+)
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
+from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
+from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
+from airflow_provider_happyhorse.triggers.happyhorse import (
+    EVENT_ERROR,
+    EVENT_FAILED,
+    EVENT_SUCCESS,
+    EVENT_TIMEOUT,
+    HappyHorseJobTrigger,
+    complete_result,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_TIMEOUT = timedelta(hours=1)
+# Extra time the scheduler allows a deferred task beyond the trigger's own deadline (a backstop only).
+DEFERRAL_GRACE = timedelta(minutes=5)
+# Errors that no retry can mend: fail at once, without retry noise.
+PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def raise_for_event(event: dict[str, Any]) -> NoReturn:
+    """Raise what a trigger's non-success event means; retries apply unless no retry can help."""
+    status = event.get("status")
+    job_id = str(event.get("job_id"))
+    if status == EVENT_FAILED:
+        raise AirflowException(str(JobFailedError(job_id, event.get("message"), event.get("job_status", "FAILED"))))
+    if status == EVENT_TIMEOUT:
+        raise AirflowException(str(JobTimeoutError(job_id, str(event.get("deadline")))))
+    if status == EVENT_ERROR and event.get("error_type") in {cls.__name__ for cls in PERMANENT_ERRORS}:
+        raise AirflowFailException(f"HappyHorse job {job_id}: {event.get('message')}")
+    raise AirflowException(f"HappyHorse job {job_id}: {event.get('message', event)}")
+
+
+class GenerateVideoOperator(BaseOperator):
+    """
+    Generate one HappyHorse video. Deferrable by default: after submitting, the task waits in the
+    triggerer and holds no worker slot; on success with nothing left to do on a worker, the triggerer
+    ends the task itself.
+
+    A paid job is never bought twice for the same request: the job id is kept in the task state store
+    (Airflow 3.3+) the moment it is known, and a later try of the same task instance re-attaches to it.
+
+    :param prompt: the text prompt (at most 2500 characters; required unless ``multi_shots``). Templated.
+    :param mode: ``std`` or ``pro``.
+    :param duration: seconds of video, 3 to 15.
+    :param aspect_ratio: ``16:9``, ``9:16`` or ``1:1``.
+    :param image_urls: image-to-video frames (first, last). Templated.
+    :param sound: generate native audio.
+    :param cfg_scale: prompt adherence, 0 to 1.
+    :param multi_shots: multi-shot generation.
+    :param multi_prompt: the shots, each ``{"prompt": ..., "duration": ...}``. Templated.
+    :param elements: ``happyhorse_elements``, passed through untouched. Templated.
+    :param happyhorse_conn_id: the Airflow connection.
+    :param deferrable: wait in the triggerer (default) or poll from the worker.
+    :param poll_interval: the shortest wait between polls, in seconds.
+    :param max_poll_interval: the longest wait between polls, in seconds.
+    :param first_poll_after: seconds after submission of the first poll; default: the expected render
+        time for this request's mode, duration and sound.
+    :param timeout: how long to wait for the render (a ``timedelta`` or seconds). The task's
+        ``execution_timeout``, when shorter, wins. Both hold while deferred.
+    :param max_credits: refuse before submitting when the credit estimate is higher.
+    :param output_path: where to store the clip (``ObjectStoragePath`` or URI). Templated.
+    """
+
+    template_fields: Sequence[str] = ("prompt", "image_urls", "multi_prompt", "elements", "output_path")
+    template_fields_renderers = {"multi_prompt": "json", "elements": "json"}
+    operator_extra_links = (HappyHorseVideoLink(),)
+    ui_color = "#f7d9a8"
+
+    def __init__(
+        self,
+        *,
+        prompt: str | None = None,
+        mode: str = "std",
+        duration: float = 5,
+        aspect_ratio: str = "16:9",
+        image_urls: list[str] | None = None,
+        sound: bool = True,
+        cfg_scale: float = 0.5,
+        multi_shots: bool = False,
+        multi_prompt: list[dict[str, Any]] | None = None,
+        elements: list[Any] | None = None,
+        happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 120.0,
+        first_poll_after: float | None = None,
+        timeout: timedelta | float = DEFAULT_TIMEOUT,
+        max_credits: float | None = None,
+        output_path: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.mode = mode
+        self.duration = duration
+        self.aspect_ratio = aspect_ratio
+        self.image_urls = image_urls
+        self.sound = sound
+        self.cfg_scale = cfg_scale
+        self.multi_shots = multi_shots
+        self.multi_prompt = multi_prompt
+        self.elements = elements
+        self.happyhorse_conn_id = happyhorse_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.first_poll_after = first_poll_after
+        self.timeout = timeout
+        self.max_credits = max_credits
+        self.output_path = output_path
+
+    @cached_property
+    def hook(self) -> HappyHorseHook:
+        return HappyHorseHook(self.happyhorse_conn_id)
+
+    # -- building the request -------------------------------------------------------------------
+
+    def video_request(self) -> VideoRequest:
+        """The validated request; a bad value raises ``InvalidRequestError`` naming field and rule."""
+        fields: dict[str, Any] = {
+            "prompt": self.prompt,
+            "mode": self.mode,
+            "duration": self.duration,
+            "aspect_ratio": self.aspect_ratio,
+            "image_urls": self.image_urls,
+            "sound": self.sound,
+            "cfg_scale": self.cfg_scale,
+            "multi_shots": self.multi_shots,
+            "multi_prompt": self.multi_prompt,
+            "happyhorse_elements": self.elements,
+        }
+        return VideoRequest.parse({key: value for key, value in fields.items() if value is not None})
+
+    def _timeout(self) -> timedelta:
+        timeout = self.timeout if isinstance(self.timeout, timedelta) else timedelta(seconds=self.timeout)
+        if self.execution_timeout is not None:
+            timeout = min(timeout, self.execution_timeout)
+        return timeout
+
+    def _schedule(self, request: VideoRequest | None) -> PollSchedule:
+        first = self.first_poll_after
+        if first is None:
+            first = (
+                client_core.expected_render_seconds(request.mode, request.duration, request.sound)
+                if request is not None
+                else self.poll_interval
+            )
+        return PollSchedule(
+            first_poll_after=first, min_interval=self.poll_interval, max_interval=self.max_poll_interval
+        )
+
+    # -- execution ------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        try:
+            request = self.video_request()
+        except InvalidRequestError as error:
+            raise AirflowFailException(str(error)) from None
+        credits = request.estimate_credits()
+        if self.max_credits is not None and credits > self.max_credits:
+            raise AirflowFailException(
+                f"max_credits: the estimate for this video is {credits:g} credits, above the limit "
+                f"{self.max_credits:g}; nothing was submitted"
+            )
+        self.log.info(
+            "Validated request: mode=%s duration=%gs sound=%s aspect=%s, estimated %g credits",
+            request.mode,
+            request.duration,
+            request.sound,
+            request.aspect_ratio,
+            credits,
+        )
+        store = JobRecordStore.from_context(context, self.log)
+        record = self._reattach(store, request)
+        if record is None:
+            record = self._submit(store, request)
+        context["ti"].xcom_push(key="job_id", value=record.job_id)
+        if record.finished is not None:
+            return self._finish(context, record, record.finished)
+        deadline = _utcnow() + self._timeout()
+        if self.deferrable:
+            self._defer(record, request, deadline)
+        job = self._wait_blocking(record, request, deadline)
+        return self._finish(context, record, job)
+
+    def _reattach(self, store: JobRecordStore, request: VideoRequest) -> JobRecord | None:
+        """A job an earlier try of this task instance submitted for the same request, if it is usable."""
+        record = store.load()
+        if record is None or record.fingerprint != request.fingerprint():
+            return None
+        if record.job_id is None:
+            # The earlier try was killed, or lost its answer, between sending and learning the job id.
+            raise AirflowFailException(
+                "An earlier try submitted this request at "
+                f"{record.submitted_at} and its outcome is unknown: a job may exist and be billed. "
+                "Look for it in the HappyHorse dashboard. Nothing was submitted now; to submit again, clear "
+                f"the task state store key {store.key!r} of this task instance (or change the request)."
+            )
+        try:
+            job = self.hook.get_job(record.job_id)
+        except NotFoundError:
+            self.log.warning("Job %s from an earlier try is unknown to HappyHorse; submitting anew", record.job_id)
+            return None
+        except PERMANENT_ERRORS as error:
+            raise AirflowFailException(str(error)) from None
+        if job.state is JobState.FAILED:
+            self.log.warning(
+                "Job %s from an earlier try ended %s (%s); submitting anew",
+                job.job_id,
+                job.status,
+                job.error_message,
+            )
+            return None
+        self.log.info(
+            "Re-attached to job %s submitted at %s by an earlier try (now %s); not submitting again",
+            job.job_id,
+            record.submitted_at,
+            job.status,
+        )
+        if job.state is JobState.SUCCEEDED:
+            return record.with_finished(job)
+        return record
+
+    def _submit(self, store: JobRecordStore, request: VideoRequest) -> JobRecord:
+        pending = JobRecord(fingerprint=request.fingerprint(), submitted_at=_utcnow().isoformat(), job_id=None)
+        # Written before sending: if this try dies before the job id is known, the next one refuses.
+        store.save(pending)
+        try:
+            job = self.hook.submit_job(request)
+        except SubmissionOutcomeUnknownError as error:
+            raise AirflowException(str(error)) from None
+        except HappyHorseError as error:
+            store.delete()  # surely nothing was created
+            if isinstance(error, PERMANENT_ERRORS):
+                raise AirflowFailException(str(error)) from None
+            raise AirflowException(str(error)) from None
+        record = pending.with_job_id(job.job_id)
+        store.save(record)
+        self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
+        return record
+
+    def _known_result(self, record: JobRecord, request: VideoRequest | None) -> dict[str, Any]:
+        return {
+            "job_id": record.job_id,
+            "status": "IN_PROGRESS",
+            "video_url": None,
+            "request": request.to_body() if request is not None else None,
+            "credits_estimate": request.estimate_credits() if request is not None else None,
+            "submitted_at": record.submitted_at,
+        }
+
+    def _defer(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> None:
+        assert record.job_id is not None
+        schedule = self._schedule(request)
+        expected = datetime.fromisoformat(record.submitted_at) + timedelta(seconds=schedule.first_poll_after)
+        self.log.info(
+            "Deferring on job %s: expected to finish around %s, deadline %s",
+            record.job_id,
+            expected.isoformat(timespec="seconds"),
+            deadline.isoformat(timespec="seconds"),
+        )
+        self.defer(
+            trigger=HappyHorseJobTrigger(
+                job_id=record.job_id,
+                happyhorse_conn_id=self.happyhorse_conn_id,
+                deadline=deadline.isoformat(),
+                submitted_at=record.submitted_at,
+                first_poll_after=schedule.first_poll_after,
+                min_poll_interval=schedule.min_interval,
+                max_poll_interval=schedule.max_interval,
+                result=self._known_result(record, request),
+                end_task_on_success=not self._needs_worker_after_success(),
+            ),
+            method_name="execute_complete",
+            timeout=(deadline - _utcnow()) + DEFERRAL_GRACE,
+        )
+
+    def _needs_worker_after_success(self) -> bool:
+        return self.output_path is not None
+
+    def _wait_blocking(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> JobStatus:
+        assert record.job_id is not None
+        try:
+            job = self.hook.wait_for_job(
+                record.job_id,
+                schedule=self._schedule(request),
+                deadline=deadline,
+                submitted_at=datetime.fromisoformat(record.submitted_at),
+            )
+        except PERMANENT_ERRORS as error:
+            raise AirflowFailException(str(error)) from None
+        except HappyHorseError as error:
+            raise AirflowException(str(error)) from None
+        if job.state is JobState.FAILED:
+            raise AirflowException(str(JobFailedError(job.job_id, job.error_message, job.status)))
+        return job
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Back on a worker after the trigger's event: finish, or raise so the task's retries apply."""
+        if event.get("status") == EVENT_SUCCESS:
+            job_id = str(event["job_id"])
+            request = self.video_request()
+            store = JobRecordStore.from_context(context, self.log)
+            record = store.load() or JobRecord(
+                fingerprint=request.fingerprint(), submitted_at=event.get("finished_at", ""), job_id=job_id
+            )
+            job = JobStatus.model_validate(
+                {
+                    "job_id": job_id,
+                    "status": event["job_status"],
+                    "state": JobState.SUCCEEDED,
+                    "video_url": event.get("video_url"),
+                }
+            )
+            return self._finish(context, record, job, finished_at=event.get("finished_at"))
+        raise_for_event(event)
+
+    def _finish(
+        self, context: Context, record: JobRecord, job: JobStatus, *, finished_at: str | None = None
+    ) -> dict[str, Any]:
+        request = self.video_request()
+        event = {
+            "job_id": job.job_id,
+            "job_status": job.status,
+            "video_url": job.video_url,
+            "finished_at": finished_at or _utcnow().isoformat(),
+        }
+        result = complete_result(self._known_result(record, request), event)
+        self.log.info("Job %s finished %s: %s", job.job_id, job.status, job.video_url)
+        return result
+
+    def on_kill(self) -> None:
+        self.log.warning(
+            "HappyHorse has no cancel endpoint: a submitted job keeps running on the service and will be "
+            "billed; a new try of this task re-attaches to it instead of paying again."
+        )

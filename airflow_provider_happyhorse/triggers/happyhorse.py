@@ -1,0 +1,228 @@
+"""``HappyHorseJobTrigger``: polls one job in the triggerer until it is final or its deadline passes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+
+from airflow_provider_happyhorse import client_core
+from airflow_provider_happyhorse.client_core import PollSchedule
+from airflow_provider_happyhorse.exceptions import HappyHorseError, NotFoundError
+from airflow_provider_happyhorse.hooks.happyhorse import NOT_FOUND_GRACE, HappyHorseHook
+from airflow_provider_happyhorse.models import JobState, JobStatus, VideoResult
+
+# Event "status" values; every event also carries "job_id".
+EVENT_SUCCESS = "success"
+EVENT_FAILED = "failed"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+
+
+class HappyHorseJobTrigger(BaseTrigger):
+    """
+    Waits for a HappyHorse job without holding a worker slot.
+
+    Its kwargs are JSON primitives and never the API key (Airflow prints them in logs): the connection
+    is fetched asynchronously in the triggerer. Polling is read-only, so two triggerers running the same
+    trigger at once do no harm. Transient errors (429, 5xx, transport errors, malformed bodies) never
+    end it before ``deadline``; the job's end, a permanent error or the deadline does, with exactly one
+    event that carries the job id.
+
+    :param job_id: the HappyHorse task id.
+    :param happyhorse_conn_id: the Airflow connection to use.
+    :param deadline: ISO-8601 UTC time after which the trigger gives up (``timeout`` event).
+    :param submitted_at: ISO-8601 UTC time the job was submitted (the poll schedule counts from it).
+    :param first_poll_after: seconds after submission of the first poll (near the expected finish).
+    :param min_poll_interval: the floor between polls.
+    :param max_poll_interval: the cap between polls.
+    :param result: the known part of the task's result; when ``end_task_on_success`` is true the trigger
+        completes it and ends the task itself, so no worker starts again.
+    :param end_task_on_success: end the task from the triggerer on success (nothing left for a worker).
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        happyhorse_conn_id: str,
+        deadline: str,
+        submitted_at: str,
+        first_poll_after: float,
+        min_poll_interval: float,
+        max_poll_interval: float,
+        result: dict[str, Any] | None = None,
+        end_task_on_success: bool = False,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is not annotated
+        self.job_id = job_id
+        self.happyhorse_conn_id = happyhorse_conn_id
+        self.deadline = deadline
+        self.submitted_at = submitted_at
+        self.first_poll_after = first_poll_after
+        self.min_poll_interval = min_poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.result = result
+        self.end_task_on_success = end_task_on_success
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "happyhorse_conn_id": self.happyhorse_conn_id,
+                "deadline": self.deadline,
+                "submitted_at": self.submitted_at,
+                "first_poll_after": self.first_poll_after,
+                "min_poll_interval": self.min_poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "result": self.result,
+                "end_task_on_success": self.end_task_on_success,
+            },
+        )
+
+    # Seams for tests: time and the hook (whose transport a test scripts).
+    def _make_hook(self) -> HappyHorseHook:
+        return HappyHorseHook(self.happyhorse_conn_id)
+
+    def _now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _rng(self) -> float:
+        return random.random()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = datetime.fromisoformat(self.deadline)
+        submitted_at = datetime.fromisoformat(self.submitted_at)
+        schedule = PollSchedule(
+            first_poll_after=self.first_poll_after,
+            min_interval=self.min_poll_interval,
+            max_interval=self.max_poll_interval,
+        )
+        hook = self._make_hook()
+        polls = 0
+        transient_errors = 0
+        unknown_statuses: set[str] = set()
+        next_wait: float | None = None
+        self.log.info(
+            "Waiting for HappyHorse job %s: first poll about %.0f s after submission, deadline %s",
+            self.job_id,
+            self.first_poll_after,
+            self.deadline,
+        )
+        async with hook.async_session():
+            while True:
+                now = self._now()
+                remaining = max((deadline - now).total_seconds(), 0.0)
+                delay = schedule.next_delay(
+                    elapsed=(now - submitted_at).total_seconds(),
+                    polls_done=polls,
+                    remaining=remaining,
+                    rng=self._rng,
+                )
+                if next_wait is not None:
+                    delay = min(max(delay, next_wait), remaining)
+                    next_wait = None
+                await self._sleep(delay)
+                polls += 1
+                try:
+                    job = await hook.aget_job(self.job_id, max_attempts=1)
+                except NotFoundError as error:
+                    if self._now() - submitted_at <= NOT_FOUND_GRACE and self._now() < deadline:
+                        self.log.info("Job %s not found yet (%s); polling again", self.job_id, error)
+                        continue
+                    yield self._error_event(error, polls, transient_errors)
+                    return
+                except HappyHorseError as error:
+                    if not client_core.is_retryable_poll_error(error):
+                        yield self._error_event(error, polls, transient_errors)
+                        return
+                    transient_errors += 1
+                    if self._now() >= deadline:
+                        yield self._timeout_event(polls, transient_errors, str(error))
+                        return
+                    next_wait = client_core.retry_after_of(error)
+                    self.log.warning(
+                        "Status of job %s unavailable (%s); transient error %d, polling again",
+                        self.job_id,
+                        error,
+                        transient_errors,
+                    )
+                    continue
+                if job.state is JobState.PENDING:
+                    if not job.is_known_status and job.status not in unknown_statuses:
+                        unknown_statuses.add(job.status)
+                        self.log.warning(
+                            "Job %s reports unknown status %r; treating it as still running",
+                            self.job_id,
+                            job.status,
+                        )
+                    self.log.debug("Job %s is %s after %d polls", self.job_id, job.status, polls)
+                    if self._now() >= deadline:
+                        yield self._timeout_event(polls, transient_errors, f"last status {job.status}")
+                        return
+                    continue
+                yield self._final_event(job, polls, transient_errors)
+                return
+
+    def _base_payload(self, status: str, polls: int, transient_errors: int) -> dict[str, Any]:
+        return {
+            "status": status,
+            "job_id": self.job_id,
+            "polls": polls,
+            "transient_errors": transient_errors,
+            "finished_at": self._now().isoformat(),
+        }
+
+    def _final_event(self, job: JobStatus, polls: int, transient_errors: int) -> TriggerEvent:
+        if job.state is JobState.FAILED:
+            payload = self._base_payload(EVENT_FAILED, polls, transient_errors)
+            payload.update(job_status=job.status, message=job.error_message)
+            self.log.info("Job %s ended %s: %s", self.job_id, job.status, job.error_message)
+            return TriggerEvent(payload)
+        payload = self._base_payload(EVENT_SUCCESS, polls, transient_errors)
+        payload.update(job_status=job.status, video_url=job.video_url)
+        self.log.info("Job %s succeeded after %d polls: %s", self.job_id, polls, job.video_url)
+        if self.end_task_on_success:
+            result = complete_result(self.result, payload)
+            return TaskSuccessEvent(xcoms={"return_value": result, "job_id": self.job_id})
+        return TriggerEvent(payload)
+
+    def _timeout_event(self, polls: int, transient_errors: int, detail: str) -> TriggerEvent:
+        payload = self._base_payload(EVENT_TIMEOUT, polls, transient_errors)
+        payload.update(deadline=self.deadline, message=detail)
+        self.log.warning("Job %s still running at its deadline %s (%s)", self.job_id, self.deadline, detail)
+        return TriggerEvent(payload)
+
+    def _error_event(self, error: HappyHorseError, polls: int, transient_errors: int) -> TriggerEvent:
+        payload = self._base_payload(EVENT_ERROR, polls, transient_errors)
+        payload.update(error_type=type(error).__name__, message=str(error))
+        self.log.error("Polling job %s failed: %s", self.job_id, error)
+        return TriggerEvent(payload)
+
+    async def on_kill(self) -> None:
+        # Only a user's kill gets here (never a triggerer restart): there is still nothing to cancel.
+        self.log.warning(
+            "HappyHorse has no cancel endpoint: job %s keeps running on the service and will be billed.",
+            self.job_id,
+        )
+
+
+def complete_result(known: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any]:
+    """The task's result from what was known at submission plus a success event."""
+    return VideoResult(
+        **{
+            **(known or {}),
+            "job_id": event["job_id"],
+            "status": event["job_status"],
+            "video_url": event.get("video_url"),
+            "finished_at": event["finished_at"],
+        }
+    ).model_dump(mode="json")
