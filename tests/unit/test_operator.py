@@ -1,0 +1,357 @@
+"""GenerateVideoOperator: validation before paying, submission once, deferral, and durable re-attach."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.job_store import JobRecordStore
+from airflow_provider_happyhorse.models import VideoRequest
+from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+from unit.fake_service import API_KEY, CONN_JSON, FakeClock, FakeService, raise_error, respond
+
+
+@pytest.fixture(autouse=True)
+def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+
+
+class DictStore:
+    """A task state store double with the real accessor's get/set/delete."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.retentions: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        assert value is not None
+        self.values[key] = value
+        self.retentions[key] = retention
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def make_context(store: DictStore | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"ti": FakeTI()}
+    if store is not None:
+        context["task_state_store"] = store
+    return context
+
+
+def make_operator(service: FakeService, **kwargs: Any) -> GenerateVideoOperator:
+    params: dict[str, Any] = {"task_id": "video", "prompt": "a horse on a beach at dawn", "duration": 5}
+    params.update(kwargs)
+    operator = GenerateVideoOperator(**params)
+    # The hook is the operator's only way out: give it the scripted service as its transport.
+    operator.hook = HappyHorseHook(  # type: ignore[misc]
+        "happyhorse_default",
+        transport=service.transport(),
+        sleep=service.clock.sleep,
+        clock=service.clock,
+        rng=lambda: 0.5,
+    )
+    return operator
+
+
+def test_init_only_assigns_and_does_no_io() -> None:
+    # No connection exists for this id: construction must not look it up, nor validate.
+    operator = GenerateVideoOperator(task_id="t", prompt="x" * 5000, happyhorse_conn_id="missing", duration=99)
+    assert operator.prompt == "x" * 5000
+    assert operator.duration == 99
+    assert operator.deferrable is True
+
+
+def test_defers_with_exact_trigger_kwargs() -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    context = make_context(store)
+    operator = make_operator(service, mode="pro", duration=10, sound=True, poll_interval=15, max_poll_interval=90)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, HappyHorseJobTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
+    submitted_at = store.values["happyhorse_job"]["submitted_at"]
+    request = VideoRequest(prompt="a horse on a beach at dawn", mode="pro", duration=10, sound=True)
+    assert kwargs == {
+        "job_id": service.job_id,
+        "happyhorse_conn_id": "happyhorse_default",
+        "deadline": kwargs["deadline"],
+        "submitted_at": submitted_at,
+        "first_poll_after": (20 + 4 * 10) * 1.5 * 1.2,
+        "min_poll_interval": 15,
+        "max_poll_interval": 90,
+        "result": {
+            "job_id": service.job_id,
+            "status": "IN_PROGRESS",
+            "video_url": None,
+            "request": request.to_body(),
+            "credits_estimate": 800,
+            "submitted_at": submitted_at,
+        },
+        "end_task_on_success": True,
+    }
+    assert API_KEY not in repr(kwargs)
+    assert service.posts == 1
+    assert context["ti"].xcoms["job_id"] == service.job_id
+    assert store.values["happyhorse_job"]["job_id"] == service.job_id
+
+
+def test_execution_timeout_shortens_the_trigger_deadline() -> None:
+    service = FakeService(FakeClock())
+    operator = make_operator(service, timeout=timedelta(hours=2), execution_timeout=timedelta(minutes=3))
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(make_context(DictStore()))
+    kwargs = deferred.value.trigger.serialize()[1]
+    from datetime import datetime
+
+    span = datetime.fromisoformat(kwargs["deadline"]) - datetime.fromisoformat(kwargs["submitted_at"])
+    assert timedelta(minutes=2, seconds=50) < span <= timedelta(minutes=3, seconds=1)
+
+
+def test_output_path_keeps_a_worker_step_after_success() -> None:
+    service = FakeService(FakeClock())
+    operator = make_operator(service, output_path="file:///tmp/clip.mp4")
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(make_context(DictStore()))
+    assert deferred.value.trigger.serialize()[1]["end_task_on_success"] is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"prompt": None}, "prompt: required unless multi_shots"),
+        ({"prompt": "x" * 2501}, "prompt: String should have at most 2500 characters"),
+        ({"duration": 16}, "duration: Input should be less than or equal to 15"),
+        ({"duration": 2}, "duration: Input should be greater than or equal to 3"),
+        ({"mode": "ultra"}, "mode: Input should be 'std' or 'pro'"),
+        ({"aspect_ratio": "4:3"}, "aspect_ratio: Input should be '16:9', '9:16' or '1:1'"),
+        ({"cfg_scale": 1.5}, "cfg_scale: Input should be less than or equal to 1"),
+        ({"image_urls": ["ftp://x/a.png"]}, "image_urls: Value error, item 0 must be an http(s) URL"),
+        ({"image_urls": ["https://a/1.png"] * 3}, "image_urls: single-shot takes at most 2 images"),
+        ({"multi_shots": True, "prompt": None}, "multi_prompt: required"),
+    ],
+)
+def test_bad_input_fails_naming_field_and_rule_without_any_request(overrides: dict[str, Any], named: str) -> None:
+    service = FakeService(FakeClock())
+    operator = make_operator(service, **overrides)
+    with pytest.raises(AirflowFailException) as failure:
+        operator.execute(make_context(DictStore()))
+    assert named.replace("Value error, ", "") in str(failure.value)
+    assert service.requests == []
+
+
+def test_max_credits_refuses_before_submitting() -> None:
+    service = FakeService(FakeClock())
+    operator = make_operator(service, mode="pro", duration=10, sound=True, max_credits=500)
+    with pytest.raises(AirflowFailException, match=r"max_credits: the estimate for this video is 800 credits"):
+        operator.execute(make_context(DictStore()))
+    assert service.requests == []
+
+
+# -- durable re-attach: the four cases, in deferrable and blocking mode --------------------------------
+
+
+def previous_try(service: FakeService, store: DictStore) -> None:
+    """An earlier try that submitted and then died (its XCom is gone; the store is not)."""
+    with pytest.raises(TaskDeferred):
+        make_operator(service).execute(make_context(store))
+    assert service.posts == 1
+
+
+def test_first_try_submits_and_persists_job_id_before_deferring() -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    previous_try(service, store)
+    record = store.values[JobRecordStore.key]
+    assert record["job_id"] == service.job_id
+    assert record["fingerprint"] == VideoRequest(prompt="a horse on a beach at dawn").fingerprint()
+    from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+    assert store.retentions[JobRecordStore.key] is NEVER_EXPIRE
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_retry_with_running_job_reattaches_without_submitting(deferrable: bool) -> None:
+    service = FakeService(FakeClock(), finish_after=120.0)
+    store = DictStore()
+    previous_try(service, store)
+    operator = make_operator(service, deferrable=deferrable, first_poll_after=60, poll_interval=10)
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute(make_context(store))
+        assert deferred.value.trigger.serialize()[1]["job_id"] == service.job_id
+    else:
+        result = operator.execute(make_context(store))
+        assert result["job_id"] == service.job_id
+        assert result["status"] == "SUCCESS"
+    assert service.posts == 1
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_retry_with_succeeded_job_finishes_without_submitting(deferrable: bool) -> None:
+    service = FakeService(FakeClock(), finish_after=0.0)
+    store = DictStore()
+    previous_try(service, store)
+    context = make_context(store)
+    result = make_operator(service, deferrable=deferrable).execute(context)
+    assert result["job_id"] == service.job_id
+    assert result["video_url"] == f"http://hh.test/files/{service.job_id}.mp4"
+    assert result["request"]["prompt"] == "a horse on a beach at dawn"
+    assert context["ti"].xcoms["job_id"] == service.job_id
+    assert service.posts == 1
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_retry_with_failed_job_submits_anew(deferrable: bool) -> None:
+    service = FakeService(FakeClock(), finish_after=0.0, final_status="FAILED")
+    store = DictStore()
+    previous_try(service, store)
+    service.final_status = "FAILED"
+    operator = make_operator(service, deferrable=deferrable)
+    if deferrable:
+        with pytest.raises(TaskDeferred):
+            operator.execute(make_context(store))
+    else:
+        # The new job fails too in this script; what matters is that it was submitted.
+        with pytest.raises(AirflowException, match="content policy violation"):
+            operator.execute(make_context(store))
+    assert service.posts == 2
+
+
+def test_changed_request_is_not_reattached() -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    previous_try(service, store)
+    with pytest.raises(TaskDeferred):
+        make_operator(service, prompt="a different clip").execute(make_context(store))
+    assert service.posts == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [raise_error(httpx.ReadTimeout), raise_error(httpx.RemoteProtocolError), respond(502, "bad gateway")],
+)
+def test_outcome_unknown_fails_then_the_retry_refuses_to_pay_again(fault: Any) -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    service.faults.append(fault)
+    with pytest.raises(AirflowException, match="outcome is unknown") as first:
+        make_operator(service).execute(make_context(store))
+    assert not isinstance(first.value, AirflowFailException)  # the retry decides, see below
+    assert service.posts == 1
+    with pytest.raises(AirflowFailException, match="outcome is unknown"):
+        make_operator(service).execute(make_context(store))
+    assert service.posts == 1
+
+
+def test_surely_not_created_submission_clears_the_marker() -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    service.faults.extend([raise_error(httpx.ConnectError)] * 4)  # every attempt the policy allows
+    with pytest.raises(AirflowException, match="ConnectError"):
+        make_operator(service).execute(make_context(store))
+    assert service.posts == 4
+    assert JobRecordStore.key not in store.values
+    with pytest.raises(TaskDeferred):
+        make_operator(service).execute(make_context(store))
+
+
+@pytest.mark.parametrize(("status", "error"), [(401, "AuthenticationError"), (402, "AccountError")])
+def test_auth_and_account_errors_fail_without_retry(status: int, error: str) -> None:
+    service = FakeService(FakeClock())
+    service.faults.append(respond(status, {"code": status, "message": "no"}))
+    with pytest.raises(AirflowFailException, match=error):
+        make_operator(service).execute(make_context(DictStore()))
+    assert service.posts == 1
+
+
+def test_without_task_state_store_it_warns_once_and_still_works(capsys: pytest.CaptureFixture[str]) -> None:
+    import airflow_provider_happyhorse.job_store as job_store
+
+    job_store._warned_no_store = False
+    service = FakeService(FakeClock())
+    for _ in range(2):
+        with pytest.raises(TaskDeferred):
+            make_operator(service).execute(make_context(None))
+    assert capsys.readouterr().out.count("no task state store") == 1
+    assert service.posts == 2
+
+
+# -- back on the worker after the trigger --------------------------------------------------------------
+
+
+def test_execute_complete_success_returns_result() -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    previous_try(service, store)
+    event = {
+        "status": "success",
+        "job_id": service.job_id,
+        "job_status": "SUCCESS",
+        "video_url": "http://hh.test/v.mp4",
+        "finished_at": "2026-01-01T12:01:00+00:00",
+        "polls": 1,
+        "transient_errors": 0,
+    }
+    result = make_operator(service).execute_complete(make_context(store), event)
+    assert result["video_url"] == "http://hh.test/v.mp4"
+    assert result["finished_at"] == "2026-01-01T12:01:00+00:00"
+    assert result["submitted_at"] == store.values["happyhorse_job"]["submitted_at"]
+    assert result["credits_estimate"] == 300
+
+
+@pytest.mark.parametrize(
+    ("event", "exc_type", "text"),
+    [
+        ({"status": "failed", "job_id": "j1", "job_status": "FAILED", "message": "nsfw"}, AirflowException, "j1"),
+        ({"status": "timeout", "job_id": "j2", "deadline": "2026-01-01T13:00:00+00:00"}, AirflowException, "deadline"),
+        (
+            {"status": "error", "job_id": "j3", "error_type": "AuthenticationError", "message": "bad key"},
+            AirflowFailException,
+            "bad key",
+        ),
+        ({"status": "error", "job_id": "j4", "error_type": "NotFoundError", "message": "gone"}, AirflowException, "j4"),
+    ],
+)
+def test_execute_complete_failures_raise_with_job_id(event: dict[str, Any], exc_type: type, text: str) -> None:
+    service = FakeService(FakeClock())
+    with pytest.raises(exc_type) as raised:
+        make_operator(service).execute_complete(make_context(DictStore()), event)
+    assert text in str(raised.value)
+    assert event["job_id"] in str(raised.value)
+    if exc_type is AirflowException:
+        assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_mapped_operator_in_a_dag_parses() -> None:
+    from airflow.sdk import DAG
+
+    with DAG(dag_id="mapped_videos", schedule=None) as dag:
+        GenerateVideoOperator.partial(task_id="expand", duration=5).expand(prompt=["a", "b", "c"])
+        GenerateVideoOperator.partial(task_id="expand_kwargs", mode="std").expand_kwargs(
+            [{"prompt": "a", "duration": 3}, {"prompt": "b", "duration": 15, "sound": False}]
+        )
+    assert {task.task_id for task in dag.tasks} == {"expand", "expand_kwargs"}
+    assert set(GenerateVideoOperator.template_fields) >= {"prompt", "image_urls", "multi_prompt", "output_path"}

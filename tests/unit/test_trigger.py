@@ -1,0 +1,233 @@
+"""HappyHorseJobTrigger.run() against a scripted service, with time controlled (nothing really sleeps)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
+
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_clients
+from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+from unit.fake_service import API_KEY, CONN_JSON, START, FakeClock, FakeService, raise_error, respond
+
+
+@pytest.fixture(autouse=True)
+def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+
+
+def make_trigger(service: FakeService, **overrides: Any) -> HappyHorseJobTrigger:
+    kwargs: dict[str, Any] = {
+        "job_id": service.job_id,
+        "happyhorse_conn_id": "happyhorse_default",
+        "deadline": (START + timedelta(minutes=10)).isoformat(),
+        "submitted_at": START.isoformat(),
+        "first_poll_after": 60.0,
+        "min_poll_interval": 5.0,
+        "max_poll_interval": 60.0,
+        "result": {"job_id": service.job_id, "status": "IN_PROGRESS", "video_url": None, "credits_estimate": 300},
+        "end_task_on_success": False,
+    }
+    kwargs.update(overrides)
+    trigger = HappyHorseJobTrigger(**kwargs)
+    clock = service.clock
+    transport = service.transport()
+    # Seams: the hook's transport and the trigger's time; nothing inside the trigger is patched.
+    trigger._make_hook = lambda: HappyHorseHook("happyhorse_default", async_transport=transport)  # type: ignore[method-assign]
+    trigger._now = clock  # type: ignore[method-assign]
+    trigger._sleep = clock.async_sleep  # type: ignore[method-assign]
+    trigger._rng = lambda: 0.5  # type: ignore[method-assign]  # no jitter
+    return trigger
+
+
+async def run_to_end(trigger: HappyHorseJobTrigger) -> list[TriggerEvent]:
+    return [event async for event in trigger.run()]
+
+
+def test_serialize_mirrors_init_and_round_trips() -> None:
+    service = FakeService(FakeClock())
+    trigger = make_trigger(service)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
+    assert set(kwargs) == set(HappyHorseJobTrigger.__init__.__code__.co_varnames[1:10])
+    rebuilt = HappyHorseJobTrigger(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    # JSON primitives only, and never the key (Airflow prints kwargs in logs).
+    import json
+
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert API_KEY not in repr(trigger)
+
+
+async def test_success_first_poll_near_expected_finish() -> None:
+    service = FakeService(FakeClock(), finish_after=55.0)
+    [event] = await run_to_end(make_trigger(service))
+    assert event.payload["status"] == "success"
+    assert event.payload["job_id"] == service.job_id
+    assert event.payload["video_url"] == f"http://hh.test/files/{service.job_id}.mp4"
+    assert service.status_calls == 1
+    assert service.clock.sleeps == [60.0]
+    assert shared_async_clients.open_clients() == 0
+
+
+async def test_backoff_after_first_poll_grows_and_respects_floor_and_cap() -> None:
+    service = FakeService(FakeClock(), finish_after=400.0)
+    [event] = await run_to_end(make_trigger(service, min_poll_interval=5.0, max_poll_interval=30.0))
+    assert event.payload["status"] == "success"
+    sleeps = service.clock.sleeps
+    assert sleeps[0] == 60.0
+    assert all(5.0 <= s <= 30.0 for s in sleeps[1:])
+    assert sleeps[1:] == sorted(sleeps[1:])  # never shrinks without jitter
+    assert max(sleeps[1:]) == 30.0
+    detection_delay = sum(sleeps) - 400.0
+    assert 0 <= detection_delay <= 30.0
+
+
+async def test_success_ends_task_from_triggerer_with_result_xcom() -> None:
+    service = FakeService(FakeClock(), finish_after=10.0, final_status="COMPLETED")
+    [event] = await run_to_end(make_trigger(service, end_task_on_success=True))
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms is not None
+    result = event.xcoms["return_value"]
+    assert isinstance(result, dict)
+    assert result["job_id"] == service.job_id
+    assert result["status"] == "COMPLETED"
+    assert result["video_url"].endswith(".mp4")
+    assert result["credits_estimate"] == 300
+    assert event.xcoms["job_id"] == service.job_id
+
+
+@pytest.mark.parametrize(
+    ("final_status", "reason_key"),
+    [("FAILED", "error_message"), ("FAILURE", "error"), ("CANCELLED", "fail_reason")],
+)
+async def test_failed_job_event_carries_reason(final_status: str, reason_key: str) -> None:
+    clock = FakeClock()
+    service = FakeService(clock, finish_after=0.0, final_status=final_status)
+    body = {"task_id": service.job_id, "status": final_status, reason_key: "nsfw prompt"}
+    service.faults.append(respond(200, {"code": 200, "message": "success", "data": body}))
+    [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
+    assert event.payload == {
+        "status": "failed",
+        "job_id": service.job_id,
+        "job_status": final_status,
+        "message": "nsfw prompt",
+        "polls": 1,
+        "transient_errors": 0,
+        "finished_at": clock.now.isoformat(),
+    }
+
+
+async def test_failure_reason_from_top_level_message() -> None:
+    service = FakeService(FakeClock())
+    body = {"code": 200, "message": "quota exceeded", "data": {"task_id": service.job_id, "status": "FAILED"}}
+    service.faults.append(respond(200, body))
+    [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
+    assert event.payload["status"] == "failed"
+    assert event.payload["message"] == "quota exceeded"
+
+
+async def test_unknown_status_is_pending_until_deadline(capsys: pytest.CaptureFixture[str]) -> None:
+    service = FakeService(FakeClock(), finish_after=10_000.0, pending_status="RENDERING_PREVIEW")
+    deadline = START + timedelta(seconds=300)
+    [event] = await run_to_end(make_trigger(service, deadline=deadline.isoformat()))
+    assert event.payload["status"] == "timeout"
+    assert event.payload["job_id"] == service.job_id
+    assert event.payload["deadline"] == deadline.isoformat()
+    # It never sleeps past the deadline, and polls once at the deadline itself.
+    assert service.clock.now == deadline
+    logged = capsys.readouterr().out  # Airflow's structlog writes to stdout
+    assert "unknown status 'RENDERING_PREVIEW'" in logged
+    assert logged.count("unknown status") == 1  # said once, not per poll
+
+
+async def test_deadline_before_first_poll_still_polls_once() -> None:
+    service = FakeService(FakeClock(), finish_after=10_000.0)
+    deadline = START + timedelta(seconds=20)
+    [event] = await run_to_end(make_trigger(service, deadline=deadline.isoformat()))
+    assert event.payload["status"] == "timeout"
+    assert service.status_calls == 1
+    assert service.clock.sleeps == [20.0]
+
+
+STORM = [
+    respond(429, {"code": 429, "message": "slow down"}, {"Retry-After": "7"}),
+    respond(503, {"code": 503, "message": "busy"}),
+    respond(502, "<html>bad gateway</html>"),
+    respond(200, "not json at all"),
+    respond(200, {"code": 200, "message": "success"}),
+    raise_error(httpx.ReadTimeout),
+    raise_error(httpx.ConnectError),
+    raise_error(httpx.RemoteProtocolError),
+    respond(500, {"error": {"code": "internal", "message": "boom"}}),
+]
+
+
+async def test_storm_of_transient_errors_never_ends_it_early() -> None:
+    service = FakeService(FakeClock(), finish_after=30.0)
+    service.faults.extend(STORM * 3)
+    [event] = await run_to_end(make_trigger(service, first_poll_after=30.0))
+    assert event.payload["status"] == "success"
+    assert event.payload["transient_errors"] == len(STORM) * 3
+    assert service.status_calls == len(STORM) * 3 + 1
+    # Retry-After was honoured (7 s wait where the floor alone would be 5 s).
+    assert 7.0 in service.clock.sleeps
+    assert all(s >= 5.0 for s in service.clock.sleeps[1:])
+
+
+async def test_transient_errors_until_deadline_give_timeout() -> None:
+    service = FakeService(FakeClock())
+    service.faults.extend([respond(503, {"code": 503, "message": "busy"})] * 1000)
+    deadline = START + timedelta(seconds=120)
+    [event] = await run_to_end(make_trigger(service, deadline=deadline.isoformat(), first_poll_after=10.0))
+    assert event.payload["status"] == "timeout"
+    assert "busy" in event.payload["message"]
+    assert service.clock.now == deadline
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(401, "AuthenticationError"), (402, "AccountError"), (403, "AccountError"), (400, "InvalidRequestError")],
+)
+async def test_permanent_errors_end_with_error_event(status: int, error_type: str) -> None:
+    service = FakeService(FakeClock())
+    service.faults.append(respond(status, {"code": status, "message": "nope"}))
+    [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
+    assert event.payload["status"] == "error"
+    assert event.payload["error_type"] == error_type
+    assert event.payload["job_id"] == service.job_id
+    assert service.status_calls == 1
+    assert API_KEY not in str(event.payload)
+
+
+async def test_not_found_within_grace_is_retried_then_final() -> None:
+    service = FakeService(FakeClock(), job_id="n92unknown")
+    not_found = respond(404, {"code": 404, "message": "task not found"})
+    service.faults.extend([not_found] * 50)
+    [event] = await run_to_end(make_trigger(service, first_poll_after=10.0))
+    assert event.payload["status"] == "error"
+    assert event.payload["error_type"] == "NotFoundError"
+    assert service.status_calls >= 2  # at least one retry inside the 30 s grace
+
+
+async def test_two_copies_of_the_trigger_are_harmless() -> None:
+    """Triggers are delivered at least once: two runs of the same trigger only read, and agree."""
+    service = FakeService(FakeClock(), finish_after=61.0)
+    first = make_trigger(service)
+    second = HappyHorseJobTrigger(**first.serialize()[1])
+    second.__dict__.update({k: v for k, v in first.__dict__.items() if k.startswith("_")})
+    events = [*(await run_to_end(first)), *(await run_to_end(second))]
+    assert [e.payload["status"] for e in events] == ["success", "success"]
+    assert service.posts == 0
+
+
+async def test_on_kill_does_not_call_the_service(capsys: pytest.CaptureFixture[str]) -> None:
+    service = FakeService(FakeClock())
+    trigger = make_trigger(service)
+    await trigger.on_kill()
+    await trigger.cleanup()
+    assert service.requests == []
+    assert "keeps running on the service and will be billed" in capsys.readouterr().out
