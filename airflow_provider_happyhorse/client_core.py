@@ -101,16 +101,18 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     try:
         seconds = float(text)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
+        pass
+    else:
+        # delta-seconds is a non-negative integer (RFC 9110); a negative or non-finite one is unusable.
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, seconds)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    # A date in the past means "now".
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def _error_from_body(body: Any, fallback: str) -> tuple[str, str | None]:
@@ -435,5 +437,6 @@ class PollSchedule:
             base = min(max(self.growth * elapsed, self.min_interval), self.max_interval)
         jittered = base * (1 + self.jitter * (2 * rng() - 1))
         if polls_done > 0:
-            jittered = max(jittered, self.min_interval)
+            # Jitter must not break the documented clamp on either side.
+            jittered = min(max(jittered, self.min_interval), self.max_interval)
         return max(0.0, min(jittered, remaining))

@@ -14,7 +14,8 @@ The provider's errors. Nothing here ever holds the API key or an ``httpx.Request
     │   └── RequestTimeoutError .... connect, read, write or pool timeout
     ├── SubmissionOutcomeUnknownError  a paid submission that may or may not have created a job
     ├── JobFailedError ............. the job ended FAILED on the service
-    └── JobTimeoutError ............ the job did not finish before its deadline
+    ├── JobTimeoutError ............ the job did not finish before its deadline
+    └── ResultUnavailableError ..... the result URL is expired, missing or empty
 
 ``InvalidRequestError`` is also an ``APIStatusError`` when it comes from the service.
 """
@@ -163,4 +164,16 @@ class JobTimeoutError(HappyHorseError):
         super().__init__(
             f"HappyHorse job {job_id} did not finish before its deadline {deadline}; it may still complete "
             "on the service (there is no cancel endpoint)."
+        )
+
+
+class ResultUnavailableError(HappyHorseError):
+    """The job's result file cannot be fetched (result URLs are temporary, about a day)."""
+
+    def __init__(self, job_id: str, url: str, detail: str) -> None:
+        self.job_id = job_id
+        self.url = url
+        super().__init__(
+            f"The video of HappyHorse job {job_id} cannot be fetched from {url}: {detail}. Result URLs expire "
+            "after about a day; a job whose URL expired must be generated again."
         )

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_happyhorse.models import JobStatus
+from airflow_provider_happyhorse.storage import StoredClip
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,12 +32,16 @@ class JobRecord:
     submitted_at: str
     job_id: str | None
     finished: JobStatus | None = None
+    stored: StoredClip | None = None
 
     def with_job_id(self, job_id: str) -> JobRecord:
         return replace(self, job_id=job_id)
 
     def with_finished(self, job: JobStatus) -> JobRecord:
         return replace(self, finished=job)
+
+    def with_stored(self, stored: StoredClip) -> JobRecord:
+        return replace(self, stored=stored)
 
 
 _warned_no_store = False
@@ -66,12 +71,20 @@ class JobRecordStore:
         raw = self._store.get(self.key)
         if not isinstance(raw, dict) or "fingerprint" not in raw:
             return None
-        return JobRecord(fingerprint=raw["fingerprint"], submitted_at=raw["submitted_at"], job_id=raw.get("job_id"))
+        stored = raw.get("stored")
+        return JobRecord(
+            fingerprint=raw["fingerprint"],
+            submitted_at=raw["submitted_at"],
+            job_id=raw.get("job_id"),
+            stored=StoredClip(**stored) if isinstance(stored, dict) else None,
+        )
 
     def save(self, record: JobRecord) -> None:
         if self._store is None:
             return
-        value = {k: v for k, v in asdict(record).items() if k != "finished"}
+        value = {k: v for k, v in asdict(record).items() if k not in ("finished", "stored")}
+        if record.stored is not None:
+            value["stored"] = record.stored.as_dict()
         self._store.set(self.key, value, retention=_never_expire())
 
     def delete(self) -> None:

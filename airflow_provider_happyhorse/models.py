@@ -130,6 +130,12 @@ class VideoRequest(BaseModel):
     def estimate_credits(self) -> float:
         return estimate_credits(self.mode, self.duration, self.sound)
 
+    def prompt_digest(self) -> str:
+        """SHA-256 of the prompt (and shots): lets an asset event name its prompt without carrying it."""
+        shots = [shot.prompt for shot in self.multi_prompt or ()]
+        text = json.dumps({"prompt": self.prompt, "shots": shots}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
 
 def _compact_number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
@@ -194,7 +200,7 @@ class JobStatus(BaseModel):
 
     @property
     def is_known_status(self) -> bool:
-        upper = self.status.upper()
+        upper = self.status.strip().upper()  # the same reading as classify_status
         return upper in SUCCESS_STATUSES or upper in FAILURE_STATUSES or upper in KNOWN_PENDING_STATUSES
 
 

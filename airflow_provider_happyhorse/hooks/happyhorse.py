@@ -11,8 +11,8 @@ import json
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +27,7 @@ from airflow_provider_happyhorse.exceptions import (
     HappyHorseError,
     JobTimeoutError,
     NotFoundError,
+    ResultUnavailableError,
     TransportError,
 )
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
@@ -134,6 +135,13 @@ def _new_async_client(settings: ConnectionSettings, transport: httpx.AsyncBaseTr
 shared_async_clients = _SharedAsyncClients()
 
 
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - coroutines driven by asyncio always run in a task
+        raise RuntimeError("HappyHorseHook's async methods must run inside an asyncio task")
+    return task
+
+
 class HappyHorseHook(BaseHook):
     """
     Talks to HappyHorse through an Airflow connection of type ``happyhorse``.
@@ -168,13 +176,15 @@ class HappyHorseHook(BaseHook):
         self.happyhorse_conn_id = happyhorse_conn_id
         self._transport = transport
         self._async_transport = async_transport
-        self._sleep = sleep
+        self.sleep = sleep
         self._async_sleep = async_sleep
-        self._rng = rng
+        self.rng = rng
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
-        self._held_async_client: httpx.AsyncClient | None = None
+        # Per task: concurrent tasks on one hook each hold their own reference to the shared client, so
+        # one task leaving its session never closes the client under another task's feet.
+        self._held_async_clients: dict[asyncio.Task[Any], httpx.AsyncClient] = {}
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -238,7 +248,7 @@ class HappyHorseHook(BaseHook):
                     except httpx.TransportError as exc:
                         outcome = exc
                 elif isinstance(action, Sleep):
-                    self._sleep(action.seconds)
+                    self.sleep(action.seconds)
                     outcome = None
         except StopIteration as stop:
             result: T = stop.value
@@ -247,21 +257,21 @@ class HappyHorseHook(BaseHook):
     @asynccontextmanager
     async def async_session(self) -> AsyncIterator[None]:
         """Hold this loop's shared client across many calls (a trigger holds it for its whole life)."""
-        if self._held_async_client is not None:
+        task = _current_task()
+        if task in self._held_async_clients:
             yield
             return
         settings = await self.aget_settings()
         async with shared_async_clients.use(settings, self._async_transport) as client:
-            self._held_async_client = client
+            self._held_async_clients[task] = client
             try:
                 yield
             finally:
-                self._held_async_client = None
+                del self._held_async_clients[task]
 
     async def _arun(self, flow: Flow[T]) -> T:
         async with self.async_session():
-            client = self._held_async_client
-            assert client is not None
+            client = self._held_async_clients[_current_task()]
             outcome: client_core.Outcome = None
             try:
                 while True:
@@ -289,7 +299,7 @@ class HappyHorseHook(BaseHook):
                 settings.api_key,
                 request,
                 settings.policy,
-                rng=self._rng,
+                rng=self.rng,
                 on_retry=self._log_retry,
             )
         )
@@ -303,7 +313,7 @@ class HappyHorseHook(BaseHook):
                 job_id,
                 settings.policy,
                 max_attempts=max_attempts,
-                rng=self._rng,
+                rng=self.rng,
                 on_retry=self._log_retry,
             )
         )
@@ -316,7 +326,7 @@ class HappyHorseHook(BaseHook):
                 settings.api_key,
                 request,
                 settings.policy,
-                rng=self._rng,
+                rng=self.rng,
                 on_retry=self._log_retry,
             )
         )
@@ -330,7 +340,7 @@ class HappyHorseHook(BaseHook):
                 job_id,
                 settings.policy,
                 max_attempts=max_attempts,
-                rng=self._rng,
+                rng=self.rng,
                 on_retry=self._log_retry,
             )
         )
@@ -347,15 +357,16 @@ class HappyHorseHook(BaseHook):
                 elapsed=(now - submitted_at).total_seconds(),
                 polls_done=polls,
                 remaining=max(remaining, 0.0),
-                rng=self._rng,
+                rng=self.rng,
             )
             if delay > 0:
-                self._sleep(delay)
+                self.sleep(delay)
             polls += 1
             try:
                 job = self.get_job(job_id)
             except NotFoundError:
-                if self._clock() - submitted_at > NOT_FOUND_GRACE:
+                # Past the deadline there is nothing left to wait for (and no delay: this would spin).
+                if self._clock() - submitted_at > NOT_FOUND_GRACE or self._clock() >= deadline:
                     raise
                 self.log.info("HappyHorse does not know job %s yet; polling again", job_id)
                 continue
@@ -368,6 +379,20 @@ class HappyHorseHook(BaseHook):
                 return job
             if self._clock() >= deadline:
                 raise JobTimeoutError(job_id, deadline.isoformat())
+
+    @contextmanager
+    def stream_result(self, job_id: str, url: str) -> Iterator[httpx.Response]:
+        """Stream a job's result file. The API key is not sent: the URL is not the API's."""
+        try:
+            with self.get_conn().stream("GET", url, headers={"User-Agent": client_core.USER_AGENT}) as response:
+                if response.status_code in (403, 404, 410):
+                    raise ResultUnavailableError(job_id, url, f"HTTP {response.status_code}")
+                if response.status_code >= 400:
+                    response.read()
+                    raise client_core.error_for_status(response.status_code, None, response)
+                yield response
+        except httpx.TransportError as exc:
+            raise client_core.map_transport_error(exc) from None
 
     def test_connection(self) -> tuple[bool, str]:
         """Tell a bad key, an unreachable host and a working setup apart, without creating a job."""

@@ -19,12 +19,15 @@ from airflow_provider_happyhorse.exceptions import (
     JobFailedError,
     JobTimeoutError,
     NotFoundError,
+    ResultUnavailableError,
     SubmissionOutcomeUnknownError,
 )
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
+from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
+from airflow_provider_happyhorse.storage import StoredClip, store_clip
 from airflow_provider_happyhorse.triggers.happyhorse import (
     EVENT_ERROR,
     EVENT_FAILED,
@@ -36,6 +39,7 @@ from airflow_provider_happyhorse.triggers.happyhorse import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from pydantic import JsonValue
 
 DEFAULT_TIMEOUT = timedelta(hours=1)
 # Extra time the scheduler allows a deferred task beyond the trigger's own deadline (a backstop only).
@@ -139,6 +143,7 @@ class GenerateVideoOperator(BaseOperator):
         self.timeout = timeout
         self.max_credits = max_credits
         self.output_path = output_path
+        self._result: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> HappyHorseHook:
@@ -350,15 +355,65 @@ class GenerateVideoOperator(BaseOperator):
         self, context: Context, record: JobRecord, job: JobStatus, *, finished_at: str | None = None
     ) -> dict[str, Any]:
         request = self.video_request()
-        event = {
-            "job_id": job.job_id,
-            "job_status": job.status,
-            "video_url": job.video_url,
-            "finished_at": finished_at or _utcnow().isoformat(),
-        }
+        finished = finished_at or _utcnow().isoformat()
+        event = {"job_id": job.job_id, "job_status": job.status, "video_url": job.video_url, "finished_at": finished}
         result = complete_result(self._known_result(record, request), event)
-        self.log.info("Job %s finished %s: %s", job.job_id, job.status, job.video_url)
+        elapsed = datetime.fromisoformat(finished) - datetime.fromisoformat(record.submitted_at)
+        self.log.info(
+            "Job %s finished %s %.0f s after submission: %s",
+            job.job_id,
+            job.status,
+            elapsed.total_seconds(),
+            job.video_url,
+        )
+        if self.output_path is not None:
+            clip = self._store(JobRecordStore.from_context(context, self.log), record, job)
+            result.update(stored_path=clip.path, stored_size=clip.size, stored_sha256=clip.sha256)
+            self._emit_asset_events(context, clip, job, request)
+        self._result = result
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Used by the OpenLineage provider, when installed, after the task ran on a worker."""
+        return operator_lineage(self._result)
+
+    def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus) -> StoredClip:
+        """Download the clip on the worker (never in the triggerer) into ``output_path``."""
+        if not job.video_url:
+            raise AirflowException(str(ResultUnavailableError(job.job_id, "(none)", "the job has no result URL")))
+        try:
+            clip, downloaded = store_clip(
+                self.hook, job_id=job.job_id, url=job.video_url, destination=self.output_path, known=record.stored
+            )
+        except HappyHorseError as error:
+            raise AirflowException(str(error)) from None
+        store.save(record.with_stored(clip))
+        self.log.info(
+            "%s clip of job %s at %s (%d bytes, sha256 %s)",
+            "Stored" if downloaded else "Already stored (download skipped):",
+            job.job_id,
+            clip.path,
+            clip.size,
+            clip.sha256,
+        )
+        return clip
+
+    def _emit_asset_events(self, context: Context, clip: StoredClip, job: JobStatus, request: VideoRequest) -> None:
+        """An asset event for the stored clip on every asset (alias) outlet, for downstream DAGs."""
+        from airflow.providers.common.compat.sdk import Asset, AssetAlias
+
+        extra: dict[str, JsonValue] = {
+            "job_id": job.job_id,
+            "prompt_sha256": request.prompt_digest(),
+            "sha256": clip.sha256,
+            "size": clip.size,
+            "video_url": job.video_url,
+        }
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):
+                context["outlet_events"][outlet].add(Asset(clip.path), extra=extra)
+            elif isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(extra)
 
     def on_kill(self) -> None:
         self.log.warning(

@@ -1,0 +1,220 @@
+"""Keeping the clip: streamed, verified, atomic storage into real files (file://), and the asset event."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException, Asset, AssetAlias
+
+from airflow_provider_happyhorse.exceptions import ResultUnavailableError, TransportError
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from airflow_provider_happyhorse.storage import StoredClip, store_clip
+from unit.fake_service import API_KEY, CONN_JSON, FakeClock, FakeService
+
+CLIP = bytes(range(256)) * 4096  # 1 MiB, not all one byte
+URL = "http://cdn.test/files/n92abc123hh10.mp4"
+
+
+@pytest.fixture(autouse=True)
+def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+
+
+class ChunkStream(httpx.SyncByteStream):
+    def __init__(self, chunks: list[bytes], fail_after: int | None = None) -> None:
+        self.chunks = chunks
+        self.fail_after = fail_after
+
+    def __iter__(self) -> Iterator[bytes]:
+        for index, chunk in enumerate(self.chunks):
+            if self.fail_after is not None and index == self.fail_after:
+                raise httpx.ReadError("connection reset mid-download")
+            yield chunk
+
+
+class FileServer:
+    """Serves CLIP in 64 KiB chunks; ``script`` overrides the next answers."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.script: list[Callable[[], httpx.Response]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.script:
+            return self.script.pop(0)()
+        return ok()
+
+    def hook(self) -> HappyHorseHook:
+        return HappyHorseHook(transport=httpx.MockTransport(self.handle), sleep=lambda s: None, rng=lambda: 0.5)
+
+
+def ok(body: bytes = CLIP, *, length: int | None = None, fail_after: int | None = None) -> httpx.Response:
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    headers = {"Content-Length": str(len(body) if length is None else length), "Content-Type": "video/mp4"}
+    return httpx.Response(200, headers=headers, stream=ChunkStream(chunks, fail_after))
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".partial"))
+
+
+def test_stores_streamed_clip_with_size_and_checksum(tmp_path: Path) -> None:
+    server = FileServer()
+    destination = tmp_path / "out" / "clip.mp4"
+    clip, downloaded = store_clip(server.hook(), job_id="j1", url=URL, destination=str(destination))
+    assert downloaded
+    assert destination.read_bytes() == CLIP
+    assert clip == StoredClip(path=f"file://{destination}", size=len(CLIP), sha256=hashlib.sha256(CLIP).hexdigest())
+    assert leftovers(destination.parent) == []
+    # The result URL is not the API: the key is not sent there.
+    assert "authorization" not in server.requests[0].headers
+
+
+def test_truncated_download_never_reaches_the_final_path(tmp_path: Path) -> None:
+    server = FileServer()
+    server.script = [lambda: ok(CLIP[:1000], length=len(CLIP))] * 5
+    destination = tmp_path / "clip.mp4"
+    with pytest.raises(TransportError, match="stopped at 1000 of"):
+        store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+    assert not destination.exists()
+    assert leftovers(tmp_path) == []
+    assert len(server.requests) == 5  # the connection's retry limit
+
+
+def test_connection_drop_mid_stream_is_retried(tmp_path: Path) -> None:
+    server = FileServer()
+    server.script = [lambda: ok(fail_after=3)]
+    destination = tmp_path / "clip.mp4"
+    clip, _ = store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+    assert destination.read_bytes() == CLIP
+    assert clip.size == len(CLIP)
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_expired_result_url_names_the_job(tmp_path: Path, status: int) -> None:
+    server = FileServer()
+    server.script = [lambda: httpx.Response(status, text="gone")]
+    destination = tmp_path / "clip.mp4"
+    with pytest.raises(ResultUnavailableError, match=r"job n92dead cannot be fetched .* HTTP %d" % status):
+        store_clip(server.hook(), job_id="n92dead", url=URL, destination=destination)
+    assert not destination.exists()
+    assert len(server.requests) == 1
+
+
+def test_same_complete_file_is_not_downloaded_again(tmp_path: Path) -> None:
+    server = FileServer()
+    destination = tmp_path / "clip.mp4"
+    first, _ = store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+    again, downloaded = store_clip(server.hook(), job_id="j1", url=URL, destination=destination, known=first)
+    assert (again, downloaded) == (first, False)
+    assert len(server.requests) == 1
+
+
+def test_damaged_file_is_downloaded_again(tmp_path: Path) -> None:
+    server = FileServer()
+    destination = tmp_path / "clip.mp4"
+    first, _ = store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+    destination.write_bytes(CLIP[:-1] + b"x")
+    again, downloaded = store_clip(server.hook(), job_id="j1", url=URL, destination=destination, known=first)
+    assert downloaded
+    assert again == first
+    assert destination.read_bytes() == CLIP
+
+
+def test_partial_left_by_a_killed_try_is_removed(tmp_path: Path) -> None:
+    (tmp_path / ".clip.mp4.j1.deadbeef.partial").write_bytes(b"half a video")
+    (tmp_path / ".other.mp4.j2.cafe.partial").write_bytes(b"someone else's")
+    store_clip(FileServer().hook(), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
+    assert leftovers(tmp_path) == [".other.mp4.j2.cafe.partial"]
+
+
+# -- through the operator --------------------------------------------------------------------------------
+
+
+def finished_event(service: FakeService) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "job_id": service.job_id,
+        "job_status": "SUCCESS",
+        "video_url": URL,
+        "finished_at": service.clock.now.isoformat(),
+    }
+
+
+def operator_with_files(service: FakeService, server: FileServer, **kwargs: Any) -> GenerateVideoOperator:
+    def route(request: httpx.Request) -> httpx.Response:
+        return server.handle(request) if request.url.host == "cdn.test" else service.handle(request)
+
+    operator = GenerateVideoOperator(task_id="video", prompt="a horse", **kwargs)
+    operator.hook = HappyHorseHook(transport=httpx.MockTransport(route), sleep=service.clock.sleep)  # type: ignore[misc]
+    return operator
+
+
+def test_operator_stores_clip_emits_asset_event_and_skips_on_retry(tmp_path: Path) -> None:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from unit.test_operator import DictStore, make_context
+
+    service = FakeService(FakeClock())
+    server = FileServer()
+    destination = tmp_path / "daily" / "2026-01-01.mp4"
+    alias = AssetAlias("happyhorse_clips")
+    named = Asset("happyhorse://daily")
+    store = DictStore()
+    results = []
+    for _ in range(2):  # a first try, then a retry of the same task instance
+        operator = operator_with_files(service, server, output_path=str(destination), outlets=[alias, named])
+        context = make_context(store)
+        context["outlet_events"] = OutletEventAccessors()
+        results.append(operator.execute_complete(context, finished_event(service)))
+    first, second = results
+    digest = hashlib.sha256(CLIP).hexdigest()
+    assert first["stored_path"] == f"file://{destination}"
+    assert (first["stored_size"], first["stored_sha256"]) == (len(CLIP), digest)
+    assert second["stored_sha256"] == digest
+    assert len(server.requests) == 1  # the retry found the same complete file
+    events = context["outlet_events"]
+    [alias_event] = events[alias].asset_alias_events
+    assert alias_event.dest_asset_key.uri == f"file://{destination}"
+    assert alias_event.extra["job_id"] == service.job_id
+    assert alias_event.extra["sha256"] == digest
+    assert len(alias_event.extra["prompt_sha256"]) == 64
+    assert events[named].extra["sha256"] == digest
+    assert API_KEY not in repr(results)
+
+
+def test_operator_fails_clearly_when_the_url_expired(tmp_path: Path) -> None:
+    from unit.test_operator import DictStore, make_context
+
+    service = FakeService(FakeClock())
+    server = FileServer()
+    server.script = [lambda: httpx.Response(410)]
+    operator = operator_with_files(service, server, output_path=str(tmp_path / "x.mp4"))
+    with pytest.raises(AirflowException, match=f"job {service.job_id} cannot be fetched"):
+        operator.execute_complete(make_context(DictStore()), finished_event(service))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_openlineage_facets_name_the_stored_clip_and_job(tmp_path: Path) -> None:
+    from unit.test_operator import DictStore, make_context
+
+    service = FakeService(FakeClock())
+    operator = operator_with_files(service, FileServer(), output_path=f"s3://videos/daily/{service.job_id}.mp4")
+    operator._result = None
+    assert operator.get_openlineage_facets_on_complete(None) is None
+    destination = tmp_path / "clip.mp4"
+    operator = operator_with_files(service, FileServer(), output_path=str(destination))
+    operator.execute_complete(make_context(DictStore()), finished_event(service))
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    [output] = lineage.outputs
+    assert (output.namespace, output.name) == ("file", str(destination))
+    assert lineage.run_facets["externalQuery"].externalQueryId == service.job_id
+    assert lineage.run_facets["happyhorse"].model == "happyhorse-1.0/video"
+    assert lineage.run_facets["happyhorse"].credits_estimate == 300
