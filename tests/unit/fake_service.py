@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 
@@ -104,3 +105,37 @@ def raise_error(exc_type: type[httpx.TransportError]) -> Fault:
         raise exc_type("scripted", request=request)
 
     return fault
+
+
+class DictStore:
+    """A task state store double with the real accessor's get/set/delete."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.retentions: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        assert value is not None
+        self.values[key] = value
+        self.retentions[key] = retention
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def make_context(store: DictStore | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"ti": FakeTI()}
+    if store is not None:
+        context["task_state_store"] = store
+    return context

@@ -15,46 +15,12 @@ from airflow_provider_happyhorse.job_store import JobRecordStore
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
-from unit.fake_service import API_KEY, CONN_JSON, FakeClock, FakeService, raise_error, respond
+from unit.fake_service import API_KEY, CONN_JSON, DictStore, FakeClock, FakeService, make_context, raise_error, respond
 
 
 @pytest.fixture(autouse=True)
 def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
-
-
-class DictStore:
-    """A task state store double with the real accessor's get/set/delete."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.retentions: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        assert value is not None
-        self.values[key] = value
-        self.retentions[key] = retention
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
-def make_context(store: DictStore | None) -> dict[str, Any]:
-    context: dict[str, Any] = {"ti": FakeTI()}
-    if store is not None:
-        context["task_state_store"] = store
-    return context
 
 
 def make_operator(service: FakeService, **kwargs: Any) -> GenerateVideoOperator:

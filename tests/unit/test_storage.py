@@ -15,7 +15,7 @@ from airflow_provider_happyhorse.exceptions import ResultUnavailableError, Trans
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.storage import StoredClip, store_clip
-from unit.fake_service import API_KEY, CONN_JSON, FakeClock, FakeService
+from unit.fake_service import API_KEY, CONN_JSON, DictStore, FakeClock, FakeService, make_context
 
 CLIP = bytes(range(256)) * 4096  # 1 MiB, not all one byte
 URL = "http://cdn.test/files/n92abc123hh10.mp4"
@@ -103,7 +103,7 @@ def test_expired_result_url_names_the_job(tmp_path: Path, status: int) -> None:
     server = FileServer()
     server.script = [lambda: httpx.Response(status, text="gone")]
     destination = tmp_path / "clip.mp4"
-    with pytest.raises(ResultUnavailableError, match=r"job n92dead cannot be fetched .* HTTP %d" % status):
+    with pytest.raises(ResultUnavailableError, match=rf"job n92dead cannot be fetched .* HTTP {status}"):
         store_clip(server.hook(), job_id="n92dead", url=URL, destination=destination)
     assert not destination.exists()
     assert len(server.requests) == 1
@@ -160,7 +160,6 @@ def operator_with_files(service: FakeService, server: FileServer, **kwargs: Any)
 
 def test_operator_stores_clip_emits_asset_event_and_skips_on_retry(tmp_path: Path) -> None:
     from airflow.sdk.execution_time.context import OutletEventAccessors
-    from unit.test_operator import DictStore, make_context
 
     service = FakeService(FakeClock())
     server = FileServer()
@@ -191,8 +190,6 @@ def test_operator_stores_clip_emits_asset_event_and_skips_on_retry(tmp_path: Pat
 
 
 def test_operator_fails_clearly_when_the_url_expired(tmp_path: Path) -> None:
-    from unit.test_operator import DictStore, make_context
-
     service = FakeService(FakeClock())
     server = FileServer()
     server.script = [lambda: httpx.Response(410)]
@@ -203,8 +200,6 @@ def test_operator_fails_clearly_when_the_url_expired(tmp_path: Path) -> None:
 
 
 def test_openlineage_facets_name_the_stored_clip_and_job(tmp_path: Path) -> None:
-    from unit.test_operator import DictStore, make_context
-
     service = FakeService(FakeClock())
     operator = operator_with_files(service, FileServer(), output_path=f"s3://videos/daily/{service.job_id}.mp4")
     operator._result = None
