@@ -1,0 +1,40 @@
+"""
+Daily content: one clip a day, its prompt templated from the run's date, stored to object storage.
+
+The task defers while the video renders (no worker slot held); the stored clip is announced as an
+asset event on the ``happyhorse_clips`` alias, which ``happyhorse_publish`` is scheduled on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, AssetAlias
+from happyhorse_example_settings import OUTPUT_ROOT, POLLING
+
+from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+
+with DAG(
+    dag_id="happyhorse_daily_content",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["happyhorse", "example"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+):
+    GenerateVideoOperator(
+        task_id="daily_clip",
+        prompt=(
+            "A calm morning news intro for {{ macros.ds_format(ds, '%Y-%m-%d', '%A %d %B %Y') }}: "
+            "sunrise over a city skyline, warm light, slow dolly-in, soft ambient music."
+        ),
+        mode="std",
+        duration=5,
+        aspect_ratio="16:9",
+        sound=True,
+        max_credits=400,
+        output_path=f"{OUTPUT_ROOT}/daily/{{{{ ds }}}}.mp4",
+        outlets=[AssetAlias("happyhorse_clips")],
+        **POLLING,
+    )
