@@ -53,6 +53,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self.happyhorse_conn_id = happyhorse_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
+        self._result: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> HappyHorseHook:
@@ -97,9 +98,11 @@ class HappyHorseJobSensor(BaseSensorOperator):
             "video_url": job.video_url,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
-        return PokeReturnValue(is_done=True, xcom_value=complete_result(None, event))
+        self._result = complete_result(None, event)
+        return PokeReturnValue(is_done=True, xcom_value=self._result)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") == EVENT_SUCCESS:
-            return complete_result(None, event)
+            self._result = complete_result(None, event)
+            return self._result
         raise_for_event(event)

@@ -14,6 +14,7 @@ from airflow_provider_happyhorse import client_core
 from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import HappyHorseError, NotFoundError
 from airflow_provider_happyhorse.hooks.happyhorse import NOT_FOUND_GRACE, HappyHorseHook
+from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoResult
 
 # Event "status" values; every event also carries "job_id".
@@ -99,6 +100,12 @@ class HappyHorseJobTrigger(BaseTrigger):
         return random.random()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The event is yielded after the HTTP session is released: nothing is left to clean up once a
+        # consumer has the event and closes this generator.
+        event = await self._wait()
+        yield event
+
+    async def _wait(self) -> TriggerEvent:
         deadline = datetime.fromisoformat(self.deadline)
         submitted_at = datetime.fromisoformat(self.submitted_at)
         schedule = PollSchedule(
@@ -138,16 +145,13 @@ class HappyHorseJobTrigger(BaseTrigger):
                     if self._now() - submitted_at <= NOT_FOUND_GRACE and self._now() < deadline:
                         self.log.info("Job %s not found yet (%s); polling again", self.job_id, error)
                         continue
-                    yield self._error_event(error, polls, transient_errors)
-                    return
+                    return self._error_event(error, polls, transient_errors)
                 except HappyHorseError as error:
                     if not client_core.is_retryable_poll_error(error):
-                        yield self._error_event(error, polls, transient_errors)
-                        return
+                        return self._error_event(error, polls, transient_errors)
                     transient_errors += 1
                     if self._now() >= deadline:
-                        yield self._timeout_event(polls, transient_errors, str(error))
-                        return
+                        return self._timeout_event(polls, transient_errors, str(error))
                     next_wait = client_core.retry_after_of(error)
                     self.log.warning(
                         "Status of job %s unavailable (%s); transient error %d, polling again",
@@ -166,11 +170,9 @@ class HappyHorseJobTrigger(BaseTrigger):
                         )
                     self.log.debug("Job %s is %s after %d polls", self.job_id, job.status, polls)
                     if self._now() >= deadline:
-                        yield self._timeout_event(polls, transient_errors, f"last status {job.status}")
-                        return
+                        return self._timeout_event(polls, transient_errors, f"last status {job.status}")
                     continue
-                yield self._final_event(job, polls, transient_errors)
-                return
+                return self._final_event(job, polls, transient_errors)
 
     def _base_payload(self, status: str, polls: int, transient_errors: int) -> dict[str, Any]:
         return {
@@ -192,7 +194,10 @@ class HappyHorseJobTrigger(BaseTrigger):
         self.log.info("Job %s succeeded after %d polls: %s", self.job_id, polls, job.video_url)
         if self.end_task_on_success:
             result = complete_result(self.result, payload)
-            return TaskSuccessEvent(xcoms={"return_value": result, "job_id": self.job_id})
+            # No worker runs after this event, so the trigger also stores what the worker would have:
+            # the result, the job id, and the extra link's URL.
+            xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: job.video_url}
+            return TaskSuccessEvent(xcoms=xcoms)
         return TriggerEvent(payload)
 
     def _timeout_event(self, polls: int, transient_errors: int, detail: str) -> TriggerEvent:
