@@ -89,19 +89,18 @@ class VideoRequest(BaseModel):
                 raise ValueError("multi_prompt: required (at least one shot) when multi_shots is true")
             if images is not None and len(images) != 1:
                 raise ValueError("image_urls: multi-shot takes exactly 1 image (the first frame)")
-            durations = [shot.duration for shot in self.multi_prompt]
-            given = [d for d in durations if d is not None]
-            if given and len(given) != len(durations):
-                raise ValueError("multi_prompt: give a duration for every shot or for none")
-            if given and abs(sum(given) - self.duration) > 1e-6:
-                raise ValueError(
-                    f"multi_prompt: shot durations add up to {sum(given):g}, not duration {self.duration:g}"
-                )
         else:
             if self.prompt is None or not self.prompt.strip():
                 raise ValueError("prompt: required unless multi_shots is true")
             if images is not None and len(images) > 2:
                 raise ValueError("image_urls: single-shot takes at most 2 images (first and last frame)")
+        # Shots are checked whenever they are given, as the service checks them.
+        durations = [shot.duration for shot in self.multi_prompt or ()]
+        given = [d for d in durations if d is not None]
+        if given and len(given) != len(durations):
+            raise ValueError("multi_prompt: give a duration for every shot or for none")
+        if given and abs(sum(given) - self.duration) > 1e-6:
+            raise ValueError(f"multi_prompt: shot durations add up to {sum(given):g}, not duration {self.duration:g}")
         return self
 
     @classmethod
