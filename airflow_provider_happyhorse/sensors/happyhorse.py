@@ -18,7 +18,7 @@ from airflow_provider_happyhorse.exceptions import HappyHorseError, JobFailedErr
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobState
-from airflow_provider_happyhorse.operators.happyhorse import PERMANENT_ERRORS, raise_for_event
+from airflow_provider_happyhorse.operators.happyhorse import PERMANENT_ERRORS, job_event, raise_for_event
 from airflow_provider_happyhorse.triggers.happyhorse import EVENT_SUCCESS, HappyHorseJobTrigger, complete_result
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self._result = complete_result(None, event)
         return PokeReturnValue(is_done=True, xcom_value=self._result)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
+        if not isinstance(event, dict):  # `airflow dags test`: see GenerateVideoOperator.execute_complete
+            event = job_event(self.hook.get_job(self.job_id))
         if event.get("status") == EVENT_SUCCESS:
             self._result = complete_result(None, event)
             return self._result

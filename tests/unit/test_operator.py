@@ -321,3 +321,16 @@ def test_mapped_operator_in_a_dag_parses() -> None:
         )
     assert {task.task_id for task in dag.tasks} == {"expand", "expand_kwargs"}
     assert set(GenerateVideoOperator.template_fields) >= {"prompt", "image_urls", "multi_prompt", "output_path"}
+
+
+def test_bare_task_end_payload_from_dags_test_reads_the_job_once_more() -> None:
+    """`airflow dags test` hands a TaskSuccessEvent's payload ("success") back to the task."""
+    service = FakeService(FakeClock(), finish_after=0.0)
+    store = DictStore()
+    previous_try(service, store)
+    calls_before = service.status_calls
+    result = make_operator(service).execute_complete(make_context(store), "success")
+    assert result["job_id"] == service.job_id
+    assert result["video_url"] == f"http://hh.test/files/{service.job_id}.mp4"
+    assert service.status_calls == calls_before + 1
+    assert service.posts == 1
