@@ -1,0 +1,136 @@
+"""``happyhorse-emulator`` / ``python -m airflow_provider_happyhorse.emulator``: serve the emulator.
+
+Settings come from the defaults, then ``--config FILE`` (an ``EmulatorConfig`` as JSON), then the flags.
+It binds 127.0.0.1:8765 unless told otherwise and prints one line with its URL; no access log by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from .app import create_app, is_loopback_host
+from .config import EmulatorConfig
+from .server import bind_socket, uvicorn_config
+
+logger = logging.getLogger("airflow_provider_happyhorse.emulator")
+
+# flag -> (config field, type); fault flags set fields of the nested FaultConfig.
+_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--speed": ("speed", float, "multiply every render time (0.01: a 40 s render takes 0.4 s)"),
+    "--base-seconds": ("base_seconds", float, "render time model: fixed part"),
+    "--per-video-second": ("per_video_second", float, "render time model: seconds per second of video"),
+    "--pro-factor": ("pro_factor", float, "render time model: factor for mode=pro"),
+    "--audio-factor": ("audio_factor", float, "render time model: factor for sound=true"),
+    "--jitter": ("jitter", float, "render times vary by +/- this fraction"),
+    "--seed": ("seed", int, "seed of the fault and job decisions"),
+    "--rate-limit": ("rate_limit_per_second", float, "per-key requests per second (default: no limit)"),
+    "--rate-limit-burst": ("rate_limit_burst", int, "per-key burst size"),
+    "--result-ttl": ("result_ttl_seconds", float, "seconds a result file stays downloadable (then 410)"),
+    "--job-failure-rate": ("job_failure_rate", float, "share of jobs that end FAILED"),
+}
+_FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--fault-server-error": ("server_error_rate", float, "rate of 500/502/503/504 answers"),
+    "--fault-rate-limit-storm": ("rate_limit_storm_rate", float, "rate of 429 answers with Retry-After"),
+    "--fault-slow-response": ("slow_response_rate", float, "rate of answers delayed by --fault-slow-seconds"),
+    "--fault-slow-seconds": ("slow_response_seconds", float, "delay of a slow answer"),
+    "--fault-drop-after-create": ("drop_after_create_rate", float, "rate of POSTs dropped after creating"),
+    "--fault-drop-before-create": ("drop_before_create_rate", float, "rate of POSTs dropped before creating"),
+    "--fault-malformed-body": ("malformed_body_rate", float, "rate of 200 answers with a broken body"),
+    "--fault-status-variant": ("status_variant_rate", float, "share of jobs using alternative spellings"),
+    "--fault-unknown-status": ("unknown_status_rate", float, "share of jobs reporting an unlisted status"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="happyhorse-emulator", description="A local emulator of the HappyHorse video generation API."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0 picks a free one")
+    parser.add_argument("--config", metavar="JSON_FILE", help="an EmulatorConfig as JSON")
+    parser.add_argument("--state-file", metavar="PATH", help="job log replayed at start-up (restart survival)")
+    parser.add_argument("--api-key", action="append", metavar="KEY", help="accepted key (repeatable)")
+    parser.add_argument("--no-credit-key", action="append", metavar="KEY", help="key answered 402 (repeatable)")
+    parser.add_argument("--forbidden-key", action="append", metavar="KEY", help="key answered 403 (repeatable)")
+    parser.add_argument("--max-concurrent", type=int, metavar="N", help="renders at once per key; 0: no limit")
+    for table in (_FLAGS, _FAULT_FLAGS):
+        for flag, (field, kind, text) in table.items():
+            parser.add_argument(flag, dest=field, type=kind, help=text)
+    parser.add_argument(
+        "--faults-on", choices=("generate", "status", "both"), help="endpoints the request faults hit (default: both)"
+    )
+    parser.add_argument("--no-admin", action="store_true", help="turn off the /_emulator/* admin routes")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """Defaults, then the ``--config`` file, then the flags."""
+    config = EmulatorConfig()
+    if args.config:
+        with open(args.config, encoding="utf-8") as file:
+            config = EmulatorConfig.model_validate(json.load(file))
+    partial: dict[str, Any] = {}
+    for field, _, _ in _FLAGS.values():
+        if getattr(args, field) is not None:
+            partial[field] = getattr(args, field)
+    faults: dict[str, Any] = {}
+    for field, _, _ in _FAULT_FLAGS.values():
+        if getattr(args, field) is not None:
+            faults[field] = getattr(args, field)
+    if args.faults_on:
+        faults["faults_on"] = ("generate", "status") if args.faults_on == "both" else (args.faults_on,)
+    if faults:
+        partial["faults"] = faults
+    if args.api_key:
+        partial["api_keys"] = tuple(args.api_key)
+    if args.no_credit_key:
+        partial["no_credit_keys"] = tuple(args.no_credit_key)
+    if args.forbidden_key:
+        partial["forbidden_keys"] = tuple(args.forbidden_key)
+    if args.max_concurrent is not None:
+        partial["max_concurrent_per_key"] = args.max_concurrent or None
+    if args.state_file:
+        partial["state_file"] = args.state_file
+    if args.no_admin:
+        partial["admin_enabled"] = False
+    return config.merged(partial)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"happyhorse-emulator: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if not is_loopback_host(args.host):
+        logger.warning("binding %s: the emulator is reachable from other machines", args.host)
+    app = create_app(config)
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    key = config.api_keys[0] if config.api_keys else "-"
+    print(f"happyhorse-emulator listening on http://{shown_host}:{port} (api key: {key})", flush=True)
+    server = uvicorn.Server(uvicorn_config(app, access_log=args.access_log, log_level=args.log_level))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

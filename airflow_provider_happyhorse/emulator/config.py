@@ -1,0 +1,126 @@
+"""Every knob of the emulator in one immutable object.
+
+``EmulatorConfig`` is what the CLI flags, the ``--config`` JSON file, ``POST /_emulator/config`` and the test
+handles all produce. It is a frozen pydantic model: a runtime change builds a new object with
+:meth:`EmulatorConfig.merged`, so a request never sees half of an update.
+
+Times are in seconds. ``speed`` multiplies the render time model only (``speed=0.01`` turns a 40 s render into
+0.4 s); the result TTL, the slow-response delay and ``Retry-After`` values are not scaled, so tests set those
+directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Endpoint = Literal["generate", "status"]
+
+DEFAULT_API_KEY = "emulator-demo-key"
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class FaultConfig(BaseModel):
+    """Injected faults, each with the probability that one request (or one job) gets it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    server_error_rate: Rate = 0.0
+    """5xx on an endpoint, chosen among 500/502/503/504 (503 sometimes carries ``Retry-After``).
+
+    On POST, a 503 with ``Retry-After`` never created the task; any other 5xx did, half of the time (a gateway
+    that gave up on a slow backend), so a client that resubmits after it may pay twice."""
+    rate_limit_storm_rate: Rate = 0.0
+    """429 with ``Retry-After`` in seconds or as an HTTP date, regardless of the per-key limit."""
+    slow_response_rate: Rate = 0.0
+    """Answer only after ``slow_response_seconds``; on POST the task is created before the delay."""
+    slow_response_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    drop_after_create_rate: Rate = 0.0
+    """POST: create the task, then drop the connection mid-response (the double-submit trap)."""
+    drop_before_create_rate: Rate = 0.0
+    """POST: drop the connection mid-response without creating a task."""
+    malformed_body_rate: Rate = 0.0
+    """HTTP 200 whose body is not JSON or has no ``data`` (on POST the task exists)."""
+    status_variant_rate: Rate = 0.0
+    """Per job: use the alternative spellings (COMPLETED, FAILURE/CANCELLED, error/fail_reason/message...)."""
+    unknown_status_rate: Rate = 0.0
+    """Per job: report an unlisted status (e.g. RENDERING_PREVIEW) during the first half of the render."""
+    faults_on: tuple[Endpoint, ...] = ("generate", "status")
+    """Endpoints the per-request faults apply to. Admin and file routes never get faults."""
+
+
+class EmulatorConfig(BaseModel):
+    """All settings of one emulator instance; the defaults suit the demo (real-time renders)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
+    """Bearer keys accepted with credits."""
+    no_credit_keys: tuple[str, ...] = ()
+    """Valid keys whose submissions get 402 ``{"code": 402, "message": "insufficient credits"}``."""
+    forbidden_keys: tuple[str, ...] = ()
+    """Valid keys whose submissions get 403 ``{"error": {"code": "workflow_not_enabled", ...}}``."""
+
+    base_seconds: float = Field(default=20.0, ge=0.0)
+    per_video_second: float = Field(default=3.0, ge=0.0)
+    pro_factor: float = Field(default=1.5, ge=0.0)
+    audio_factor: float = Field(default=1.2, ge=0.0)
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Render times vary uniformly by +/- this fraction."""
+    speed: float = Field(default=1.0, gt=0.0)
+    """Multiplies every render time."""
+
+    max_concurrent_per_key: int | None = Field(default=4, ge=1)
+    """Renders running at once per key; later jobs stay queued. None: no limit."""
+    rate_limit_per_second: float | None = Field(default=None, gt=0.0)
+    """Token-bucket refill per key for both API endpoints. None: no limit."""
+    rate_limit_burst: int = Field(default=10, ge=1)
+
+    result_ttl_seconds: float = Field(default=86_400.0, ge=0.0)
+    """After a job finishes, its file route answers for this long, then 410."""
+    job_failure_rate: Rate = 0.0
+    """Share of jobs that end FAILED with a reason."""
+
+    seed: int = 0
+    """Seeds the fault and job decisions (and re-seeds on reset) so runs are reproducible."""
+    admin_enabled: bool = True
+    """Serve the admin routes (``/_emulator/stats``, ``reset``, ``config``, ``health``); else they answer 404.
+
+    The test image route ``/_emulator/images/<W>x<H>.png`` stays on either way."""
+    state_file: str | None = None
+    """Append-only JSON-lines job log replayed at start-up, so jobs survive a restart."""
+
+    faults: FaultConfig = FaultConfig()
+
+    @model_validator(mode="after")
+    def _keys_are_disjoint(self) -> EmulatorConfig:
+        groups = (self.api_keys, self.no_credit_keys, self.forbidden_keys)
+        seen: set[str] = set()
+        for group in groups:
+            for key in group:
+                if not key:
+                    raise ValueError("API keys must not be empty")
+                if key in seen:
+                    raise ValueError(f"key {key!r} is listed twice")
+                seen.add(key)
+        return self
+
+    @property
+    def primary_api_key(self) -> str:
+        """The first accepted key with credits (what tests and the demo use)."""
+        if not self.api_keys:
+            raise ValueError("no API key is configured")
+        return self.api_keys[0]
+
+    def merged(self, partial: Mapping[str, Any]) -> EmulatorConfig:
+        """Return a validated copy with ``partial`` applied; ``faults`` may itself be partial."""
+        data = self.model_dump()
+        for name, value in partial.items():
+            if name == "faults" and isinstance(value, Mapping):
+                data["faults"] = {**data["faults"], **value}
+            else:
+                data[name] = value
+        return EmulatorConfig.model_validate(data)
