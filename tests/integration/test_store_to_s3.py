@@ -1,0 +1,87 @@
+"""A clip rendered by the emulator and stored to s3:// on a real S3-compatible server (moto) on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from airflow_provider_happyhorse.emulator import EmulatorServer
+from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from unit.fake_service import DictStore, make_context
+
+BUCKET = "happyhorse-clips"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_MOTO",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+def test_blocking_run_stores_the_clip_in_s3(
+    monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, s3: object
+) -> None:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    connection = {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", json.dumps(connection))
+    operator = GenerateVideoOperator(
+        task_id="to_s3",
+        prompt="a horse in the clouds",
+        duration=4,
+        deferrable=False,
+        first_poll_after=0.3,
+        poll_interval=0.2,
+        output_path=f"s3://aws_moto@{BUCKET}/daily/clip.mp4",
+    )
+    context = make_context(DictStore())
+    context["outlet_events"] = OutletEventAccessors()
+    result = operator.execute(context)
+
+    listed = s3.list_objects_v2(Bucket=BUCKET)["Contents"]  # type: ignore[attr-defined]
+    assert [item["Key"] for item in listed] == ["daily/clip.mp4"]  # the temporary object is gone
+    body = s3.get_object(Bucket=BUCKET, Key="daily/clip.mp4")["Body"].read()  # type: ignore[attr-defined]
+    assert result["stored_path"].endswith(f"{BUCKET}/daily/clip.mp4")
+    assert result["stored_size"] == len(body)
+    assert result["stored_sha256"] == hashlib.sha256(body).hexdigest()
+    assert body[4:8] == b"ftyp"  # an MP4
+    assert emulator.stats()["submissions"]["accepted"] == 1
