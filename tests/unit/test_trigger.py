@@ -98,6 +98,8 @@ async def test_success_ends_task_from_triggerer_with_result_xcom() -> None:
     assert result["video_url"].endswith(".mp4")
     assert result["credits_estimate"] == 300
     assert event.xcoms["job_id"] == service.job_id
+    # No worker runs after this event: the extra link's XCom comes from the trigger too.
+    assert event.xcoms["_link_HappyHorseVideoLink"] == result["video_url"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,63 @@
+"""HappyHorseJobSensor: defers on the same trigger, pokes in blocking mode, same result shape."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
+from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
+from unit.fake_service import CONN_JSON, FakeClock, FakeService, make_context, respond
+
+
+@pytest.fixture(autouse=True)
+def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+
+
+def make_sensor(service: FakeService, **kwargs: object) -> HappyHorseJobSensor:
+    sensor = HappyHorseJobSensor(task_id="wait", job_id=service.job_id, poke_interval=5, timeout=600, **kwargs)
+    sensor.hook = HappyHorseHook(transport=service.transport(), sleep=service.clock.sleep)  # type: ignore[misc]
+    return sensor
+
+
+def test_defers_on_the_job_trigger_polling_at_once() -> None:
+    service = FakeService(FakeClock())
+    with pytest.raises(TaskDeferred) as deferred:
+        make_sensor(service).execute(make_context(None))
+    kwargs = deferred.value.trigger.serialize()[1]
+    assert kwargs["job_id"] == service.job_id
+    assert kwargs["first_poll_after"] == 0.0
+    assert kwargs["min_poll_interval"] == 5
+    assert kwargs["end_task_on_success"] is True
+    assert service.requests == []  # the worker does not poll in deferrable mode
+
+
+def test_poke_mode_returns_the_same_result_shape() -> None:
+    service = FakeService(FakeClock(), finish_after=0.0)
+    sensor = make_sensor(service, deferrable=False)
+    poked = sensor.poke(make_context(None))
+    assert poked.is_done
+    result = poked.xcom_value
+    assert result["job_id"] == service.job_id
+    assert result["video_url"] == f"http://hh.test/files/{service.job_id}.mp4"
+    assert result["request"] is None
+    assert HappyHorseVideoLink().get_link(sensor, ti_key=None) == result["video_url"]  # type: ignore[arg-type]
+
+
+def test_poke_pending_then_failed() -> None:
+    service = FakeService(FakeClock(), finish_after=60.0, final_status="FAILED")
+    sensor = make_sensor(service, deferrable=False)
+    assert sensor.poke(make_context(None)) is False
+    service.clock.sleep(61)
+    with pytest.raises(AirflowException, match="content policy violation"):
+        sensor.poke(make_context(None))
+
+
+def test_poke_with_a_bad_key_fails_without_retrying() -> None:
+    service = FakeService(FakeClock())
+    service.faults.append(respond(401, {"code": 401, "message": "invalid api key"}))
+    with pytest.raises(AirflowFailException, match="AuthenticationError"):
+        make_sensor(service, deferrable=False).poke(make_context(None))
