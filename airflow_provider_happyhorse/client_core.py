@@ -216,7 +216,10 @@ def map_transport_error(exc: httpx.TransportError) -> TransportError:
     name = type(exc).__name__
     cause = exc.__cause__
     detail = f"{name}: {exc}" if cause is None else f"{name} ({type(cause).__name__}): {exc}"
-    if isinstance(exc, httpx.TimeoutException):
+    # httpx-aiohttp calls every aiohttp connection error (a server disconnect too) ConnectTimeout: an
+    # aiohttp cause is a timeout only if it is one itself (aiohttp's timeouts are TimeoutErrors).
+    timed_out = isinstance(cause, TimeoutError) if _is_aiohttp_error(cause) else isinstance(exc, httpx.TimeoutException)
+    if timed_out:
         return RequestTimeoutError(detail, request_sent=not not_sent)
     return TransportError(detail, request_sent=not not_sent)
 
@@ -230,11 +233,15 @@ def request_surely_not_sent(exc: httpx.TransportError) -> bool:
     ``httpx.ConnectTimeout``, so an aiohttp cause is judged by its own type, never by the httpx name.
     """
     cause = exc.__cause__
-    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+    if _is_aiohttp_error(cause):
         import aiohttp  # only reachable when the aiohttp transport raised
 
         return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+def _is_aiohttp_error(error: BaseException | None) -> bool:
+    return error is not None and type(error).__module__.startswith("aiohttp")
 
 
 # ---------------------------------------------------------------------------------------------------
