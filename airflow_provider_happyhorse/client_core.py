@@ -323,6 +323,7 @@ def _call(
     policy: RetryPolicy,
     rng: Callable[[], float],
     on_retry: Callable[[HappyHorseError, int, float], None] | None,
+    secret: str,
 ) -> Flow[T]:
     attempt = 0
     while True:
@@ -335,12 +336,22 @@ def _call(
                 raise TypeError(f"a flow must be sent a response or a transport error, not {outcome!r}")
             return parse(outcome)
         except HappyHorseError as error:
+            redact(error, secret)
             if attempt >= max_attempts or not retryable(error):
                 raise
             delay = policy.backoff(attempt, retry_after_of(error), rng)
             if on_retry is not None:
                 on_retry(error, attempt, delay)
             yield Sleep(delay, reason=str(error))
+
+
+def redact(error: HappyHorseError, secret: str) -> None:
+    """Scrub the key from an error's text, in case a server or proxy echoed it back."""
+    if not secret or secret not in str(error):
+        return
+    error.args = tuple(str(arg).replace(secret, "***") for arg in error.args)
+    if isinstance(error, APIStatusError):
+        error.message = error.message.replace(secret, "***")
 
 
 def parse_submit_response(response: httpx.Response) -> JobStatus:
@@ -370,6 +381,7 @@ def submit_flow(
                 policy=policy,
                 rng=rng,
                 on_retry=on_retry,
+                secret=api_key,
             )
         )
     except HappyHorseError as error:
@@ -398,6 +410,7 @@ def status_flow(
             policy=policy,
             rng=rng,
             on_retry=on_retry,
+            secret=api_key,
         )
     )
 
@@ -408,7 +421,7 @@ def status_flow(
 # A render-time model for the first poll: base + per second of video, pro and audio slower. Tuned on
 # the contract's figures (a 5 s std clip with sound in about 40-60 s); users can override it.
 RENDER_BASE_SECONDS = 20.0
-RENDER_SECONDS_PER_VIDEO_SECOND = 4.0
+RENDER_SECONDS_PER_VIDEO_SECOND = 3.0
 RENDER_PRO_FACTOR = 1.5
 RENDER_AUDIO_FACTOR = 1.2
 

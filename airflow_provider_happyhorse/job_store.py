@@ -93,6 +93,8 @@ class JobRecordStore:
 
 
 def _never_expire() -> Any:
-    from airflow.sdk.execution_time.context import NEVER_EXPIRE
-
+    try:
+        from airflow.sdk.execution_time.context import NEVER_EXPIRE
+    except ImportError:  # before 3.3 (no task state store in a real task): the store's default retention
+        return None
     return NEVER_EXPIRE

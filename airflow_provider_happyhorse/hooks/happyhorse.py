@@ -53,14 +53,13 @@ class ConnectionSettings:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
-    def from_connection(cls, conn: Connection) -> ConnectionSettings:
-        extra = conn.extra_dejson if conn.extra else {}
+    def from_connection(cls, conn: Connection, extra: dict[str, Any]) -> ConnectionSettings:
+        """Settings from a connection and its (already parsed) extra; the caller masks the key."""
         if not conn.password:
             raise AuthenticationError(
                 f"connection {conn.conn_id!r} has no API key: put the key in its password field",
                 status_code=None,
             )
-        _mask(conn.password)
         defaults = RetryPolicy()
         policy = RetryPolicy(
             max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
@@ -83,6 +82,16 @@ def _mask(secret: str) -> None:
     from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    """The same from an event loop: a synchronous call to the supervisor there can deadlock."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow before 3.3: the masking call is synchronous, so make it off the loop
+        await asyncio.to_thread(_mask, secret)
+    else:
+        await amask_secret(secret)
 
 
 class _SharedAsyncClients:
@@ -203,16 +212,22 @@ class HappyHorseHook(BaseHook):
     @property
     def settings(self) -> ConnectionSettings:
         if self._settings is None:
-            self._settings = ConnectionSettings.from_connection(self.get_connection(self.happyhorse_conn_id))
+            conn = self.get_connection(self.happyhorse_conn_id)
+            settings = ConnectionSettings.from_connection(conn, conn.extra_dejson if conn.extra else {})
+            _mask(settings.api_key)
+            self._settings = settings
         return self._settings
 
     async def aget_settings(self) -> ConnectionSettings:
         """The connection, fetched without blocking the event loop (for triggers)."""
         if self._settings is None:
-            from airflow.providers.common.compat.connection import get_async_connection
+            from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
             conn = await get_async_connection(self.happyhorse_conn_id, hook=self)
-            self._settings = ConnectionSettings.from_connection(conn)
+            extra = await get_async_extra_dejson(conn) if conn.extra else {}
+            settings = ConnectionSettings.from_connection(conn, extra)
+            await _amask(settings.api_key)
+            self._settings = settings
         return self._settings
 
     def get_conn(self) -> httpx.Client:

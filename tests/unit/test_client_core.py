@@ -928,11 +928,12 @@ def test_poll_schedule_bounds_hold_for_any_input(
 @pytest.mark.parametrize(
     ("mode", "duration", "sound", "seconds"),
     [
-        ("std", 5, False, 40.0),
-        ("std", 5, True, 48.0),
-        ("pro", 5, False, 60.0),
-        ("pro", 10, True, 108.0),
-        ("std", 15, False, 80.0),
+        # 20 s + 3 s per second of video, pro x1.5, audio x1.2: the emulator's default model too.
+        ("std", 5, False, 35.0),
+        ("std", 5, True, 42.0),
+        ("pro", 5, False, 52.5),
+        ("pro", 10, True, 90.0),
+        ("std", 15, False, 65.0),
     ],
 )
 def test_expected_render_seconds(mode: str, duration: float, sound: bool, seconds: float) -> None:

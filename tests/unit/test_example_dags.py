@@ -12,7 +12,10 @@ EXAMPLES = Path(__file__).parents[2] / "dags" / "examples"
 
 @pytest.fixture(scope="module")
 def dagbag():  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0 keeps it in airflow.models
+        from airflow.models.dagbag import DagBag
 
     # Airflow puts the DAGs folder on sys.path; the examples share a settings module that way.
     sys.path.insert(0, str(EXAMPLES))

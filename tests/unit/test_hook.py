@@ -943,3 +943,21 @@ async def test_the_shared_client_is_closed_even_when_a_call_fails(connection: Co
         await hook.aget_job(JOB_ID)
     assert transport.closed == 1
     assert shared_async_clients.open_clients() == 0
+
+
+def test_a_key_echoed_by_a_proxy_is_scrubbed_from_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "echoed-key-0123456789abcdef"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT",
+        json.dumps({"conn_type": "happyhorse", "host": "http://hh.test", "password": key}),
+    )
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"code": 400, "message": f"bad header {request.headers['authorization']}"})
+
+    hook = HappyHorseHook(transport=httpx.MockTransport(echo))
+    with pytest.raises(InvalidRequestError) as raised:
+        hook.get_job("n1")
+    assert key not in str(raised.value)
+    assert key not in raised.value.message
+    assert "bad header Bearer ***" in str(raised.value)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.job_store import JobRecordStore
@@ -16,6 +16,8 @@ from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 from unit.fake_service import API_KEY, CONN_JSON, DictStore, FakeClock, FakeService, make_context, raise_error, respond
+
+HAS_NEVER_EXPIRE = hasattr(importlib.import_module("airflow.sdk.execution_time.context"), "NEVER_EXPIRE")
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +67,7 @@ def test_defers_with_exact_trigger_kwargs() -> None:
         "happyhorse_conn_id": "happyhorse_default",
         "deadline": kwargs["deadline"],
         "submitted_at": submitted_at,
-        "first_poll_after": (20 + 4 * 10) * 1.5 * 1.2,
+        "first_poll_after": (20 + 3 * 10) * 1.5 * 1.2,
         "min_poll_interval": 15,
         "max_poll_interval": 90,
         "result": {
@@ -153,8 +155,14 @@ def test_first_try_submits_and_persists_job_id_before_deferring() -> None:
     record = store.values[JobRecordStore.key]
     assert record["job_id"] == service.job_id
     assert record["fingerprint"] == VideoRequest(prompt="a horse on a beach at dawn").fingerprint()
+
+
+@pytest.mark.skipif(not HAS_NEVER_EXPIRE, reason="task state store retention (NEVER_EXPIRE) arrived in Airflow 3.3")
+def test_job_record_never_expires() -> None:
     from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
+    store = DictStore()
+    previous_try(FakeService(FakeClock()), store)
     assert store.retentions[JobRecordStore.key] is NEVER_EXPIRE
 
 
