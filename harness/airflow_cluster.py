@@ -855,7 +855,7 @@ class AirflowCluster:
         log_handle = log_path.open("ab")
         argv = [self.python, "-m", "airflow", *_COMMANDS[name]]
         # argv is fixed above; start_new_session puts the component in its own process group.
-        popen = subprocess.Popen(  # noqa: S603
+        popen = subprocess.Popen(
             argv,
             cwd=self.home,
             env=self._env,
@@ -959,7 +959,7 @@ class AirflowCluster:
         """
         argv = [self.python, "-m", "airflow", *args]
         # argv is ours plus CLI words chosen by the test; no shell is involved.
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             argv,
             cwd=self.home,
             env=self._env,

@@ -47,9 +47,9 @@ def main() -> int:
         print(f"HappyHorse emulator running at {emulator.base_url}")
         env = airflow_env(emulator.base_url, emulator.api_key, home, output)
         airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         print(f"Running `airflow dags test {DAG_ID} {logical_date}` ...")
-        run = subprocess.run([airflow, "dags", "test", DAG_ID, logical_date], env=env, check=False)  # noqa: S603
+        run = subprocess.run([airflow, "dags", "test", DAG_ID, logical_date], env=env, check=False)
         stats = emulator.stats()
     clip = output / "daily" / f"{logical_date}.mp4"
     if run.returncode != 0 or not clip.exists():
