@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,13 @@ def digest(path: Any) -> tuple[int, str]:
 
 
 def store_clip(
-    hook: HappyHorseHook, *, job_id: str, url: str, destination: Any, known: StoredClip | None = None
+    hook: HappyHorseHook,
+    *,
+    job_id: str,
+    url: str,
+    destination: Any,
+    known: StoredClip | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[StoredClip, bool]:
     """
     Store the clip at ``destination``; returns it and whether it was downloaded (False: an earlier try
@@ -78,7 +85,7 @@ def store_clip(
     while True:
         attempt += 1
         try:
-            size, sha256 = _download(hook, job_id=job_id, url=url, into=temporary)
+            size, sha256 = _download(hook, job_id=job_id, url=url, into=temporary, on_chunk=on_chunk)
             break
         except HappyHorseError as error:
             _unlink_quietly(temporary)
@@ -98,7 +105,9 @@ def store_clip(
     return StoredClip(path=str(final), size=size, sha256=sha256), True
 
 
-def _download(hook: HappyHorseHook, *, job_id: str, url: str, into: Any) -> tuple[int, str]:
+def _download(
+    hook: HappyHorseHook, *, job_id: str, url: str, into: Any, on_chunk: Callable[[int], None] | None
+) -> tuple[int, str]:
     sha = hashlib.sha256()
     size = 0
     with hook.stream_result(job_id, url) as response:
@@ -108,6 +117,8 @@ def _download(hook: HappyHorseHook, *, job_id: str, url: str, into: Any) -> tupl
                 handle.write(chunk)
                 sha.update(chunk)
                 size += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(size)
     if expected is not None and int(expected) != size:
         raise TransportError(f"download of job {job_id} stopped at {size} of {expected} bytes", request_sent=True)
     if size == 0:

@@ -448,6 +448,19 @@ class Emulator:
             "files_expired": counters.files_expired,
         }
 
+    def job_timelines(self) -> dict[str, dict[str, Any]]:
+        """The ``GET /_emulator/jobs`` document: per task id, its created/started/finished wall-clock times
+        (epoch seconds, fixed at creation) and the phase it ends in, so a benchmark can time detection."""
+        return {
+            job.task_id: {
+                "created": job.created,
+                "started": job.started,
+                "finished": job.finished,
+                "final_phase": job.phase(math.inf).value,
+            }
+            for job in self.store
+        }
+
 
 # --------------------------------------------------------------------------------------------------------------
 # HTTP
@@ -553,6 +566,7 @@ class EmulatorApp:
             routes=[
                 Route("/_emulator/health", self._health, methods=["GET"]),
                 Route("/_emulator/stats", self._stats, methods=["GET"]),
+                Route("/_emulator/jobs", self._jobs, methods=["GET"]),
                 Route("/_emulator/reset", self._reset, methods=["POST"]),
                 Route("/_emulator/config", self._config, methods=["GET", "POST"]),
                 Route("/_emulator/images/{name}", self._image, methods=["GET"]),
@@ -741,6 +755,9 @@ class EmulatorApp:
 
     async def _stats(self, request: Request) -> Response:
         return self._admin_off() or JSONResponse(self.emulator.stats())
+
+    async def _jobs(self, request: Request) -> Response:
+        return self._admin_off() or JSONResponse(self.emulator.job_timelines())
 
     async def _reset(self, request: Request) -> Response:
         off = self._admin_off()

@@ -87,7 +87,7 @@ class EmulatorConfig(BaseModel):
     seed: int = 0
     """Seeds the fault and job decisions (and re-seeds on reset) so runs are reproducible."""
     admin_enabled: bool = True
-    """Serve the admin routes (``/_emulator/stats``, ``reset``, ``config``, ``health``); else they answer 404.
+    """Serve the admin routes (``/_emulator/stats``, ``jobs``, ``reset``, ``config``, ``health``); else they answer 404.
 
     The test image route ``/_emulator/images/<W>x<H>.png`` stays on either way."""
     state_file: str | None = None

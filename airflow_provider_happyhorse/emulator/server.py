@@ -6,6 +6,7 @@ Both handles have the same API::
         emulator.base_url, emulator.api_key
         emulator.configure(max_concurrent_per_key=1, faults={"server_error_rate": 0.5})
         emulator.stats()["submissions"]["accepted"]
+        emulator.jobs()[task_id]["finished"]                           # GET /_emulator/jobs
         emulator.reset()
 
 :class:`EmulatorServer` talks to its emulator directly (through the server's event loop), so it works even with
@@ -220,6 +221,9 @@ class EmulatorServer:
     def stats(self) -> dict[str, Any]:
         return self._on_loop(self.emulator.stats)
 
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        return self._on_loop(self.emulator.job_timelines)
+
     def reset(self) -> None:
         self._on_loop(self.emulator.reset)
 
@@ -401,6 +405,11 @@ class EmulatorProcess(_AdminOverHttp):
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._admin("GET", "/_emulator/stats")
+        return result
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        """Per task id: created/started/finished (epoch seconds) and ``final_phase``."""
+        result: dict[str, dict[str, Any]] = self._admin("GET", "/_emulator/jobs")
         return result
 
     def reset(self) -> None:

@@ -22,6 +22,7 @@ from airflow_provider_happyhorse.exceptions import (
     ResultUnavailableError,
     SubmissionOutcomeUnknownError,
 )
+from airflow_provider_happyhorse.fault_points import AFTER_SUBMIT, DURING_DOWNLOAD, fault_point
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
 from airflow_provider_happyhorse.lineage import operator_lineage
@@ -50,6 +51,10 @@ PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError)
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _try_number(context: Context) -> int:
+    return int(getattr(context["ti"], "try_number", 1) or 1)
 
 
 def job_event(job: JobStatus) -> dict[str, Any]:
@@ -219,7 +224,7 @@ class GenerateVideoOperator(BaseOperator):
         store = JobRecordStore.from_context(context, self.log)
         record = self._reattach(store, request)
         if record is None:
-            record = self._submit(store, request)
+            record = self._submit(store, request, _try_number(context))
         context["ti"].xcom_push(key="job_id", value=record.job_id)
         if record.finished is not None:
             return self._finish(context, record, record.finished)
@@ -267,7 +272,7 @@ class GenerateVideoOperator(BaseOperator):
             return record.with_finished(job)
         return record
 
-    def _submit(self, store: JobRecordStore, request: VideoRequest) -> JobRecord:
+    def _submit(self, store: JobRecordStore, request: VideoRequest, try_number: int) -> JobRecord:
         pending = JobRecord(fingerprint=request.fingerprint(), submitted_at=_utcnow().isoformat(), job_id=None)
         # Written before sending: if this try dies before the job id is known, the next one refuses.
         store.save(pending)
@@ -282,6 +287,7 @@ class GenerateVideoOperator(BaseOperator):
             raise AirflowException(str(error)) from None
         record = pending.with_job_id(job.job_id)
         store.save(record)
+        fault_point(AFTER_SUBMIT, try_number)
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
         return record
 
@@ -381,7 +387,7 @@ class GenerateVideoOperator(BaseOperator):
             job.video_url,
         )
         if self.output_path is not None:
-            clip = self._store(JobRecordStore.from_context(context, self.log), record, job)
+            clip = self._store(JobRecordStore.from_context(context, self.log), record, job, _try_number(context))
             result.update(stored_path=clip.path, stored_size=clip.size, stored_sha256=clip.sha256)
             self._emit_asset_events(context, clip, job, request)
         self._result = result
@@ -391,13 +397,18 @@ class GenerateVideoOperator(BaseOperator):
         """Used by the OpenLineage provider, when installed, after the task ran on a worker."""
         return operator_lineage(self._result)
 
-    def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus) -> StoredClip:
+    def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus, try_number: int) -> StoredClip:
         """Download the clip on the worker (never in the triggerer) into ``output_path``."""
         if not job.video_url:
             raise AirflowException(str(ResultUnavailableError(job.job_id, "(none)", "the job has no result URL")))
         try:
             clip, downloaded = store_clip(
-                self.hook, job_id=job.job_id, url=job.video_url, destination=self.output_path, known=record.stored
+                self.hook,
+                job_id=job.job_id,
+                url=job.video_url,
+                destination=self.output_path,
+                known=record.stored,
+                on_chunk=lambda _size: fault_point(DURING_DOWNLOAD, try_number),
             )
         except HappyHorseError as error:
             raise AirflowException(str(error)) from None
