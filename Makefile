@@ -5,8 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
+# The oldest Airflow pyproject.toml accepts, in a venv of its own (see requirements/floor.in).
+FLOOR_VENV ?= .venv-floor
+FLOOR_BIN := $(FLOOR_VENV)/bin
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-.PHONY: demo test lint unit e2e venv lock reliability bench clean
+.PHONY: demo test test-floor lint unit e2e venv lock lock-floor reliability bench clean
 
 venv: $(STAMP)
 
@@ -16,8 +20,17 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	$(UV) pip install -q -p $(BIN)/python -r requirements/dev.txt
 	touch $(STAMP)
 
+$(FLOOR_STAMP): requirements/floor.txt pyproject.toml
+	test -x $(FLOOR_BIN)/python || $(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5"
+	$(FLOOR_BIN)/uv pip install -q -p $(FLOOR_BIN)/python -r requirements/floor.txt
+	touch $(FLOOR_STAMP)
+
 lock:
 	$(UV) pip compile -q -p 3.11 requirements/dev.in -o requirements/dev.txt
+
+lock-floor:
+	$(UV) pip compile -q -p 3.11 requirements/floor.in -o requirements/floor.txt
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -30,5 +43,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# The unit tests and one real `airflow dags test` on the oldest supported Airflow. Not part of `test`.
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_BIN)/pytest tests/unit tests/integration/test_dags_test.py -q -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache output .demo
+	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo

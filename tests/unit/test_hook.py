@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import socket
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from airflow.providers.common.compat.sdk import Connection
 
 from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import (
@@ -56,6 +58,9 @@ from unit.conftest import (
 
 REQUEST = VideoRequest.parse({"prompt": "a horse on a beach at dawn", "mode": "pro", "duration": 10})
 SUBMITTED = reply(200, envelope({"task_id": JOB_ID, "status": "IN_PROGRESS"}))
+# Airflow 3.3.2 brought a connection lookup that never blocks (with `Connection.aextra_dejson`); before it,
+# common.compat's `get_async_connection` runs the blocking lookup in a worker thread instead.
+HAS_NON_BLOCKING_CONNECTION_LOOKUP = hasattr(Connection, "aextra_dejson")
 
 
 def half() -> float:
@@ -804,6 +809,10 @@ class SyncLookupForbidden(HappyHorseHook):
         raise AssertionError("the blocking connection lookup ran")
 
 
+@pytest.mark.skipif(
+    not HAS_NON_BLOCKING_CONNECTION_LOOKUP,
+    reason="before Airflow 3.3.2 the only connection lookup is the blocking one (run in a worker thread)",
+)
 async def test_async_calls_fetch_the_connection_asynchronously(connection: ConnectionSetter) -> None:
     script = Script()
     hook = SyncLookupForbidden(async_transport=script.transport())
@@ -812,6 +821,24 @@ async def test_async_calls_fetch_the_connection_asynchronously(connection: Conne
     # The sync path does use it, so the override above is really in the way.
     with pytest.raises(AssertionError, match="blocking connection lookup"):
         SyncLookupForbidden(transport=script.transport()).get_job(JOB_ID)
+
+
+@pytest.mark.skipif(
+    HAS_NON_BLOCKING_CONNECTION_LOOKUP, reason="Airflow 3.3.2+ looks the connection up without blocking"
+)
+async def test_async_calls_run_the_blocking_lookup_off_the_event_loop(connection: ConnectionSetter) -> None:
+    lookup_threads: list[int] = []
+
+    class ThreadRecordingHook(HappyHorseHook):
+        @classmethod
+        def get_connection(cls, conn_id: str) -> Any:
+            lookup_threads.append(threading.get_ident())
+            return super().get_connection(conn_id)
+
+    hook = ThreadRecordingHook(async_transport=Script().transport())
+    assert (await hook.aget_job(JOB_ID)).job_id == JOB_ID
+    assert lookup_threads
+    assert threading.get_ident() not in lookup_threads
 
 
 async def test_async_submission_rule(connection: ConnectionSetter) -> None:
