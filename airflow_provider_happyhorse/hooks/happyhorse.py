@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -94,6 +93,23 @@ async def _amask(secret: str) -> None:
         await amask_secret(secret)
 
 
+@dataclass
+class _SharedClient:
+    client: asyncio.Task[httpx.AsyncClient]
+    users: int = 0
+
+
+def _close_client(built: asyncio.Task[httpx.AsyncClient]) -> None:
+    """Close a shared client once it exists."""
+    if not built.cancelled() and built.exception() is None:
+        client = built.result()
+        _closing.add(task := asyncio.get_running_loop().create_task(client.aclose()))
+        task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()  # strong references until each close completes
+
+
 class _SharedAsyncClients:
     """
     One ``httpx.AsyncClient`` per (event loop, base URL, timeout, pool size): a thousand triggers in one
@@ -102,8 +118,8 @@ class _SharedAsyncClients:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # held only around dict updates, never across an await
-        self._clients: dict[tuple[Any, ...], tuple[httpx.AsyncClient, int]] = {}
+        # Keys include the loop, so each entry is only ever touched from its own loop's thread.
+        self._clients: dict[tuple[Any, ...], _SharedClient] = {}
 
     @asynccontextmanager
     async def use(
@@ -111,20 +127,23 @@ class _SharedAsyncClients:
     ) -> AsyncIterator[httpx.AsyncClient]:
         loop = asyncio.get_running_loop()
         key = (id(loop), settings.base_url, settings.timeout, settings.max_connections, id(transport))
-        with self._lock:
-            client, users = self._clients.get(key) or (_new_async_client(settings, transport), 0)
-            self._clients[key] = (client, users + 1)
+        shared = self._clients.get(key)
+        if shared is None:
+            # The first client imports aiohttp and loads the CA bundle: hundreds of ms the triggerer's
+            # event loop must not wait for, so it is built in a thread; users arriving meanwhile wait for it.
+            shared = _SharedClient(loop.create_task(asyncio.to_thread(_new_async_client, settings, transport)))
+            self._clients[key] = shared
+        shared.users += 1  # counted before any await, so no other user can close it under us
         try:
-            yield client
+            yield await shared.client
         finally:
-            with self._lock:
-                client, users = self._clients[key]
-                if users > 1:
-                    self._clients[key] = (client, users - 1)
-                else:
-                    del self._clients[key]
-            if users <= 1:
-                await client.aclose()
+            shared.users -= 1
+            if shared.users == 0:
+                del self._clients[key]
+                if not shared.client.done():  # its last user left while it was still being built
+                    shared.client.add_done_callback(_close_client)
+                elif not shared.client.cancelled() and shared.client.exception() is None:
+                    await shared.client.result().aclose()
 
     def open_clients(self) -> int:
         return len(self._clients)

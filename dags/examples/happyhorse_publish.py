@@ -23,9 +23,10 @@ with DAG(
     @task
     def publish(triggering_asset_events: dict | None = None) -> list[str]:
         published = []
-        for asset, events in (triggering_asset_events or {}).items():
+        # Keyed by the alias the DAG is scheduled on; each event names the clip's own asset.
+        for events in (triggering_asset_events or {}).values():
             for event in events:
-                clip = ObjectStoragePath(asset.uri)
+                clip = ObjectStoragePath(event.asset.uri)
                 digest = hashlib.sha256(clip.read_bytes()).hexdigest()
                 if digest != event.extra.get("sha256"):
                     raise ValueError(f"{clip} does not match its checksum: not publishing it")
