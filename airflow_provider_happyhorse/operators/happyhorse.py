@@ -188,14 +188,10 @@ class GenerateVideoOperator(BaseOperator):
             timeout = min(timeout, self.execution_timeout)
         return timeout
 
-    def _schedule(self, request: VideoRequest | None) -> PollSchedule:
+    def _schedule(self, request: VideoRequest) -> PollSchedule:
         first = self.first_poll_after
         if first is None:
-            first = (
-                client_core.expected_render_seconds(request.mode, request.duration, request.sound)
-                if request is not None
-                else self.poll_interval
-            )
+            first = client_core.expected_render_seconds(request.mode, request.duration, request.sound)
         return PollSchedule(
             first_poll_after=first, min_interval=self.poll_interval, max_interval=self.max_poll_interval
         )
@@ -227,12 +223,12 @@ class GenerateVideoOperator(BaseOperator):
             record = self._submit(store, request, _try_number(context))
         context["ti"].xcom_push(key="job_id", value=record.job_id)
         if record.finished is not None:
-            return self._finish(context, record, record.finished)
+            return self._finish(context, store, record, record.finished)
         deadline = _utcnow() + self._timeout()
         if self.deferrable:
             self._defer(record, request, deadline)
         job = self._wait_blocking(record, request, deadline)
-        return self._finish(context, record, job)
+        return self._finish(context, store, record, job)
 
     def _reattach(self, store: JobRecordStore, request: VideoRequest) -> JobRecord | None:
         """A job an earlier try of this task instance submitted for the same request, if it is usable."""
@@ -291,13 +287,13 @@ class GenerateVideoOperator(BaseOperator):
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
         return record
 
-    def _known_result(self, record: JobRecord, request: VideoRequest | None) -> dict[str, Any]:
+    def _known_result(self, record: JobRecord, request: VideoRequest) -> dict[str, Any]:
         return {
             "job_id": record.job_id,
             "status": "IN_PROGRESS",
             "video_url": None,
-            "request": request.to_body() if request is not None else None,
-            "credits_estimate": request.estimate_credits() if request is not None else None,
+            "request": request.to_body(),
+            "credits_estimate": request.estimate_credits(),
             "submitted_at": record.submitted_at,
         }
 
@@ -365,14 +361,20 @@ class GenerateVideoOperator(BaseOperator):
         job = JobStatus(
             job_id=job_id, status=event["job_status"], state=JobState.SUCCEEDED, video_url=event["video_url"]
         )
-        return self._finish(context, record, job, finished_at=event["finished_at"])
+        return self._finish(context, store, record, job, finished_at=event["finished_at"])
 
     def _pushed_job_id(self, context: Context) -> str:
         ti = context["ti"]
         return str(ti.xcom_pull(task_ids=self.task_id, key="job_id", map_indexes=ti.map_index))
 
     def _finish(
-        self, context: Context, record: JobRecord, job: JobStatus, *, finished_at: str | None = None
+        self,
+        context: Context,
+        store: JobRecordStore,
+        record: JobRecord,
+        job: JobStatus,
+        *,
+        finished_at: str | None = None,
     ) -> dict[str, Any]:
         request = self.video_request()
         finished = finished_at or _utcnow().isoformat()
@@ -387,7 +389,7 @@ class GenerateVideoOperator(BaseOperator):
             job.video_url,
         )
         if self.output_path is not None:
-            clip = self._store(JobRecordStore.from_context(context, self.log), record, job, _try_number(context))
+            clip = self._store(store, record, job, _try_number(context))
             result.update(stored_path=clip.path, stored_size=clip.size, stored_sha256=clip.sha256)
             self._emit_asset_events(context, clip, job, request)
         self._result = result

@@ -118,6 +118,7 @@ class HappyHorseJobTrigger(BaseTrigger):
         transient_errors = 0
         unknown_statuses: set[str] = set()
         next_wait: float | None = None
+        last_error: HappyHorseError | None = None
         self.log.info(
             "Waiting for HappyHorse job %s: first poll about %.0f s after submission, deadline %s",
             self.job_id,
@@ -137,6 +138,15 @@ class HappyHorseJobTrigger(BaseTrigger):
                 if next_wait is not None:
                     delay = min(max(delay, next_wait), remaining)
                     next_wait = None
+                if last_error is not None:
+                    self.log.warning(
+                        "Status of job %s unavailable (%s); transient error %d, polling again in %.1f s",
+                        self.job_id,
+                        last_error,
+                        transient_errors,
+                        delay,
+                    )
+                    last_error = None
                 await self._sleep(delay)
                 polls += 1
                 try:
@@ -153,12 +163,7 @@ class HappyHorseJobTrigger(BaseTrigger):
                     if self._now() >= deadline:
                         return self._timeout_event(polls, transient_errors, str(error))
                     next_wait = client_core.retry_after_of(error)
-                    self.log.warning(
-                        "Status of job %s unavailable (%s); transient error %d, polling again",
-                        self.job_id,
-                        error,
-                        transient_errors,
-                    )
+                    last_error = error
                     continue
                 if job.state is JobState.PENDING:
                     if not job.is_known_status and job.status not in unknown_statuses:
@@ -191,7 +196,10 @@ class HappyHorseJobTrigger(BaseTrigger):
             return TriggerEvent(payload)
         payload = self._base_payload(EVENT_SUCCESS, polls, transient_errors)
         payload.update(job_status=job.status, video_url=job.video_url)
-        self.log.info("Job %s succeeded after %d polls: %s", self.job_id, polls, job.video_url)
+        elapsed = (self._now() - datetime.fromisoformat(self.submitted_at)).total_seconds()
+        self.log.info(
+            "Job %s succeeded %.0f s after submission (%d polls): %s", self.job_id, elapsed, polls, job.video_url
+        )
         if self.end_task_on_success:
             result = complete_result(self.result, payload)
             # No worker runs after this event, so the trigger also stores what the worker would have:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,13 +76,7 @@ def test_dags_test_renders_every_video_once(airflow_home: Path, emulator: Emulat
         assert abs(float(container.duration or 0) / av.time_base - 3) < 0.15
     assert [p.name for p in tmp_path.iterdir()] == ["2026-03-01.mp4"]  # no partial files left
 
-    urls = sorted(
-        {
-            line.split("succeeded after")[1].split(": ", 1)[1].split()[0]
-            for line in log.splitlines()
-            if "succeeded after" in line
-        }
-    )
+    urls = sorted(set(re.findall(r"Job \S+ succeeded [^\n]*?: (http\S+\.mp4)", log)))
     assert len(urls) == 4
     durations = sorted(round(video_facts(url)[0]) for url in urls)
     assert durations == [3, 3, 4, 5]
