@@ -324,60 +324,34 @@ class HappyHorseHook(BaseHook):
 
     # -- the API --------------------------------------------------------------------------------
 
+    def _submit_flow(self, settings: ConnectionSettings, request: VideoRequest) -> Flow[JobStatus]:
+        return client_core.submit_flow(
+            settings.base_url, settings.api_key, request, settings.policy, rng=self.rng, on_retry=self._log_retry
+        )
+
+    def _status_flow(self, settings: ConnectionSettings, job_id: str, max_attempts: int | None) -> Flow[JobStatus]:
+        return client_core.status_flow(
+            settings.base_url,
+            settings.api_key,
+            job_id,
+            settings.policy,
+            max_attempts=max_attempts,
+            rng=self.rng,
+            on_retry=self._log_retry,
+        )
+
     def submit_job(self, request: VideoRequest) -> JobStatus:
         """Create a paid job. Never retried once the request may have reached the service."""
-        settings = self.settings
-        return self._run(
-            client_core.submit_flow(
-                settings.base_url,
-                settings.api_key,
-                request,
-                settings.policy,
-                rng=self.rng,
-                on_retry=self._log_retry,
-            )
-        )
+        return self._run(self._submit_flow(self.settings, request))
 
     def get_job(self, job_id: str, *, max_attempts: int | None = None) -> JobStatus:
-        settings = self.settings
-        return self._run(
-            client_core.status_flow(
-                settings.base_url,
-                settings.api_key,
-                job_id,
-                settings.policy,
-                max_attempts=max_attempts,
-                rng=self.rng,
-                on_retry=self._log_retry,
-            )
-        )
+        return self._run(self._status_flow(self.settings, job_id, max_attempts))
 
     async def asubmit_job(self, request: VideoRequest) -> JobStatus:
-        settings = await self.aget_settings()
-        return await self._arun(
-            client_core.submit_flow(
-                settings.base_url,
-                settings.api_key,
-                request,
-                settings.policy,
-                rng=self.rng,
-                on_retry=self._log_retry,
-            )
-        )
+        return await self._arun(self._submit_flow(await self.aget_settings(), request))
 
     async def aget_job(self, job_id: str, *, max_attempts: int | None = None) -> JobStatus:
-        settings = await self.aget_settings()
-        return await self._arun(
-            client_core.status_flow(
-                settings.base_url,
-                settings.api_key,
-                job_id,
-                settings.policy,
-                max_attempts=max_attempts,
-                rng=self.rng,
-                on_retry=self._log_retry,
-            )
-        )
+        return await self._arun(self._status_flow(await self.aget_settings(), job_id, max_attempts))
 
     def wait_for_job(
         self, job_id: str, *, schedule: PollSchedule, deadline: datetime, submitted_at: datetime
