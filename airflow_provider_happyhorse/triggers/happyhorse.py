@@ -177,7 +177,7 @@ class HappyHorseJobTrigger(BaseTrigger):
                     if self._now() >= deadline:
                         return self._timeout_event(polls, transient_errors, f"last status {job.status}")
                     continue
-                return self._final_event(job, polls, transient_errors)
+                return await self._final_event(job, polls, transient_errors)
 
     def _base_payload(self, status: str, polls: int, transient_errors: int) -> dict[str, Any]:
         return {
@@ -188,7 +188,7 @@ class HappyHorseJobTrigger(BaseTrigger):
             "finished_at": self._now().isoformat(),
         }
 
-    def _final_event(self, job: JobStatus, polls: int, transient_errors: int) -> TriggerEvent:
+    async def _final_event(self, job: JobStatus, polls: int, transient_errors: int) -> TriggerEvent:
         if job.state is JobState.FAILED:
             payload = self._base_payload(EVENT_FAILED, polls, transient_errors)
             payload.update(job_status=job.status, message=job.error_message)
@@ -201,12 +201,44 @@ class HappyHorseJobTrigger(BaseTrigger):
             "Job %s succeeded %.0f s after submission (%d polls): %s", self.job_id, elapsed, polls, job.video_url
         )
         if self.end_task_on_success:
+            # No worker runs after this event, so the trigger stores what the worker would have: the
+            # result, the job id, and the extra link's URL.
             result = complete_result(self.result, payload)
-            # No worker runs after this event, so the trigger also stores what the worker would have:
-            # the result, the job id, and the extra link's URL.
             xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: job.video_url}
-            return TaskSuccessEvent(xcoms=xcoms)
+            if await self._push_xcoms(xcoms):
+                return TaskSuccessEvent()
         return TriggerEvent(payload)
+
+    async def _push_xcoms(self, xcoms: dict[str, Any]) -> bool:
+        """
+        Store XComs the way a worker does, through the triggerer's supervisor (asynchronously: a
+        synchronous call from the event loop could deadlock). ``TaskSuccessEvent(xcoms=...)`` is not
+        used: Airflow 3.3.2 stores those values JSON-encoded twice, so downstream tasks would get text
+        instead of the result dict. False when this triggerer offers no such channel; the task then
+        finishes on a worker instead, with correct XComs and one more worker start.
+        """
+        ti = self.task_instance
+        try:
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import SetXCom
+            from airflow.sdk.execution_time.xcom import XCom
+        except ImportError:
+            return False
+        comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+        if ti is None or comms is None or not hasattr(comms, "asend"):
+            return False
+        where = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "map_index": ti.map_index}
+        try:
+            for key, value in xcoms.items():
+                # A custom XCom backend may do I/O to serialize: keep it off the event loop.
+                stored = await asyncio.to_thread(XCom.serialize_value, value=value, key=key, **where)
+                await comms.asend(SetXCom(key=key, value=stored, **where))
+        except Exception:
+            self.log.warning(
+                "Could not store the result from the triggerer; the task finishes on a worker", exc_info=True
+            )
+            return False
+        return True
 
     def _timeout_event(self, polls: int, transient_errors: int, detail: str) -> TriggerEvent:
         payload = self._base_payload(EVENT_TIMEOUT, polls, transient_errors)

@@ -86,20 +86,56 @@ async def test_backoff_after_first_poll_grows_and_respects_floor_and_cap() -> No
     assert 0 <= detection_delay <= 30.0
 
 
-async def test_success_ends_task_from_triggerer_with_result_xcom() -> None:
+class FakeSupervisorComms:
+    """The triggerer's channel to its supervisor, as the SDK's XCom code sees it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def asend(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+async def test_success_ends_task_from_triggerer_storing_result_xcoms(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import task_runner
+
+    comms = FakeSupervisorComms()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
     service = FakeService(FakeClock(), finish_after=10.0, final_status="COMPLETED")
-    [event] = await run_to_end(make_trigger(service, end_task_on_success=True))
+    trigger = make_trigger(service, end_task_on_success=True)
+    trigger.task_instance = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=3)  # type: ignore[assignment]
+    [event] = await run_to_end(trigger)
     assert isinstance(event, TaskSuccessEvent)
-    assert event.xcoms is not None
-    result = event.xcoms["return_value"]
-    assert isinstance(result, dict)
+    # Not in the event: Airflow 3.3.2 would store event XComs JSON-encoded twice.
+    assert event.xcoms is None
+    set_xcoms = [message for message in comms.sent if type(message).__name__ == "SetXCom"]
+    stored = {message.key: message for message in set_xcoms}
+    assert set(stored) == {"return_value", "job_id", "_link_HappyHorseVideoLink"}
+    assert {(m.dag_id, m.run_id, m.task_id, m.map_index) for m in set_xcoms} == {("d", "r", "t", 3)}
+    # The key went to the supervisor only to be masked in its logs.
+    assert all(type(message).__name__ in ("SetXCom", "MaskSecret") for message in comms.sent)
+    result = stored["return_value"].value
+    assert isinstance(result, dict)  # a dict, as a worker would have stored it
     assert result["job_id"] == service.job_id
     assert result["status"] == "COMPLETED"
     assert result["video_url"].endswith(".mp4")
     assert result["credits_estimate"] == 300
-    assert event.xcoms["job_id"] == service.job_id
-    # No worker runs after this event: the extra link's XCom comes from the trigger too.
-    assert event.xcoms["_link_HappyHorseVideoLink"] == result["video_url"]
+    assert stored["job_id"].value == service.job_id
+    # No worker runs after this event: the extra link's URL comes from the trigger too.
+    assert stored["_link_HappyHorseVideoLink"].value == result["video_url"]
+
+
+async def test_without_a_supervisor_channel_a_worker_finishes_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", None, raising=False)
+    service = FakeService(FakeClock(), finish_after=10.0)
+    [event] = await run_to_end(make_trigger(service, end_task_on_success=True))
+    assert not isinstance(event, TaskSuccessEvent)
+    assert event.payload["status"] == "success"
+    assert event.payload["video_url"].endswith(".mp4")
 
 
 @pytest.mark.parametrize(
