@@ -47,5 +47,10 @@ test: lint
 test-floor: $(FLOOR_STAMP)
 	$(FLOOR_BIN)/pytest tests/unit tests/integration/test_dags_test.py -q -p no:cacheprovider
 
+# Crash, fault and bad-input trials on real Airflow processes (reliability/run.py), a few minutes.
+# Issue 7's full counts: make reliability RELIABILITY_ARGS=--full
+reliability: $(STAMP)
+	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)
+
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo

@@ -1,0 +1,51 @@
+"""The trials, in the phases the runner drives them (see ``reliability.run``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reliability.ambiguous_faults import AMBIGUOUS_FAULTS
+from reliability.plan import Plan
+from reliability.trials.ambiguous import AmbiguousSubmitTrial
+from reliability.trials.bad_input import BadInputTrial
+from reliability.trials.base import Trial, VideoBatchTrial
+from reliability.trials.crashes import DownloadKillTrial, EmulatorRestartTrial, TriggererKillTrial, WorkerKillTrial
+from reliability.trials.secrets_check import SecretsTrial
+from reliability.trials.storm import StormTrial
+
+__all__ = ["Suite", "Trial", "VideoBatchTrial", "build_suite"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    phases: tuple[tuple[VideoBatchTrial, ...], ...]
+    """Trials of one phase run side by side; phases run one after the other."""
+    secrets: SecretsTrial | None
+    """Runs last, over everything the others left behind."""
+
+    @property
+    def trials(self) -> list[VideoBatchTrial]:
+        return [trial for phase in self.phases for trial in phase]
+
+    def only(self, items: set[str]) -> Suite:
+        """The trials of the given issue items (``"1"`` ... ``"8"``)."""
+        phases = tuple(tuple(trial for trial in phase if trial.item in items) for phase in self.phases)
+        kept = [trial for phase in phases for trial in phase]
+        secrets = None
+        if "7" in items and self.secrets is not None:
+            canary = self.secrets.canary_trial if self.secrets.canary_trial in kept else kept[0] if kept else None
+            secrets = SecretsTrial(self.secrets.plan, canary) if canary is not None else None
+        return Suite(phases=tuple(phase for phase in phases if phase), secrets=secrets)
+
+
+def build_suite(plan: Plan) -> Suite:
+    """Killing the triggerer would touch every deferred task, so it shares its phase only with trials whose
+    tasks never defer (ambiguous submissions, bad input). The API crash only touches its own emulator."""
+    storm = StormTrial(plan)
+    first = (
+        TriggererKillTrial(plan),
+        *(AmbiguousSubmitTrial(plan, fault) for fault in AMBIGUOUS_FAULTS),
+        BadInputTrial(plan),
+    )
+    second = (EmulatorRestartTrial(plan), WorkerKillTrial(plan), DownloadKillTrial(plan), storm)
+    return Suite(phases=(first, second), secrets=SecretsTrial(plan, canary_trial=storm))
