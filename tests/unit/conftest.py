@@ -18,8 +18,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -29,7 +27,6 @@ import pytest
 API_KEY = "hh-live-7Qz3xK9pLm2Vw8Rt"
 BASE_URL = "http://hh.test/prefix"
 JOB_ID = "n92abc123hh10"
-START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,28 +136,6 @@ class Script:
 
 # ---------------------------------------------------------------------------------------------------
 # Time
-
-
-@dataclass
-class FakeClock:
-    """A clock that moves only when slept on; records every sleep."""
-
-    now: datetime = START
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0, f"negative sleep {seconds}"
-        self.sleeps.append(seconds)
-        self.now += timedelta(seconds=seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-    def elapsed(self) -> float:
-        return (self.now - START).total_seconds()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class FakeClock:
     async def async_sleep(self, seconds: float) -> None:
         self.sleep(seconds)
 
+    def elapsed(self) -> float:
+        return (self.now - START).total_seconds()
+
 
 Fault = Callable[[httpx.Request], httpx.Response]
 

@@ -41,9 +41,7 @@ from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
 from unit.conftest import (
     API_KEY,
     JOB_ID,
-    START,
     ConnectionSetter,
-    FakeClock,
     LoopbackServer,
     Reply,
     Script,
@@ -55,6 +53,7 @@ from unit.conftest import (
     reply,
     succeeded_data,
 )
+from unit.fake_service import START, FakeClock
 
 REQUEST = VideoRequest.parse({"prompt": "a horse on a beach at dawn", "mode": "pro", "duration": 10})
 SUBMITTED = reply(200, envelope({"task_id": JOB_ID, "status": "IN_PROGRESS"}))
