@@ -435,28 +435,43 @@ def expected_render_seconds(mode: str, duration: float, sound: bool) -> float:
     return seconds
 
 
+# Detection target: see a finished job within DETECTION_SLACK + DETECTION_SHARE x its render time.
+DETECTION_SLACK = 2.0
+DETECTION_SHARE = 0.1
+# How far real renders stray from the model either way (the emulator's default jitter).
+RENDER_SPREAD = 0.1
+
+
+def first_poll_for(expected_seconds: float) -> float:
+    """The first poll: the earliest likely finish, plus the delay the detection target allows there."""
+    earliest = expected_seconds * (1 - RENDER_SPREAD)
+    return earliest * (1 + DETECTION_SHARE) + DETECTION_SLACK
+
+
 @dataclass(frozen=True)
 class PollSchedule:
     """
-    When to poll a job. The first poll comes near the expected finish; after that each wait is a
-    fraction of the time already spent (so the detection delay stays a small share of the render time
-    while the number of polls grows only logarithmically), clamped to [min_interval, max_interval],
-    with jitter so a thousand jobs submitted together do not poll together. Never past the deadline.
+    When to poll a job. The first poll comes at ``first_poll_after`` (by default ``first_poll_for`` the
+    expected render time); after that each wait is ``slack + growth x`` the time already spent, clamped
+    to [min_interval, max_interval], so a job is seen within about ``slack + growth x`` its render time
+    while the number of polls grows only logarithmically. Jitter only ever shortens a wait, so jobs
+    submitted together spread out without missing that target. Never past the deadline.
     """
 
     first_poll_after: float
-    min_interval: float = 10.0
+    min_interval: float = 2.0
     max_interval: float = 120.0
-    growth: float = 0.1
+    growth: float = DETECTION_SHARE
+    slack: float = DETECTION_SLACK
     jitter: float = 0.1
 
     def next_delay(self, *, elapsed: float, polls_done: int, remaining: float, rng: Callable[[], float]) -> float:
         if polls_done == 0:
             base = max(self.first_poll_after - elapsed, 0.0)
         else:
-            base = min(max(self.growth * elapsed, self.min_interval), self.max_interval)
-        jittered = base * (1 + self.jitter * (2 * rng() - 1))
+            base = min(max(self.slack + self.growth * elapsed, self.min_interval), self.max_interval)
+        # |2u - 1| is uniform on [0, 1] like u, and a middle draw means no jitter at all.
+        jittered = base * (1 - self.jitter * abs(2 * rng() - 1))
         if polls_done > 0:
-            # Jitter must not break the documented clamp on either side.
-            jittered = min(max(jittered, self.min_interval), self.max_interval)
+            jittered = max(jittered, self.min_interval)  # the floor holds whatever the jitter
         return max(0.0, min(jittered, remaining))

@@ -103,8 +103,8 @@ class GenerateVideoOperator(BaseOperator):
     :param deferrable: wait in the triggerer (default) or poll from the worker.
     :param poll_interval: the shortest wait between polls, in seconds.
     :param max_poll_interval: the longest wait between polls, in seconds.
-    :param first_poll_after: seconds after submission of the first poll; default: the expected render
-        time for this request's mode, duration and sound.
+    :param first_poll_after: seconds after submission of the first poll; default: from the expected
+        render time for this request's mode, duration and sound (``client_core.first_poll_for``).
     :param timeout: how long to wait for the render (a ``timedelta`` or seconds). The task's
         ``execution_timeout``, when shorter, wins. Both hold while deferred.
     :param max_credits: refuse before submitting when the credit estimate is higher.
@@ -131,7 +131,7 @@ class GenerateVideoOperator(BaseOperator):
         elements: list[Any] | None = None,
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
         deferrable: bool = True,
-        poll_interval: float = 10.0,
+        poll_interval: float = 2.0,
         max_poll_interval: float = 120.0,
         first_poll_after: float | None = None,
         timeout: timedelta | float = DEFAULT_TIMEOUT,
@@ -191,7 +191,8 @@ class GenerateVideoOperator(BaseOperator):
     def _schedule(self, request: VideoRequest) -> PollSchedule:
         first = self.first_poll_after
         if first is None:
-            first = client_core.expected_render_seconds(request.mode, request.duration, request.sound)
+            expected = client_core.expected_render_seconds(request.mode, request.duration, request.sound)
+            first = client_core.first_poll_for(expected)
         return PollSchedule(
             first_poll_after=first, min_interval=self.poll_interval, max_interval=self.max_poll_interval
         )

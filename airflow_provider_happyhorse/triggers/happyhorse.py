@@ -119,7 +119,7 @@ class HappyHorseJobTrigger(BaseTrigger):
         unknown_statuses: set[str] = set()
         next_wait: float | None = None
         last_error: HappyHorseError | None = None
-        self.log.info(
+        self.log.debug(
             "Waiting for HappyHorse job %s: first poll about %.0f s after submission, deadline %s",
             self.job_id,
             self.first_poll_after,

@@ -15,7 +15,7 @@ OUTPUT_ROOT = os.environ.get("HAPPYHORSE_OUTPUT_ROOT", "file:///tmp/happyhorse")
 FIRST_POLL_AFTER = (
     float(os.environ["HAPPYHORSE_FIRST_POLL_AFTER"]) if "HAPPYHORSE_FIRST_POLL_AFTER" in os.environ else None
 )
-POLL_INTERVAL = float(os.environ.get("HAPPYHORSE_POLL_INTERVAL", "10"))
+POLL_INTERVAL = float(os.environ.get("HAPPYHORSE_POLL_INTERVAL", "2"))
 # Images for the image-to-video and multi-shot examples (the emulator serves test images of any size).
 IMAGE_BASE_URL = os.environ.get("HAPPYHORSE_IMAGE_BASE_URL", "https://example.com/images")
 

@@ -26,6 +26,7 @@ from airflow_provider_happyhorse.client_core import (
     build_status_request,
     build_submit_request,
     expected_render_seconds,
+    first_poll_for,
     is_retryable_poll_error,
     is_retryable_submit_error,
     map_transport_error,
@@ -859,17 +860,28 @@ def test_an_aiohttp_connection_refusal_during_submission_is_retried() -> None:
 SCHEDULE = PollSchedule(first_poll_after=60.0, min_interval=10.0, max_interval=120.0, growth=0.1, jitter=0.1)
 
 
+def no_jitter() -> float:
+    return 0.5  # jitter only ever shortens a wait, by ``jitter x |2 rng() - 1|``
+
+
+def test_first_poll_allows_for_the_earliest_likely_finish() -> None:
+    # A job 10% faster than its expected 40 s is still seen within 2 s + 10% of its render time.
+    first = first_poll_for(40.0)
+    assert first == pytest.approx(36 * 1.1 + 2)
+    assert first - 36 <= 2 + 0.1 * 36 + 1e-9
+
+
 @pytest.mark.parametrize(
     ("elapsed", "polls_done", "remaining", "delay"),
     [
-        (0.0, 0, 3600.0, 60.0),  # first poll at the expected finish
+        (0.0, 0, 3600.0, 60.0),  # the first poll when it was asked for
         (20.0, 0, 3600.0, 40.0),  # ... counted from submission
         (100.0, 0, 3600.0, 0.0),  # already past it: poll now
         (0.0, 0, 30.0, 30.0),  # never past the deadline
-        (60.0, 1, 3600.0, 10.0),  # 10% of 60 s is 6 s: the floor
-        (100.0, 1, 3600.0, 10.0),
-        (300.0, 2, 3600.0, 30.0),  # growth: 10% of the time spent
-        (900.0, 5, 3600.0, 90.0),
+        (60.0, 1, 3600.0, 10.0),  # 2 s + 10% of 60 s is 8 s: the floor
+        (100.0, 1, 3600.0, 12.0),  # 2 s + 10% of the time spent
+        (300.0, 2, 3600.0, 32.0),
+        (900.0, 5, 3600.0, 92.0),
         (1200.0, 6, 3600.0, 120.0),
         (50000.0, 30, 99999.0, 120.0),  # the cap
         (900.0, 5, 7.0, 7.0),  # the deadline beats the floor
@@ -877,11 +889,11 @@ SCHEDULE = PollSchedule(first_poll_after=60.0, min_interval=10.0, max_interval=1
     ],
 )
 def test_poll_schedule_without_jitter(elapsed: float, polls_done: int, remaining: float, delay: float) -> None:
-    assert SCHEDULE.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=remaining, rng=half) == delay
+    assert SCHEDULE.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=remaining, rng=no_jitter) == delay
 
 
 def test_poll_schedule_never_shrinks_as_time_passes() -> None:
-    delays = [SCHEDULE.next_delay(elapsed=t, polls_done=1, remaining=1e9, rng=half) for t in range(0, 3000, 25)]
+    delays = [SCHEDULE.next_delay(elapsed=t, polls_done=1, remaining=1e9, rng=no_jitter) for t in range(0, 3000, 25)]
     assert delays == sorted(delays)
     assert delays[0] == 10.0
     assert delays[-1] == 120.0
@@ -890,15 +902,16 @@ def test_poll_schedule_never_shrinks_as_time_passes() -> None:
 @pytest.mark.parametrize(
     ("elapsed", "polls_done", "low", "high"),
     [
-        (0.0, 0, 54.0, 66.0),  # the first poll: +-10% around 60 s
-        (500.0, 3, 45.0, 55.0),  # +-10% around 50 s
-        (60.0, 1, 10.0, 11.0),  # at the floor: never below it
+        (0.0, 0, 54.0, 60.0),  # jitter only shortens: up to 10% earlier than 60 s
+        (500.0, 3, 46.8, 52.0),  # up to 10% earlier than 2 s + 50 s
+        (60.0, 1, 10.0, 10.0),  # at the floor: never below it
         (50000.0, 9, 108.0, 120.0),  # at the cap: never above it
     ],
 )
 def test_poll_schedule_jitter_bounds(elapsed: float, polls_done: int, low: float, high: float) -> None:
+    highest = SCHEDULE.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=1e9, rng=no_jitter)
     lowest = SCHEDULE.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=1e9, rng=lambda: 0.0)
-    highest = SCHEDULE.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=1e9, rng=lambda: 0.999999999)
+    assert SCHEDULE.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=1e9, rng=lambda: 0.999999999) >= lowest
     assert lowest == pytest.approx(low)
     assert highest == pytest.approx(high)
 

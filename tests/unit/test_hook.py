@@ -489,8 +489,8 @@ def test_wait_for_job_polls_first_near_the_expected_finish_then_by_the_schedule(
     )
     assert result.state is JobState.SUCCEEDED
     assert result.video_url == "https://cdn.hh.test/v/clip.mp4"
-    assert clock.sleeps == [60.0, 10.0, 10.0, 10.0, 10.0]
-    assert job.polled_at == [60.0, 70.0, 80.0, 90.0, 100.0]
+    assert clock.sleeps == [60.0, 10.0, 10.0, 10.0, 11.0]  # the floor, then 2 s + 10% of 90 s
+    assert job.polled_at == [60.0, 70.0, 80.0, 90.0, 101.0]
 
 
 def test_wait_for_job_returns_a_failed_job(connection: ConnectionSetter) -> None:

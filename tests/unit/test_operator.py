@@ -67,7 +67,8 @@ def test_defers_with_exact_trigger_kwargs() -> None:
         "happyhorse_conn_id": "happyhorse_default",
         "deadline": kwargs["deadline"],
         "submitted_at": submitted_at,
-        "first_poll_after": (20 + 3 * 10) * 1.5 * 1.2,
+        # The earliest likely finish (10% before the expected 90 s) plus 2 s + 10% of it.
+        "first_poll_after": (20 + 3 * 10) * 1.5 * 1.2 * 0.9 * 1.1 + 2,
         "min_poll_interval": 15,
         "max_poll_interval": 90,
         "result": {

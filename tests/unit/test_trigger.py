@@ -207,7 +207,8 @@ STORM = [
 async def test_storm_of_transient_errors_never_ends_it_early() -> None:
     service = FakeService(FakeClock(), finish_after=30.0)
     service.faults.extend(STORM * 3)
-    [event] = await run_to_end(make_trigger(service, first_poll_after=30.0))
+    deadline = (START + timedelta(hours=1)).isoformat()
+    [event] = await run_to_end(make_trigger(service, first_poll_after=30.0, deadline=deadline))
     assert event.payload["status"] == "success"
     assert event.payload["transient_errors"] == len(STORM) * 3
     assert service.status_calls == len(STORM) * 3 + 1
