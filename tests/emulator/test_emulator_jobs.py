@@ -1,4 +1,5 @@
-"""The job core without HTTP: scheduling, lifecycle spelling, peak concurrency, state-file replay."""
+"""The job core without HTTP: scheduling, lifecycle spelling, peak concurrency, state-file replay; and the
+admin route that lists every job's timeline."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.emulator.config import EmulatorConfig
 from airflow_provider_happyhorse.emulator.jobs import (
     Job,
@@ -118,3 +120,23 @@ def test_config_rejects_a_key_in_two_roles() -> None:
     with pytest.raises(ValueError, match="listed twice"):
         EmulatorConfig(api_keys=("a",), no_credit_keys=("a",))
     assert EmulatorConfig().merged({"faults": {"faults_on": ["status"]}}).faults.faults_on == ("status",)
+
+
+def test_admin_jobs_route_lists_each_jobs_timeline(api, fast: EmulatorServer) -> None:
+    ok = api.submit()
+    fast.configure(job_failure_rate=1.0)
+    failing = api.submit()
+
+    timelines = api.http.get("/_emulator/jobs").json()
+    assert timelines == fast.jobs()
+    # The outcome is fixed at creation, so it is listed before the render ends.
+    assert {task_id: timeline["final_phase"] for task_id, timeline in timelines.items()} == {
+        ok: "SUCCESS",
+        failing: "FAILED",
+    }
+    for timeline in timelines.values():
+        assert timeline["created"] == timeline["started"]  # no queue: two jobs, four slots
+        assert timeline["finished"] - timeline["started"] == pytest.approx(0.2)
+
+    fast.configure(admin_enabled=False)
+    assert api.http.get("/_emulator/jobs").status_code == 404
