@@ -10,7 +10,8 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -163,6 +164,45 @@ def _new_async_client(settings: ConnectionSettings, transport: httpx.AsyncBaseTr
 shared_async_clients = _SharedAsyncClients()
 
 
+class _RecentAsyncSettings:
+    """
+    A triggerer runs thousands of triggers on one connection: each event loop looks a connection up
+    once per ``ttl`` seconds (a changed key is picked up after that), not once per trigger. Concurrent
+    first users share the one lookup in flight; a failed lookup is not kept.
+    """
+
+    ttl = 60.0
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Task[ConnectionSettings]]]
+        ] = weakref.WeakKeyDictionary()
+
+    async def get(self, conn_id: str, fetch: Callable[[], Awaitable[ConnectionSettings]]) -> ConnectionSettings:
+        loop = asyncio.get_running_loop()
+        entries = self._by_loop.setdefault(loop, {})
+        entry = entries.get(conn_id)
+        if entry is None or loop.time() - entry[0] > self.ttl or _failed(entry[1]):
+            entry = (loop.time(), loop.create_task(_as_coroutine(fetch)))
+            entries[conn_id] = entry
+        # Shielded: one caller being cancelled must not cancel the lookup the others wait for.
+        return await asyncio.shield(entry[1])
+
+    def clear(self) -> None:
+        self._by_loop.clear()
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+async def _as_coroutine(fetch: Callable[[], Awaitable[ConnectionSettings]]) -> ConnectionSettings:
+    return await fetch()
+
+
+recent_async_settings = _RecentAsyncSettings()
+
+
 def _current_task() -> asyncio.Task[Any]:
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - coroutines driven by asyncio always run in a task
@@ -240,14 +280,17 @@ class HappyHorseHook(BaseHook):
     async def aget_settings(self) -> ConnectionSettings:
         """The connection, fetched without blocking the event loop (for triggers)."""
         if self._settings is None:
-            from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-
-            conn = await get_async_connection(self.happyhorse_conn_id, hook=self)
-            extra = await get_async_extra_dejson(conn) if conn.extra else {}
-            settings = ConnectionSettings.from_connection(conn, extra)
-            await _amask(settings.api_key)
-            self._settings = settings
+            self._settings = await recent_async_settings.get(self.happyhorse_conn_id, self._afetch_settings)
         return self._settings
+
+    async def _afetch_settings(self) -> ConnectionSettings:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.happyhorse_conn_id, hook=self)
+        extra = await get_async_extra_dejson(conn) if conn.extra else {}
+        settings = ConnectionSettings.from_connection(conn, extra)
+        await _amask(settings.api_key)
+        return settings
 
     def get_conn(self) -> httpx.Client:
         if self._client is None:

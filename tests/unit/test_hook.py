@@ -987,3 +987,20 @@ def test_a_key_echoed_by_a_proxy_is_scrubbed_from_errors(monkeypatch: pytest.Mon
     assert key not in str(raised.value)
     assert key not in raised.value.message
     assert "bad header Bearer ***" in str(raised.value)
+
+
+async def test_a_triggerer_looks_a_connection_up_once_not_once_per_trigger(connection: ConnectionSetter) -> None:
+    connection()
+    lookups = 0
+
+    class CountingHook(HappyHorseHook):
+        @classmethod
+        async def aget_connection(cls, conn_id: str) -> Any:
+            nonlocal lookups
+            lookups += 1
+            await asyncio.sleep(0)  # let the other hooks arrive while this lookup is in flight
+            return HappyHorseHook.get_connection(conn_id)
+
+    settings = await asyncio.gather(*(CountingHook().aget_settings() for _ in range(50)))
+    assert lookups == 1
+    assert len({id(s) for s in settings}) == 1
