@@ -52,5 +52,11 @@ test-floor: $(FLOOR_STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)
 
+# The real-Airflow benchmarks of issue 8 (items 1 and 3): about 9 and 8 minutes on two cores. Each prints a
+# markdown table and writes benchmarks/results/<name>.json.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/worker_cost.py
+	$(BIN)/python benchmarks/backfill_throughput.py
+
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo

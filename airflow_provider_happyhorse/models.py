@@ -183,7 +183,8 @@ class JobState(str, enum.Enum):
 
 SUCCESS_STATUSES = frozenset({"SUCCESS", "COMPLETED", "SUCCEEDED"})
 FAILURE_STATUSES = frozenset({"FAILED", "FAILURE", "CANCELLED", "CANCELED", "ERROR"})
-KNOWN_PENDING_STATUSES = frozenset({"IN_PROGRESS", "NOT_START", "QUEUED", "PENDING", "PROCESSING", "RUNNING"})
+QUEUED_STATUSES = frozenset({"NOT_START", "QUEUED", "PENDING"})
+KNOWN_PENDING_STATUSES = QUEUED_STATUSES | {"IN_PROGRESS", "PROCESSING", "RUNNING"}
 
 
 class JobStatus(BaseModel):
@@ -196,6 +197,11 @@ class JobStatus(BaseModel):
     state: JobState
     video_url: str | None = None
     error_message: str | None = None
+
+    @property
+    def is_queued(self) -> bool:
+        """Waiting at the service, not yet rendering: it cannot finish sooner than a whole render."""
+        return self.status.strip().upper() in QUEUED_STATUSES
 
     @property
     def is_known_status(self) -> bool:

@@ -174,6 +174,9 @@ class HappyHorseJobTrigger(BaseTrigger):
                             job.status,
                         )
                     self.log.debug("Job %s is %s after %d polls", self.job_id, job.status, polls)
+                    if job.is_queued:
+                        # Still queued behind other renders: a whole render is still ahead of it.
+                        next_wait = self.first_poll_after
                     if self._now() >= deadline:
                         return self._timeout_event(polls, transient_errors, f"last status {job.status}")
                     continue

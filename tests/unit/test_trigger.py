@@ -270,3 +270,11 @@ async def test_on_kill_does_not_call_the_service(capsys: pytest.CaptureFixture[s
     await trigger.cleanup()
     assert service.requests == []
     assert "keeps running on the service and will be billed" in capsys.readouterr().out
+
+
+async def test_a_queued_job_is_not_polled_again_before_a_whole_render_could_pass() -> None:
+    service = FakeService(FakeClock(), finish_after=200.0, pending_status="QUEUED")
+    [event] = await run_to_end(make_trigger(service, first_poll_after=60.0, min_poll_interval=5.0))
+    assert event.payload["status"] == "success"
+    assert service.clock.sleeps[:4] == [60.0, 60.0, 60.0, 60.0]
+    assert service.status_calls == 4
