@@ -95,6 +95,9 @@ class FakeSupervisorComms:
     async def asend(self, message: Any) -> None:
         self.sent.append(message)
 
+    def send(self, message: Any) -> None:  # Airflow before 3.3 masks secrets synchronously (off the loop)
+        self.sent.append(message)
+
 
 async def test_success_ends_task_from_triggerer_storing_result_xcoms(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
