@@ -135,8 +135,13 @@ def error_for_status(
     """The typed error for an HTTP error status (or a body ``code`` that is an error)."""
     message, error_code = _error_from_body(body, response.reason_phrase or "error")
     request_id = _request_id(response, body)
-    kwargs: dict[str, Any] = {"status_code": status_code, "error_code": error_code, "request_id": request_id}
     retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+    kwargs: dict[str, Any] = {
+        "status_code": status_code,
+        "error_code": error_code,
+        "request_id": request_id,
+        "retry_after": retry_after,
+    }
     if status_code in (400, 422):
         return InvalidRequestError(message, **kwargs)
     if status_code == 401:
@@ -146,9 +151,9 @@ def error_for_status(
     if status_code == 404:
         return NotFoundError(message, **kwargs)
     if status_code == 429:
-        return RateLimitError(message, retry_after=retry_after, **kwargs)
+        return RateLimitError(message, **kwargs)
     if status_code >= 500:
-        return ServerError(message, retry_after=retry_after, **kwargs)
+        return ServerError(message, **kwargs)
     return APIStatusError(message, **kwargs)
 
 
@@ -267,7 +272,7 @@ class RetryPolicy:
 
 
 def retry_after_of(error: HappyHorseError) -> float | None:
-    return error.retry_after if isinstance(error, (RateLimitError, ServerError)) else None
+    return error.retry_after if isinstance(error, APIStatusError) else None
 
 
 def is_retryable_poll_error(error: HappyHorseError) -> bool:

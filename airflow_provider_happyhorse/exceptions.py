@@ -22,6 +22,8 @@ The provider's errors. Nothing here ever holds the API key or an ``httpx.Request
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HappyHorseError(Exception):
     """Base of every error raised by this provider."""
@@ -37,11 +39,13 @@ class APIStatusError(HappyHorseError):
         status_code: int | None,
         error_code: str | None = None,
         request_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
         self.error_code = error_code
         self.request_id = request_id
+        self.retry_after = retry_after  # seconds, when the server sent Retry-After
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -57,15 +61,8 @@ class APIStatusError(HappyHorseError):
 class InvalidRequestError(APIStatusError):
     """The request breaks a documented rule. Raised locally before any request is sent, or on 400/422."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        error_code: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, error_code=error_code, request_id=request_id)
+    def __init__(self, message: str, *, status_code: int | None = None, **details: Any) -> None:
+        super().__init__(message, status_code=status_code, **details)
 
 
 class AuthenticationError(APIStatusError):
@@ -83,33 +80,12 @@ class NotFoundError(APIStatusError):
 class RateLimitError(APIStatusError):
     """429: slow down; ``retry_after`` is the server's wait in seconds, when it gave one."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = 429,
-        error_code: str | None = None,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status_code=status_code, error_code=error_code, request_id=request_id)
+    def __init__(self, message: str, *, status_code: int | None = 429, **details: Any) -> None:
+        super().__init__(message, status_code=status_code, **details)
 
 
 class ServerError(APIStatusError):
     """5xx: trouble on the service's side; ``retry_after`` when a 503 gave one."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None,
-        error_code: str | None = None,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status_code=status_code, error_code=error_code, request_id=request_id)
 
 
 class MalformedResponseError(HappyHorseError):
