@@ -72,12 +72,33 @@ def _headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": USER_AGENT}
 
 
-def build_submit_request(base_url: str, api_key: str, request: VideoRequest) -> httpx.Request:
-    return httpx.Request("POST", base_url + GENERATE_PATH, headers=_headers(api_key), json=request.to_body())
+def _timeout(seconds: float) -> dict[str, dict[str, float | None]]:
+    # On the request itself: the async path sends through a transport, without a client to add it.
+    return {"timeout": httpx.Timeout(seconds).as_dict()}
 
 
-def build_status_request(base_url: str, api_key: str, job_id: str) -> httpx.Request:
-    return httpx.Request("GET", base_url + STATUS_PATH, headers=_headers(api_key), params={"task_id": job_id})
+def build_submit_request(
+    base_url: str, api_key: str, request: VideoRequest, *, timeout: float = DEFAULT_TIMEOUT
+) -> httpx.Request:
+    return httpx.Request(
+        "POST",
+        base_url + GENERATE_PATH,
+        headers=_headers(api_key),
+        json=request.to_body(),
+        extensions=_timeout(timeout),
+    )
+
+
+def build_status_request(
+    base_url: str, api_key: str, job_id: str, *, timeout: float = DEFAULT_TIMEOUT
+) -> httpx.Request:
+    return httpx.Request(
+        "GET",
+        base_url + STATUS_PATH,
+        headers=_headers(api_key),
+        params={"task_id": job_id},
+        extensions=_timeout(timeout),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -157,8 +178,8 @@ def error_for_status(
     return APIStatusError(message, **kwargs)
 
 
-def _read_envelope(response: httpx.Response, *, now: datetime | None = None) -> dict[str, Any]:
-    """The ``data`` object of a successful answer, or the typed error the answer stands for."""
+def _read_envelope(response: httpx.Response, *, now: datetime | None = None) -> tuple[dict[str, Any], Any]:
+    """The ``data`` object of a successful answer and the whole body, or the typed error the answer stands for."""
     try:
         body: Any = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -178,7 +199,7 @@ def _read_envelope(response: httpx.Response, *, now: datetime | None = None) -> 
     data = body.get("data")
     if not isinstance(data, dict):
         raise MalformedResponseError("body has no 'data' object", status_code=response.status_code)
-    return data
+    return data, body
 
 
 def parse_job(data: dict[str, Any], *, top_level_message: str | None = None) -> JobStatus:
@@ -207,11 +228,8 @@ def parse_job(data: dict[str, Any], *, top_level_message: str | None = None) -> 
 
 
 def parse_job_response(response: httpx.Response, *, now: datetime | None = None) -> JobStatus:
-    data = _read_envelope(response, now=now)
-    try:
-        message = response.json().get("message")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        message = None
+    data, body = _read_envelope(response, now=now)
+    message = body.get("message")
     return parse_job(data, top_level_message=message if isinstance(message, str) else None)
 
 
@@ -221,10 +239,7 @@ def map_transport_error(exc: httpx.TransportError) -> TransportError:
     name = type(exc).__name__
     cause = exc.__cause__
     detail = f"{name}: {exc}" if cause is None else f"{name} ({type(cause).__name__}): {exc}"
-    # httpx-aiohttp calls every aiohttp connection error (a server disconnect too) ConnectTimeout: an
-    # aiohttp cause is a timeout only if it is one itself (aiohttp's timeouts are TimeoutErrors).
-    timed_out = isinstance(cause, TimeoutError) if _is_aiohttp_error(cause) else isinstance(exc, httpx.TimeoutException)
-    if timed_out:
+    if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(detail, request_sent=not not_sent)
     return TransportError(detail, request_sent=not not_sent)
 
@@ -232,21 +247,10 @@ def map_transport_error(exc: httpx.TransportError) -> TransportError:
 def request_surely_not_sent(exc: httpx.TransportError) -> bool:
     """
     True only for failures that happen before a request can reach the server: connection refused,
-    DNS failure, connect timeout, no free connection in the pool.
-
-    httpx-aiohttp maps aiohttp's *ServerDisconnectedError* (a drop after sending) to
-    ``httpx.ConnectTimeout``, so an aiohttp cause is judged by its own type, never by the httpx name.
+    DNS failure, connect timeout, no free connection in the pool. Both paths' transports raise these
+    httpx errors only then (see ``aiohttp_transport.httpx_error``).
     """
-    cause = exc.__cause__
-    if _is_aiohttp_error(cause):
-        import aiohttp  # only reachable when the aiohttp transport raised
-
-        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-
-
-def _is_aiohttp_error(error: BaseException | None) -> bool:
-    return error is not None and type(error).__module__.startswith("aiohttp")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -360,7 +364,7 @@ def redact(error: HappyHorseError, secret: str) -> None:
 
 
 def parse_submit_response(response: httpx.Response) -> JobStatus:
-    data = _read_envelope(response)
+    data, _ = _read_envelope(response)
     if not isinstance(data.get("task_id"), str) or not data["task_id"]:
         raise MalformedResponseError("submission answer has no task_id", status_code=response.status_code)
     return parse_job({"status": "IN_PROGRESS", **data})
@@ -372,6 +376,7 @@ def submit_flow(
     request: VideoRequest,
     policy: RetryPolicy,
     *,
+    timeout: float = DEFAULT_TIMEOUT,
     rng: Callable[[], float] = random.random,
     on_retry: Callable[[HappyHorseError, int, float], None] | None = None,
 ) -> Flow[JobStatus]:
@@ -379,7 +384,7 @@ def submit_flow(
     try:
         return (
             yield from _call(
-                build_submit_request(base_url, api_key, request),
+                build_submit_request(base_url, api_key, request, timeout=timeout),
                 parse_submit_response,
                 max_attempts=policy.submit_max_attempts,
                 retryable=is_retryable_submit_error,
@@ -397,25 +402,26 @@ def submit_flow(
 
 
 def status_flow(
-    base_url: str,
-    api_key: str,
-    job_id: str,
+    request: httpx.Request,
     policy: RetryPolicy,
     *,
+    secret: str,
     max_attempts: int | None = None,
     rng: Callable[[], float] = random.random,
     on_retry: Callable[[HappyHorseError, int, float], None] | None = None,
 ) -> Flow[JobStatus]:
+    """One status poll (``request`` from :func:`build_status_request`, ``secret`` its API key), transient
+    failures retried."""
     return (
         yield from _call(
-            build_status_request(base_url, api_key, job_id),
+            request,
             parse_job_response,
             max_attempts=policy.max_attempts if max_attempts is None else max_attempts,
             retryable=is_retryable_poll_error,
             policy=policy,
             rng=rng,
             on_retry=on_retry,
-            secret=api_key,
+            secret=secret,
         )
     )
 

@@ -1,7 +1,7 @@
 """
 ``HappyHorseHook``: auth and HTTP for HappyHorse. All decisions live in ``client_core``; this module
-only sends requests and sleeps, once for the sync path (httpx's default transport) and once for the
-async path (httpx over aiohttp, one pooled client shared per event loop).
+only sends requests and sleeps, once for the sync path (an ``httpx.Client``) and once for the async
+path (``aiohttp_transport``, one pooled transport shared per event loop).
 """
 
 from __future__ import annotations
@@ -95,73 +95,77 @@ async def _amask(secret: str) -> None:
 
 
 @dataclass
-class _SharedClient:
-    client: asyncio.Task[httpx.AsyncClient]
+class _SharedTransport:
+    transport: asyncio.Task[httpx.AsyncBaseTransport]
     users: int = 0
 
 
-def _close_client(built: asyncio.Task[httpx.AsyncClient]) -> None:
-    """Close a shared client once it exists."""
+def _close_transport(built: asyncio.Task[httpx.AsyncBaseTransport]) -> None:
+    """Close a shared transport once it exists."""
     if not built.cancelled() and built.exception() is None:
-        client = built.result()
-        _closing.add(task := asyncio.get_running_loop().create_task(client.aclose()))
+        transport = built.result()
+        _closing.add(task := asyncio.get_running_loop().create_task(transport.aclose()))
         task.add_done_callback(_closing.discard)
 
 
 _closing: set[asyncio.Task[None]] = set()  # strong references until each close completes
 
 
-class _SharedAsyncClients:
+class _SharedAsyncTransports:
     """
-    One ``httpx.AsyncClient`` per (event loop, base URL, timeout, pool size): a thousand triggers in one
-    triggerer share one bounded, keep-alive pool instead of a session per poll. Reference counted and
-    closed when its last user lets go.
+    One async transport per (event loop, base URL, pool size): a thousand triggers in one triggerer
+    share one bounded, keep-alive pool instead of a session per poll. Reference counted and closed when
+    its last user lets go.
     """
 
     def __init__(self) -> None:
         # Keys include the loop, so each entry is only ever touched from its own loop's thread.
-        self._clients: dict[tuple[Any, ...], _SharedClient] = {}
+        self._transports: dict[tuple[Any, ...], _SharedTransport] = {}
 
-    @asynccontextmanager
-    async def use(
+    # acquire/release rather than a context manager: a waiting trigger holds its reference for minutes,
+    # and every object it keeps alive lengthens the garbage collector's pauses of the triggerer's loop.
+    async def acquire(
         self, settings: ConnectionSettings, transport: httpx.AsyncBaseTransport | None
-    ) -> AsyncIterator[httpx.AsyncClient]:
+    ) -> tuple[tuple[Any, ...], httpx.AsyncBaseTransport]:
+        """The shared transport and the key to :meth:`release` it with."""
         loop = asyncio.get_running_loop()
-        key = (id(loop), settings.base_url, settings.timeout, settings.max_connections, id(transport))
-        shared = self._clients.get(key)
+        key = (id(loop), settings.base_url, settings.max_connections, id(transport))
+        shared = self._transports.get(key)
         if shared is None:
-            # The first client imports aiohttp and loads the CA bundle: hundreds of ms the triggerer's
-            # event loop must not wait for, so it is built in a thread; users arriving meanwhile wait for it.
-            shared = _SharedClient(loop.create_task(asyncio.to_thread(_new_async_client, settings, transport)))
-            self._clients[key] = shared
+            shared = _SharedTransport(loop.create_task(_new_async_transport(settings, transport)))
+            self._transports[key] = shared
         shared.users += 1  # counted before any await, so no other user can close it under us
         try:
-            yield await shared.client
-        finally:
-            shared.users -= 1
-            if shared.users == 0:
-                del self._clients[key]
-                if not shared.client.done():  # its last user left while it was still being built
-                    shared.client.add_done_callback(_close_client)
-                elif not shared.client.cancelled() and shared.client.exception() is None:
-                    await shared.client.result().aclose()
+            return key, await shared.transport
+        except BaseException:
+            await self.release(key)
+            raise
 
-    def open_clients(self) -> int:
-        return len(self._clients)
+    async def release(self, key: tuple[Any, ...]) -> None:
+        shared = self._transports[key]
+        shared.users -= 1
+        if shared.users == 0:
+            del self._transports[key]
+            if not shared.transport.done():  # its last user left while it was still being built
+                shared.transport.add_done_callback(_close_transport)
+            elif not shared.transport.cancelled() and shared.transport.exception() is None:
+                await shared.transport.result().aclose()
 
-
-def _new_async_client(settings: ConnectionSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
-    if transport is None:
-        # httpx's own async pool costs several ms of CPU per request with hundreds in flight; the
-        # aiohttp transport stays near 0.5 ms (README, "Choosing the async transport").
-        from httpx_aiohttp import AiohttpTransport
-
-        transport = AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(transport=transport, timeout=settings.timeout, limits=limits)
+    def open_transports(self) -> int:
+        return len(self._transports)
 
 
-shared_async_clients = _SharedAsyncClients()
+async def _new_async_transport(
+    settings: ConnectionSettings, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncBaseTransport:
+    if transport is not None:
+        return transport
+    from airflow_provider_happyhorse.aiohttp_transport import AiohttpTransport
+
+    return await AiohttpTransport.create(settings.base_url, max_connections=settings.max_connections)
+
+
+shared_async_transports = _SharedAsyncTransports()
 
 
 class _RecentAsyncSettings:
@@ -201,6 +205,10 @@ async def _as_coroutine(fetch: Callable[[], Awaitable[ConnectionSettings]]) -> C
 
 
 recent_async_settings = _RecentAsyncSettings()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _current_task() -> asyncio.Task[Any]:
@@ -247,12 +255,12 @@ class HappyHorseHook(BaseHook):
         self.sleep = sleep
         self._async_sleep = async_sleep
         self.rng = rng
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or _utcnow
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
-        # Per task: concurrent tasks on one hook each hold their own reference to the shared client, so
-        # one task leaving its session never closes the client under another task's feet.
-        self._held_async_clients: dict[asyncio.Task[Any], httpx.AsyncClient] = {}
+        # Per task: concurrent tasks on one hook each hold their own reference to the shared transport,
+        # so one task leaving its session never closes it under another task's feet.
+        self._held_transports: dict[asyncio.Task[Any], httpx.AsyncBaseTransport] = {}
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -333,29 +341,31 @@ class HappyHorseHook(BaseHook):
 
     @asynccontextmanager
     async def async_session(self) -> AsyncIterator[None]:
-        """Hold this loop's shared client across many calls (a trigger holds it for its whole life)."""
+        """Hold this loop's shared transport across many calls (a trigger holds it for its whole life)."""
         task = _current_task()
-        if task in self._held_async_clients:
+        if task in self._held_transports:
             yield
             return
         settings = await self.aget_settings()
-        async with shared_async_clients.use(settings, self._async_transport) as client:
-            self._held_async_clients[task] = client
-            try:
-                yield
-            finally:
-                del self._held_async_clients[task]
+        key, self._held_transports[task] = await shared_async_transports.acquire(settings, self._async_transport)
+        try:
+            yield
+        finally:
+            del self._held_transports[task]
+            await shared_async_transports.release(key)
 
     async def _arun(self, flow: Flow[T]) -> T:
         async with self.async_session():
-            client = self._held_async_clients[_current_task()]
+            transport = self._held_transports[_current_task()]
             outcome: client_core.Outcome = None
             try:
                 while True:
                     action = flow.send(outcome)
                     if isinstance(action, Send):
                         try:
-                            outcome = await client.send(action.request)
+                            response = await transport.handle_async_request(action.request)
+                            await response.aread()
+                            outcome = response
                         except httpx.TransportError as exc:
                             outcome = exc
                     elif isinstance(action, Sleep):
@@ -369,15 +379,22 @@ class HappyHorseHook(BaseHook):
 
     def _submit_flow(self, settings: ConnectionSettings, request: VideoRequest) -> Flow[JobStatus]:
         return client_core.submit_flow(
-            settings.base_url, settings.api_key, request, settings.policy, rng=self.rng, on_retry=self._log_retry
+            settings.base_url,
+            settings.api_key,
+            request,
+            settings.policy,
+            timeout=settings.timeout,
+            rng=self.rng,
+            on_retry=self._log_retry,
         )
 
     def _status_flow(self, settings: ConnectionSettings, job_id: str, max_attempts: int | None) -> Flow[JobStatus]:
+        # Built per poll, not kept: a waiting trigger should keep few objects alive (garbage collector
+        # pauses grow with them), and building costs about 20 us.
         return client_core.status_flow(
-            settings.base_url,
-            settings.api_key,
-            job_id,
+            client_core.build_status_request(settings.base_url, settings.api_key, job_id, timeout=settings.timeout),
             settings.policy,
+            secret=settings.api_key,
             max_attempts=max_attempts,
             rng=self.rng,
             on_retry=self._log_retry,

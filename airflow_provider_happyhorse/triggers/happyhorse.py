@@ -116,15 +116,12 @@ class HappyHorseJobTrigger(BaseTrigger):
         hook = self._make_hook()
         polls = 0
         transient_errors = 0
-        unknown_statuses: set[str] = set()
+        warned_status: str | None = None  # the last unknown status reported
         next_wait: float | None = None
         last_error: HappyHorseError | None = None
-        self.log.debug(
-            "Waiting for HappyHorse job %s: first poll about %.0f s after submission, deadline %s",
-            self.job_id,
-            self.first_poll_after,
-            self.deadline,
-        )
+        # Nothing is logged until there is news (healthy polls log nothing): a waiting trigger keeps few
+        # objects alive, no logger among them, as each one lengthens the garbage collector's pauses of
+        # the triggerer's event loop.
         async with hook.async_session():
             while True:
                 now = self._now()
@@ -166,14 +163,13 @@ class HappyHorseJobTrigger(BaseTrigger):
                     last_error = error
                     continue
                 if job.state is JobState.PENDING:
-                    if not job.is_known_status and job.status not in unknown_statuses:
-                        unknown_statuses.add(job.status)
+                    if not job.is_known_status and job.status != warned_status:
+                        warned_status = job.status
                         self.log.warning(
                             "Job %s reports unknown status %r; treating it as still running",
                             self.job_id,
                             job.status,
                         )
-                    self.log.debug("Job %s is %s after %d polls", self.job_id, job.status, polls)
                     if job.is_queued:
                         # Still queued behind other renders: a whole render is still ahead of it.
                         next_wait = self.first_poll_after

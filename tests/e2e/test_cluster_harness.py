@@ -111,8 +111,13 @@ def test_deferrable_run_succeeds_and_is_observed(cluster: AirflowCluster, first_
     assert "deferred" in recorder.states(wait)
     assert recorder.states(wait)[-1] == "success"
     resume_states = recorder.states(resume)
-    assert resume_states.index("running") < resume_states.index("deferred") < len(resume_states) - 1
-    assert resume_states[-2:] == ["running", "success"]
+    assert resume_states.index("running") < resume_states.index("deferred")
+    # After the trigger fires the task is scheduled, queued and run again; a step shorter than
+    # one sampling interval can be missed, so only the order is checked here. The exact number
+    # of worker starts is checked by test_worker_starts_count_resumes.
+    after_deferral = resume_states[resume_states.index("deferred") + 1 :]
+    assert after_deferral[-1] == "success"
+    assert set(after_deferral[:-1]) <= {"scheduled", "queued", "running"}
     assert recorder.samples > 10
     assert recorder.find(SMOKE, "answer") == {
         TaskKey(SMOKE, first_run.run_id, "answer"): recorder.states(TaskKey(SMOKE, first_run.run_id, "answer"))

@@ -23,7 +23,7 @@ from airflow_provider_happyhorse.exceptions import (
     InvalidRequestError,
     SubmissionOutcomeUnknownError,
 )
-from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_clients
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.models import JobState, VideoRequest
 
 
@@ -169,7 +169,7 @@ async def test_many_concurrent_async_polls_share_one_pool(
     statuses = await asyncio.gather(*(hook.aget_job(job.job_id) for hook in hooks))
     assert {status.job_id for status in statuses} == {job.job_id}
     assert emulator.stats()["status_calls"]["total"] == 200
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
 
 
 # -- the model and the emulator agree on what is valid ------------------------------------------------

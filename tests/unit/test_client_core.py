@@ -13,11 +13,11 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
-from httpx_aiohttp.transport import map_aiohttp_exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_happyhorse import client_core
+from airflow_provider_happyhorse.aiohttp_transport import httpx_error as aiohttp_httpx_error
 from airflow_provider_happyhorse.client_core import (
     PollSchedule,
     RetryPolicy,
@@ -57,6 +57,7 @@ from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
 from unit.conftest import API_KEY, BASE_URL, JOB_ID, envelope, job_data, succeeded_data
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+STATUS_REQUEST = build_status_request(BASE_URL, API_KEY, JOB_ID)
 VIDEO = "https://cdn.hh.test/v/clip.mp4"
 REQUEST = VideoRequest.parse({"prompt": "a horse"})
 
@@ -508,7 +509,7 @@ def half() -> float:
     ids=["ok", "5xx then malformed success", "429 Retry-After", "transport", "malformed", "exhausted", "401", "404"],
 )
 def test_status_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], result: Any) -> None:
-    actions, outcome = drive(status_flow(BASE_URL, API_KEY, JOB_ID, POLICY, rng=half), outcomes)
+    actions, outcome = drive(status_flow(STATUS_REQUEST, POLICY, secret=API_KEY, rng=half), outcomes)
     assert sum(isinstance(action, Send) for action in actions) == sends
     assert [action.seconds for action in actions if isinstance(action, Sleep)] == sleeps
     if isinstance(result, JobState):
@@ -519,7 +520,9 @@ def test_status_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], r
 
 
 def test_status_flow_max_attempts_override() -> None:
-    actions, outcome = drive(status_flow(BASE_URL, API_KEY, JOB_ID, POLICY, max_attempts=1, rng=half), [answer(503)])
+    actions, outcome = drive(
+        status_flow(STATUS_REQUEST, POLICY, secret=API_KEY, max_attempts=1, rng=half), [answer(503)]
+    )
     assert [type(action) for action in actions] == [Send]
     assert isinstance(outcome, ServerError)
 
@@ -527,7 +530,11 @@ def test_status_flow_max_attempts_override() -> None:
 def test_flows_report_each_retry() -> None:
     seen: list[tuple[str, int, float]] = []
     flow = status_flow(
-        BASE_URL, API_KEY, JOB_ID, POLICY, rng=half, on_retry=lambda e, n, d: seen.append((type(e).__name__, n, d))
+        STATUS_REQUEST,
+        POLICY,
+        secret=API_KEY,
+        rng=half,
+        on_retry=lambda e, n, d: seen.append((type(e).__name__, n, d)),
     )
     drive(flow, [answer(500), answer(429, headers={"Retry-After": "3"}), ok()])
     assert seen == [("ServerError", 1, 0.5), ("RateLimitError", 2, 3.0)]
@@ -596,7 +603,7 @@ def test_submit_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], r
 
 
 def test_a_flow_refuses_to_be_fed_nonsense() -> None:
-    flow = status_flow(BASE_URL, API_KEY, JOB_ID, POLICY)
+    flow = status_flow(STATUS_REQUEST, POLICY, secret=API_KEY)
     next(flow)
     with pytest.raises(TypeError, match="response or a transport error"):
         flow.send(None)
@@ -762,11 +769,10 @@ def test_httpx_transport_errors(
 
 
 def aiohttp_wrapped(error: Exception) -> httpx.TransportError:
-    """The exception httpx-aiohttp really raises for an aiohttp error (its own mapping, not a copy)."""
-    with pytest.raises(httpx.TransportError) as caught, map_aiohttp_exceptions():
-        raise error
-    assert caught.value.__cause__ is error
-    return caught.value
+    """The exception the async path's transport raises for an aiohttp error."""
+    wrapped = aiohttp_httpx_error(error, httpx.Request("POST", "http://hh.test/api/generate"))  # type: ignore[arg-type]
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def connection_key() -> ConnectionKey:
@@ -774,46 +780,36 @@ def connection_key() -> ConnectionKey:
 
 
 AIOHTTP_ERRORS: list[tuple[str, Callable[[], Exception], type[httpx.TransportError], bool, type[TransportError]]] = [
-    # (id, aiohttp error, what httpx-aiohttp calls it, surely not sent, what we raise). httpx-aiohttp 0.2
-    # calls every aiohttp connection error ConnectTimeout (refusals and disconnects alike).
-    (
-        "server disconnected",
-        lambda: aiohttp.ServerDisconnectedError(),
-        httpx.ConnectTimeout,
-        False,
-        TransportError,
-    ),
+    # (id, aiohttp error, the httpx error the transport raises, surely not sent, what we raise)
+    ("server disconnected", aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError, False, TransportError),
     (
         "connection refused",
         lambda: aiohttp.ClientConnectorError(connection_key(), ConnectionRefusedError(111, "Connection refused")),
-        httpx.ConnectTimeout,
+        httpx.ConnectError,
         True,
         TransportError,
     ),
     (
         "DNS failure",
         lambda: aiohttp.ClientConnectorDNSError(connection_key(), OSError(-2, "Name or service not known")),
-        httpx.ConnectTimeout,
+        httpx.ConnectError,
         True,
         TransportError,
     ),
-    ("connect timeout", lambda: aiohttp.ConnectionTimeoutError(), httpx.ConnectTimeout, True, RequestTimeoutError),
-    ("socket read timeout", lambda: aiohttp.SocketTimeoutError(), httpx.ReadTimeout, False, RequestTimeoutError),
-    (
-        "timeout of unknown phase",
-        lambda: aiohttp.ServerTimeoutError(),
-        httpx.ConnectTimeout,
-        False,
-        RequestTimeoutError,
-    ),
+    ("connect timeout", aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout, True, RequestTimeoutError),
+    ("socket read timeout", aiohttp.SocketTimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
+    ("timeout of unknown phase", aiohttp.ServerTimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
+    ("asyncio timeout", TimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
     (
         "connection reset",
         lambda: aiohttp.ClientOSError(104, "Connection reset by peer"),
-        httpx.ConnectTimeout,
+        httpx.ReadError,
         False,
         TransportError,
     ),
     ("payload cut short", lambda: aiohttp.ClientPayloadError("truncated"), httpx.ReadError, False, TransportError),
+    ("not an http url", lambda: aiohttp.InvalidURL("ftp://x"), httpx.UnsupportedProtocol, False, TransportError),
+    ("any other aiohttp error", lambda: aiohttp.ClientError("odd"), httpx.RemoteProtocolError, False, TransportError),
 ]
 
 
@@ -822,7 +818,7 @@ AIOHTTP_ERRORS: list[tuple[str, Callable[[], Exception], type[httpx.TransportErr
     [row[1:] for row in AIOHTTP_ERRORS],
     ids=[row[0] for row in AIOHTTP_ERRORS],
 )
-def test_aiohttp_errors_are_judged_by_their_own_type(
+def test_aiohttp_errors_say_whether_the_request_left(
     make_error: Callable[[], Exception],
     httpx_type: type[httpx.TransportError],
     not_sent: bool,
@@ -830,7 +826,7 @@ def test_aiohttp_errors_are_judged_by_their_own_type(
 ) -> None:
     cause = make_error()
     wrapped = aiohttp_wrapped(cause)
-    assert type(wrapped) is httpx_type  # what httpx-aiohttp 0.2 does; if this changes, revisit the rule
+    assert type(wrapped) is httpx_type
     assert request_surely_not_sent(wrapped) is not_sent
     error = map_transport_error(wrapped)
     assert type(error) is mapped
@@ -839,7 +835,6 @@ def test_aiohttp_errors_are_judged_by_their_own_type(
 
 
 def test_a_server_disconnect_during_submission_is_outcome_unknown_not_a_retry() -> None:
-    # httpx-aiohttp calls it ConnectTimeout; it must still not be resubmitted.
     disconnect = aiohttp_wrapped(aiohttp.ServerDisconnectedError())
     actions, outcome = drive(submit_flow(BASE_URL, API_KEY, REQUEST, POLICY, rng=half), [disconnect, ok()])
     assert sum(isinstance(action, Send) for action in actions) == 1
@@ -852,6 +847,15 @@ def test_an_aiohttp_connection_refusal_during_submission_is_retried() -> None:
     actions, outcome = drive(submit_flow(BASE_URL, API_KEY, REQUEST, POLICY, rng=half), [refused, ok()])
     assert sum(isinstance(action, Send) for action in actions) == 2
     assert isinstance(outcome, JobStatus)
+
+
+def test_requests_carry_their_timeout() -> None:
+    # The async path sends through a transport with no client to add a timeout: the request has it.
+    for request in (
+        build_status_request(BASE_URL, API_KEY, JOB_ID, timeout=7.5),
+        build_submit_request(BASE_URL, API_KEY, REQUEST, timeout=7.5),
+    ):
+        assert request.extensions["timeout"] == {"connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from airflow_provider_happyhorse.exceptions import (
     SubmissionOutcomeUnknownError,
     TransportError,
 )
-from airflow_provider_happyhorse.hooks.happyhorse import ConnectionSettings, HappyHorseHook, shared_async_clients
+from airflow_provider_happyhorse.hooks.happyhorse import ConnectionSettings, HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
 from unit.conftest import (
     API_KEY,
@@ -84,7 +84,7 @@ def make_hook(script: Script | None = None, clock: FakeClock | None = None, **kw
 @pytest.fixture(autouse=True)
 def _no_leftover_shared_clients() -> Iterable[None]:
     yield
-    assert shared_async_clients.open_clients() == 0, "a shared async client was left open"
+    assert shared_async_transports.open_transports() == 0, "a shared async client was left open"
 
 
 @pytest.fixture
@@ -887,24 +887,24 @@ async def test_200_concurrent_polls_stay_within_the_pool(
     assert sorted(target for _, target, _ in server.requests) == sorted(
         f"/api/status?task_id=job-{i}" for i in range(200)
     )
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
 
 
 async def test_hooks_on_one_loop_and_base_url_share_one_client(connection: ConnectionSetter) -> None:
     connection(host="http://other.test", conn_id="happyhorse_other")
     first, second, other = HappyHorseHook(), HappyHorseHook(), HappyHorseHook("happyhorse_other")
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
     async with first.async_session():
-        assert shared_async_clients.open_clients() == 1
+        assert shared_async_transports.open_transports() == 1
         async with second.async_session():
-            assert shared_async_clients.open_clients() == 1
+            assert shared_async_transports.open_transports() == 1
             async with first.async_session():  # re-entering in the same task holds nothing new
-                assert shared_async_clients.open_clients() == 1
+                assert shared_async_transports.open_transports() == 1
             async with other.async_session():
-                assert shared_async_clients.open_clients() == 2
-            assert shared_async_clients.open_clients() == 1
-        assert shared_async_clients.open_clients() == 1  # the first hook still uses it
-    assert shared_async_clients.open_clients() == 0
+                assert shared_async_transports.open_transports() == 2
+            assert shared_async_transports.open_transports() == 1
+        assert shared_async_transports.open_transports() == 1  # the first hook still uses it
+    assert shared_async_transports.open_transports() == 0
 
 
 async def test_one_hook_used_by_several_tasks_keeps_the_client_for_each(connection: ConnectionSetter) -> None:
@@ -927,13 +927,13 @@ async def test_one_hook_used_by_several_tasks_keeps_the_client_for_each(connecti
     async with hook.async_session():
         poll = asyncio.create_task(hook.aget_job(JOB_ID))
         await first_request.wait()
-    assert shared_async_clients.open_clients() == 1  # still used by the poll
+    assert shared_async_transports.open_transports() == 1  # still used by the poll
     release.set()
     job = await poll
     assert job.state is JobState.PENDING
     assert calls == 2
     assert clock.sleeps == [0.5]
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
 
 
 class ClosingTransport(httpx.MockTransport):
@@ -959,7 +959,7 @@ async def test_the_last_user_closes_the_shared_client(connection: ConnectionSett
         await first.aget_job(JOB_ID)
         assert transport.closed == 1  # still in use by the first hook
     assert transport.closed == 2
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
 
 
 async def test_the_shared_client_is_closed_even_when_a_call_fails(connection: ConnectionSetter) -> None:
@@ -968,7 +968,7 @@ async def test_the_shared_client_is_closed_even_when_a_call_fails(connection: Co
     with pytest.raises(AuthenticationError):
         await hook.aget_job(JOB_ID)
     assert transport.closed == 1
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
 
 
 def test_a_key_echoed_by_a_proxy_is_scrubbed_from_errors(monkeypatch: pytest.MonkeyPatch) -> None:

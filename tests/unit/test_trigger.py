@@ -9,7 +9,7 @@ import httpx
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_clients
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 from unit.fake_service import API_KEY, CONN_JSON, START, FakeClock, FakeService, raise_error, respond
 
@@ -70,7 +70,7 @@ async def test_success_first_poll_near_expected_finish() -> None:
     assert event.payload["video_url"] == f"http://hh.test/files/{service.job_id}.mp4"
     assert service.status_calls == 1
     assert service.clock.sleeps == [60.0]
-    assert shared_async_clients.open_clients() == 0
+    assert shared_async_transports.open_transports() == 0
 
 
 async def test_backoff_after_first_poll_grows_and_respects_floor_and_cap() -> None:
