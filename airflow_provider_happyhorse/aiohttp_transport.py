@@ -34,11 +34,12 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _proxy_settings(base_url: str) -> dict[str, Any]:
-    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``NO_PROXY``...), if any."""
+def _prepare(base_url: str) -> dict[str, Any]:
+    """Load the CA bundle; the proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``NO_PROXY``...)."""
     from aiohttp.helpers import get_env_proxy_for_url
     from yarl import URL
 
+    default_ssl_context()
     with contextlib.suppress(LookupError):
         proxy, proxy_auth = get_env_proxy_for_url(URL(base_url))
         return {"proxy": proxy, "proxy_auth": proxy_auth}
@@ -72,8 +73,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def create(cls, base_url: str, *, max_connections: int) -> AiohttpTransport:
         # Importing aiohttp, loading the CA bundle and reading the environment take hundreds of ms the
         # triggerer's event loop must not wait for: done in a thread. The session belongs to the loop.
-        proxy = await asyncio.to_thread(lambda: (default_ssl_context(), _proxy_settings(base_url))[1])
-        return cls(max_connections=max_connections, proxy=proxy)
+        return cls(max_connections=max_connections, proxy=await asyncio.to_thread(_prepare, base_url))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         import aiohttp
