@@ -451,6 +451,8 @@ DETECTION_SLACK = 2.0
 DETECTION_SHARE = 0.1
 # How far real renders stray from the model either way (the emulator's default jitter).
 RENDER_SPREAD = 0.1
+# Polls end their waits on whole ticks of the wall clock: see PollSchedule.next_delay.
+POLL_TICK = 1.0
 
 
 def first_poll_for(expected_seconds: float) -> float:
@@ -467,6 +469,11 @@ class PollSchedule:
     to [min_interval, max_interval], so a job is seen within about ``slack + growth x`` its render time
     while the number of polls grows only logarithmically. Jitter only ever shortens a wait, so jobs
     submitted together spread out without missing that target. Never past the deadline.
+
+    Given the wall-clock time, a wait is also shortened to end on a ``tick`` (at most half the floor),
+    unless that would break the floor: polls of many jobs that fall due within one tick then share one
+    wake-up of the triggerer's event loop. On a virtual machine a wake-up from idle costs about as
+    much CPU as a whole status request (README, "Triggerer scale"); a poll is never made later by it.
     """
 
     first_poll_after: float
@@ -475,8 +482,18 @@ class PollSchedule:
     growth: float = DETECTION_SHARE
     slack: float = DETECTION_SLACK
     jitter: float = 0.1
+    tick: float = POLL_TICK
 
-    def next_delay(self, *, elapsed: float, polls_done: int, remaining: float, rng: Callable[[], float]) -> float:
+    def next_delay(
+        self,
+        *,
+        elapsed: float,
+        polls_done: int,
+        remaining: float,
+        rng: Callable[[], float],
+        now: float | None = None,
+    ) -> float:
+        """Seconds to wait before the next poll; ``now`` (epoch seconds) puts its end on a tick."""
         if polls_done == 0:
             base = max(self.first_poll_after - elapsed, 0.0)
         else:
@@ -485,4 +502,11 @@ class PollSchedule:
         jittered = base * (1 - self.jitter * abs(2 * rng() - 1))
         if polls_done > 0:
             jittered = max(jittered, self.min_interval)  # the floor holds whatever the jitter
-        return max(0.0, min(jittered, remaining))
+        delay = max(0.0, min(jittered, remaining))
+        tick = min(self.tick, self.min_interval / 2)
+        if now is None or tick <= 0:
+            return delay
+        on_tick = math.floor((now + delay) / tick) * tick - now
+        if polls_done > 0 and on_tick < self.min_interval:
+            return delay
+        return max(on_tick, 0.0)

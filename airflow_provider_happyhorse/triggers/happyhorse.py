@@ -131,6 +131,7 @@ class HappyHorseJobTrigger(BaseTrigger):
                     polls_done=polls,
                     remaining=remaining,
                     rng=self._rng,
+                    now=now.timestamp(),
                 )
                 if next_wait is not None:
                     delay = min(max(delay, next_wait), remaining)

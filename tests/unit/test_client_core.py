@@ -942,6 +942,57 @@ def test_poll_schedule_bounds_hold_for_any_input(
         assert delay <= max(first - elapsed, 0.0) * 1.1 + 1e-9
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    elapsed=st.floats(min_value=0, max_value=1e5),
+    polls_done=st.integers(min_value=0, max_value=100),
+    remaining=st.floats(min_value=0, max_value=1e5),
+    draw=st.floats(min_value=0, max_value=1, exclude_max=True),
+    now=st.floats(min_value=1.7e9, max_value=1.8e9),
+)
+def test_a_wait_ends_on_a_tick_and_is_never_longer(
+    elapsed: float, polls_done: int, remaining: float, draw: float, now: float
+) -> None:
+    schedule = PollSchedule(first_poll_after=60.0, min_interval=5.0, max_interval=60.0)
+    plain = schedule.next_delay(elapsed=elapsed, polls_done=polls_done, remaining=remaining, rng=lambda: draw)
+    on_tick = schedule.next_delay(
+        elapsed=elapsed, polls_done=polls_done, remaining=remaining, rng=lambda: draw, now=now
+    )
+    assert 0.0 <= on_tick <= plain + 1e-6  # never later, so never past the deadline or the detection target
+    if polls_done > 0:
+        assert on_tick >= min(5.0, remaining) - 1e-6  # the floor holds
+    if on_tick < plain:
+        assert plain - on_tick < 1.0 + 1e-6  # shortened by less than a tick...
+        wake = now + on_tick
+        assert min(wake % 1.0, 1.0 - wake % 1.0) < 1e-3 or on_tick == 0.0  # ...to end on one
+
+
+@pytest.mark.parametrize(
+    ("now", "polls_done", "delay"),
+    [
+        (1_700_000_000.0, 1, 8.0),  # already on a tick
+        (1_700_000_000.4, 1, 7.6),  # 8.0 would end at .4: shortened to end on the second
+        (1_700_000_000.4, 0, 59.6),  # the first poll too
+        (1_700_000_000.9, 0, 59.1),
+    ],
+)
+def test_waits_of_jobs_due_in_the_same_second_end_together(now: float, polls_done: int, delay: float) -> None:
+    schedule = PollSchedule(first_poll_after=60.0, min_interval=2.0, max_interval=120.0)
+    # 60 s after submission without jitter: 2 s + 10% x 60 s = 8 s, or the first poll at 60 s.
+    elapsed = 60.0 if polls_done else 0.0
+    assert schedule.next_delay(
+        elapsed=elapsed, polls_done=polls_done, remaining=1e6, rng=lambda: 0.5, now=now
+    ) == pytest.approx(delay)
+
+
+def test_a_wait_at_the_floor_is_not_shortened_and_ticks_shrink_with_the_floor() -> None:
+    at_floor = PollSchedule(first_poll_after=0.0, min_interval=5.0, max_interval=60.0)
+    assert at_floor.next_delay(elapsed=0.0, polls_done=1, remaining=1e6, rng=lambda: 0.5, now=100.5) == 5.0
+    fast = PollSchedule(first_poll_after=0.0, min_interval=0.1, max_interval=1.0, slack=0.3, growth=0.0)
+    # A 0.1 s floor gives a 0.05 s tick: 0.3 s from 100.02 ends at 100.30, not at 100.32.
+    assert fast.next_delay(elapsed=0.0, polls_done=1, remaining=1e6, rng=lambda: 0.5, now=100.02) == pytest.approx(0.28)
+
+
 @pytest.mark.parametrize(
     ("mode", "duration", "sound", "seconds"),
     [

@@ -73,6 +73,17 @@ async def test_success_first_poll_near_expected_finish() -> None:
     assert shared_async_transports.open_transports() == 0
 
 
+async def test_polls_of_many_triggers_fall_on_whole_seconds() -> None:
+    # Submitted 0.4 s into a second: the first poll, due at 60 s, comes 0.4 s early, on the second,
+    # so the event loop wakes once for every poll due in that second.
+    clock = FakeClock(now=START + timedelta(seconds=0.4))
+    service = FakeService(clock, finish_after=55.0)
+    [event] = await run_to_end(make_trigger(service, submitted_at=clock.now.isoformat()))
+    assert event.payload["status"] == "success"
+    assert service.clock.sleeps == [pytest.approx(59.6)]
+    assert service.clock.now.timestamp() % 1.0 == pytest.approx(0.0)
+
+
 async def test_backoff_after_first_poll_grows_and_respects_floor_and_cap() -> None:
     service = FakeService(FakeClock(), finish_after=400.0)
     [event] = await run_to_end(make_trigger(service, min_poll_interval=5.0, max_poll_interval=30.0))
