@@ -284,6 +284,19 @@ def is_retryable_poll_error(error: HappyHorseError) -> bool:
     return isinstance(error, (RateLimitError, ServerError, TransportError, MalformedResponseError))
 
 
+def poll_retry_delay(
+    error: HappyHorseError, failures_in_a_row: int, policy: RetryPolicy, rng: Callable[[], float]
+) -> float | None:
+    """
+    How soon a poll schedule repeats a failed poll, when sooner than its next poll: after a connection
+    failure (a kept-alive connection the server closed as it was used, a reset, a timeout) the retry
+    policy's backoff. A server that answered (429, 5xx) waits for the schedule or its ``Retry-After``.
+    """
+    if isinstance(error, TransportError):
+        return policy.backoff(failures_in_a_row, None, rng)
+    return None
+
+
 def is_retryable_submit_error(error: HappyHorseError) -> bool:
     """The contract's submission rule: retry only when no task can have been created."""
     if isinstance(error, TransportError):

@@ -11,8 +11,8 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -166,6 +166,35 @@ async def _new_async_transport(
 
 
 shared_async_transports = _SharedAsyncTransports()
+
+
+class _AsyncSession:
+    """
+    ``HappyHorseHook.async_session()``. A class rather than a generator-based context manager: a
+    waiting trigger holds it for minutes, and every object it keeps alive lengthens the garbage
+    collector's pauses of the triggerer's event loop. Re-entering it in the same task holds nothing new.
+    """
+
+    __slots__ = ("_held", "_hook")
+
+    def __init__(self, hook: HappyHorseHook) -> None:
+        self._hook = hook
+        self._held: tuple[asyncio.Task[Any], tuple[Any, ...]] | None = None
+
+    async def __aenter__(self) -> None:
+        task, hook = _current_task(), self._hook
+        if task in hook._held_transports:
+            return
+        settings = await hook.aget_settings()
+        key, hook._held_transports[task] = await shared_async_transports.acquire(settings, hook._async_transport)
+        self._held = (task, key)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            task, key = self._held
+            self._held = None
+            del self._hook._held_transports[task]
+            await shared_async_transports.release(key)
 
 
 class _RecentAsyncSettings:
@@ -339,20 +368,9 @@ class HappyHorseHook(BaseHook):
             result: T = stop.value
             return result
 
-    @asynccontextmanager
-    async def async_session(self) -> AsyncIterator[None]:
+    def async_session(self) -> _AsyncSession:
         """Hold this loop's shared transport across many calls (a trigger holds it for its whole life)."""
-        task = _current_task()
-        if task in self._held_transports:
-            yield
-            return
-        settings = await self.aget_settings()
-        key, self._held_transports[task] = await shared_async_transports.acquire(settings, self._async_transport)
-        try:
-            yield
-        finally:
-            del self._held_transports[task]
-            await shared_async_transports.release(key)
+        return _AsyncSession(self)
 
     async def _arun(self, flow: Flow[T]) -> T:
         async with self.async_session():

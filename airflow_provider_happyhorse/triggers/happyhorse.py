@@ -93,8 +93,8 @@ class HappyHorseJobTrigger(BaseTrigger):
     def _now(self) -> datetime:
         return datetime.now(timezone.utc)
 
-    async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    # Not a wrapper coroutine: one frame less kept alive by every waiting trigger.
+    _sleep = staticmethod(asyncio.sleep)
 
     def _rng(self) -> float:
         return random.random()
@@ -116,13 +116,16 @@ class HappyHorseJobTrigger(BaseTrigger):
         hook = self._make_hook()
         polls = 0
         transient_errors = 0
+        failures_in_a_row = 0
         warned_status: str | None = None  # the last unknown status reported
-        next_wait: float | None = None
+        next_wait: float | None = None  # wait at least this long (Retry-After, a queued job)
+        retry_soon: float | None = None  # wait at most this long (a connection failure)
         last_error: HappyHorseError | None = None
         # Nothing is logged until there is news (healthy polls log nothing): a waiting trigger keeps few
         # objects alive, no logger among them, as each one lengthens the garbage collector's pauses of
         # the triggerer's event loop.
         async with hook.async_session():
+            policy = (await hook.aget_settings()).policy
             while True:
                 now = self._now()
                 remaining = max((deadline - now).total_seconds(), 0.0)
@@ -136,6 +139,9 @@ class HappyHorseJobTrigger(BaseTrigger):
                 if next_wait is not None:
                     delay = min(max(delay, next_wait), remaining)
                     next_wait = None
+                if retry_soon is not None:
+                    delay = min(delay, retry_soon)
+                    retry_soon = None
                 if last_error is not None:
                     self.log.warning(
                         "Status of job %s unavailable (%s); transient error %d, polling again in %.1f s",
@@ -158,11 +164,14 @@ class HappyHorseJobTrigger(BaseTrigger):
                     if not client_core.is_retryable_poll_error(error):
                         return self._error_event(error, polls, transient_errors)
                     transient_errors += 1
+                    failures_in_a_row += 1
                     if self._now() >= deadline:
                         return self._timeout_event(polls, transient_errors, str(error))
                     next_wait = client_core.retry_after_of(error)
+                    retry_soon = client_core.poll_retry_delay(error, failures_in_a_row, policy, self._rng)
                     last_error = error
                     continue
+                failures_in_a_row = 0
                 if job.state is JobState.PENDING:
                     if not job.is_known_status and job.status != warned_status:
                         warned_status = job.status

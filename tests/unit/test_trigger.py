@@ -231,6 +231,27 @@ async def test_storm_of_transient_errors_never_ends_it_early() -> None:
     assert all(s >= 5.0 for s in service.clock.sleeps[1:])
 
 
+@pytest.mark.parametrize(
+    ("fault", "second_wait"),
+    [
+        # The server closed a kept-alive connection as it was used: poll again after the retry
+        # policy's first backoff (1 s, full jitter; the test's draw halves it), not a whole interval.
+        (raise_error(httpx.RemoteProtocolError), 0.5),
+        (raise_error(httpx.ReadTimeout), 0.5),
+        # A server that answered busy waits for the schedule (2 s + 10% of 30 s, over the 5 s floor).
+        (respond(503, {"code": 503, "message": "busy"}), 5.0),
+    ],
+    ids=["dropped connection", "read timeout", "503"],
+)
+async def test_a_failed_connection_is_polled_again_soon(fault: Any, second_wait: float) -> None:
+    service = FakeService(FakeClock(), finish_after=30.0)
+    service.faults.append(fault)
+    [event] = await run_to_end(make_trigger(service, first_poll_after=30.0))
+    assert event.payload["status"] == "success"
+    assert event.payload["transient_errors"] == 1
+    assert service.clock.sleeps == [30.0, second_wait]
+
+
 async def test_transient_errors_until_deadline_give_timeout() -> None:
     service = FakeService(FakeClock())
     service.faults.extend([respond(503, {"code": 503, "message": "busy"})] * 1000)
