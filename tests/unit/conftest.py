@@ -37,6 +37,14 @@ ConnectionSetter = Callable[..., None]
 
 
 @pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback servers are reached directly, whatever proxy the machine sets."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture
 def connection(monkeypatch: pytest.MonkeyPatch) -> ConnectionSetter:
     """``connection(host=..., password=..., extra={...})`` defines ``happyhorse_default`` (or ``conn_id``)."""
 

@@ -13,13 +13,6 @@ from airflow_provider_happyhorse.models import JobState
 from unit.conftest import API_KEY, JOB_ID, ConnectionSetter, LoopbackServer, envelope, succeeded_data
 
 
-@pytest.fixture
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
 def gzipped_job(method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
     payload = gzip.compress(json.dumps(envelope(succeeded_data())).encode())
     return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, payload

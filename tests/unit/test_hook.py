@@ -84,14 +84,7 @@ def make_hook(script: Script | None = None, clock: FakeClock | None = None, **kw
 @pytest.fixture(autouse=True)
 def _no_leftover_shared_clients() -> Iterable[None]:
     yield
-    assert shared_async_transports.open_transports() == 0, "a shared async client was left open"
-
-
-@pytest.fixture
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert shared_async_transports.open_transports() == 0, "a shared async transport was left open"
 
 
 # ---------------------------------------------------------------------------------------------------
