@@ -415,26 +415,26 @@ def submit_flow(
 
 
 def status_flow(
-    request: httpx.Request,
+    base_url: str,
+    api_key: str,
+    job_id: str,
     policy: RetryPolicy,
     *,
-    secret: str,
     max_attempts: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
     rng: Callable[[], float] = random.random,
     on_retry: Callable[[HappyHorseError, int, float], None] | None = None,
 ) -> Flow[JobStatus]:
-    """One status poll (``request`` from :func:`build_status_request`, ``secret`` its API key), transient
-    failures retried."""
     return (
         yield from _call(
-            request,
+            build_status_request(base_url, api_key, job_id, timeout=timeout),
             parse_job_response,
             max_attempts=policy.max_attempts if max_attempts is None else max_attempts,
             retryable=is_retryable_poll_error,
             policy=policy,
             rng=rng,
             on_retry=on_retry,
-            secret=secret,
+            secret=api_key,
         )
     )
 

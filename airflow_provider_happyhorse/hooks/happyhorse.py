@@ -407,12 +407,12 @@ class HappyHorseHook(BaseHook):
         )
 
     def _status_flow(self, settings: ConnectionSettings, job_id: str, max_attempts: int | None) -> Flow[JobStatus]:
-        # Built per poll, not kept: a waiting trigger should keep few objects alive (garbage collector
-        # pauses grow with them), and building costs about 20 us.
         return client_core.status_flow(
-            client_core.build_status_request(settings.base_url, settings.api_key, job_id, timeout=settings.timeout),
+            settings.base_url,
+            settings.api_key,
+            job_id,
             settings.policy,
-            secret=settings.api_key,
+            timeout=settings.timeout,
             max_attempts=max_attempts,
             rng=self.rng,
             on_retry=self._log_retry,

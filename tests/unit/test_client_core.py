@@ -57,7 +57,6 @@ from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
 from unit.conftest import API_KEY, BASE_URL, JOB_ID, envelope, job_data, succeeded_data
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-STATUS_REQUEST = build_status_request(BASE_URL, API_KEY, JOB_ID)
 VIDEO = "https://cdn.hh.test/v/clip.mp4"
 REQUEST = VideoRequest.parse({"prompt": "a horse"})
 
@@ -509,7 +508,7 @@ def half() -> float:
     ids=["ok", "5xx then malformed success", "429 Retry-After", "transport", "malformed", "exhausted", "401", "404"],
 )
 def test_status_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], result: Any) -> None:
-    actions, outcome = drive(status_flow(STATUS_REQUEST, POLICY, secret=API_KEY, rng=half), outcomes)
+    actions, outcome = drive(status_flow(BASE_URL, API_KEY, JOB_ID, POLICY, rng=half), outcomes)
     assert sum(isinstance(action, Send) for action in actions) == sends
     assert [action.seconds for action in actions if isinstance(action, Sleep)] == sleeps
     if isinstance(result, JobState):
@@ -520,9 +519,7 @@ def test_status_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], r
 
 
 def test_status_flow_max_attempts_override() -> None:
-    actions, outcome = drive(
-        status_flow(STATUS_REQUEST, POLICY, secret=API_KEY, max_attempts=1, rng=half), [answer(503)]
-    )
+    actions, outcome = drive(status_flow(BASE_URL, API_KEY, JOB_ID, POLICY, max_attempts=1, rng=half), [answer(503)])
     assert [type(action) for action in actions] == [Send]
     assert isinstance(outcome, ServerError)
 
@@ -530,9 +527,10 @@ def test_status_flow_max_attempts_override() -> None:
 def test_flows_report_each_retry() -> None:
     seen: list[tuple[str, int, float]] = []
     flow = status_flow(
-        STATUS_REQUEST,
+        BASE_URL,
+        API_KEY,
+        JOB_ID,
         POLICY,
-        secret=API_KEY,
         rng=half,
         on_retry=lambda e, n, d: seen.append((type(e).__name__, n, d)),
     )
@@ -603,7 +601,7 @@ def test_submit_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], r
 
 
 def test_a_flow_refuses_to_be_fed_nonsense() -> None:
-    flow = status_flow(STATUS_REQUEST, POLICY, secret=API_KEY)
+    flow = status_flow(BASE_URL, API_KEY, JOB_ID, POLICY)
     next(flow)
     with pytest.raises(TypeError, match="response or a transport error"):
         flow.send(None)
