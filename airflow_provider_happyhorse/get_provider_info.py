@@ -54,4 +54,24 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_happyhorse.links.happyhorse.HappyHorseVideoLink"],
+        "config": {
+            "happyhorse": {
+                "description": "Settings of the HappyHorse provider.",
+                "options": {
+                    "freeze_triggerer_heap": {
+                        "description": (
+                            "When the first HappyHorse trigger starts in a triggerer process, move every object "
+                            "alive then (the triggerer's imported modules and state) to the garbage collector's "
+                            "permanent generation (gc.freeze), so full collections no longer walk them and "
+                            "pause the event loop for less time. Cycles among those objects that become "
+                            "garbage later are never collected."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": None,
+                        "default": "True",
+                    }
+                },
+            }
+        },
     }

@@ -313,3 +313,59 @@ async def test_a_queued_job_is_not_polled_again_before_a_whole_render_could_pass
     assert event.payload["status"] == "success"
     assert service.clock.sleeps[:4] == [60.0, 60.0, 60.0, 60.0]
     assert service.status_calls == 4
+
+
+# Runs in a fresh interpreter: freezing is once per process, and the test process has frozen long ago.
+FREEZE_PROBE = """
+import asyncio, gc, json, os, socket
+from datetime import datetime, timedelta, timezone
+from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+
+closed = socket.socket()
+closed.bind(("127.0.0.1", 0))  # bound, never listening: the poll is refused at once
+past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+kwargs = dict(
+    job_id="job-1", happyhorse_conn_id="happyhorse_probe", deadline=past, submitted_at=past,
+    first_poll_after=0.0, min_poll_interval=2.0, max_poll_interval=120.0,
+)
+os.environ["AIRFLOW_CONN_HAPPYHORSE_PROBE"] = json.dumps(
+    {"conn_type": "happyhorse", "host": "http://127.0.0.1:%d" % closed.getsockname()[1], "password": "probe-key"}
+)
+
+async def run_once():
+    return [event.payload["status"] async for event in HappyHorseJobTrigger(**kwargs).run()]
+
+counts = [gc.get_freeze_count()]
+statuses = asyncio.run(run_once())
+counts.append(gc.get_freeze_count())
+made_after = [{"n": n} for n in range(1000)]  # objects a second freeze would take along
+statuses += asyncio.run(run_once())
+counts.append(gc.get_freeze_count())
+print(json.dumps({"counts": counts, "statuses": statuses}))
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "false"])
+def test_first_trigger_in_a_process_freezes_the_heap_once(setting: str | None) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__HAPPYHORSE__")}
+    if setting is not None:
+        env["AIRFLOW__HAPPYHORSE__FREEZE_TRIGGERER_HEAP"] = setting
+    completed = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    probe = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert probe["statuses"] == ["timeout", "timeout"]
+    before, after_first, after_second = probe["counts"]
+    assert before == 0
+    if setting == "false":
+        assert after_second == 0
+    else:
+        # Airflow's modules and everything else alive at the first run; nothing more at the second
+        # (frozen objects can still be freed, so the count may only drop).
+        assert after_first > 10_000
+        assert after_second <= after_first
