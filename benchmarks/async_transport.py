@@ -8,9 +8,13 @@ requests in flight, against the emulator in its own process, one shared client o
 - a bare ``aiohttp.ClientSession`` (``session.get``, the body read as JSON): the floor, with nothing of
   ours in it.
 
+The last column is a request alone: one every 0.3 s on an otherwise idle loop, as a trigger polls when
+few jobs are due at once; its CPU includes waking the idle process for the timer and again for the
+answer. The row "wake-up only" is the timer's wake-up with no request.
+
 Prints a table and writes benchmarks/results/async_transport.json.
 
-    .venv/bin/python benchmarks/async_transport.py [--requests 3000]
+    .venv/bin/python benchmarks/async_transport.py [--requests 3000] [--alone 50]
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
 IN_FLIGHT = (1, 50, 200, 1000)
+ALONE_GAP_SECONDS = 0.3
 RESULTS = Path(__file__).parent / "results" / "async_transport.json"
 CLIENTS = {
     "httpx_default": "httpx.AsyncClient, default transport",
     "hook": "HappyHorseHook.aget_job (aiohttp transport)",
     "aiohttp": "bare aiohttp.ClientSession (floor)",
 }
+WAKE_UP_ONLY = "wake-up only (no request)"
 
 
 async def _poller(
@@ -91,9 +97,25 @@ async def measure(client: str, base_url: str, key: str, job_id: str, in_flight: 
         return (time.process_time() - started) * 1000 / requests
 
 
+async def measure_alone(client: str | None, base_url: str, key: str, job_id: str, requests: int) -> float:
+    """Client CPU milliseconds per request sent alone, ALONE_GAP_SECONDS after the previous one; with no
+    ``client``, per wake-up of the idle loop with no request."""
+    async with AsyncExitStack() as stack:
+        poll = await _poller(client, stack, base_url, key, job_id) if client else None
+        if poll is not None:
+            await poll()
+        started = time.process_time()
+        for _ in range(requests):
+            await asyncio.sleep(ALONE_GAP_SECONDS)
+            if poll is not None:
+                await poll()
+        return (time.process_time() - started) * 1000 / requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--alone", type=int, default=50, help="requests sent alone, 0.3 s apart, per client")
     args = parser.parse_args()
     with EmulatorProcess(EmulatorConfig(max_concurrent_per_key=None)) as emulator:
         os.environ["AIRFLOW_CONN_HAPPYHORSE_DEFAULT"] = json.dumps(
@@ -109,13 +131,31 @@ def main() -> None:
             }
             for client in CLIENTS
         }
-    print(f"`.venv/bin/python benchmarks/async_transport.py --requests {args.requests}`\n")
-    print("| client CPU ms per status request | " + " | ".join(f"{n} in flight" for n in IN_FLIGHT) + " |")
-    print("|---|" + "---|" * len(IN_FLIGHT))
+        alone = {
+            client: asyncio.run(measure_alone(client, emulator.base_url, emulator.api_key, job_id, args.alone))
+            for client in (*CLIENTS, None)
+        }
+    print(f"`.venv/bin/python benchmarks/async_transport.py --requests {args.requests} --alone {args.alone}`\n")
+    columns = [f"{n} in flight" for n in IN_FLIGHT] + [f"alone, every {ALONE_GAP_SECONDS} s"]
+    print("| client CPU ms per status request | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for client, by_n in rows.items():
-        print(f"| {CLIENTS[client]} | " + " | ".join(f"{by_n[n]:.2f}" for n in IN_FLIGHT) + " |")
+        figures = [f"{by_n[n]:.2f}" for n in IN_FLIGHT] + [f"{alone[client]:.2f}"]
+        print(f"| {CLIENTS[client]} | " + " | ".join(figures) + " |")
+    print(f"| {WAKE_UP_ONLY} | " + " | ".join(["-"] * len(IN_FLIGHT)) + f" | {alone[None]:.2f} |")
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"requests": args.requests, "cpu_ms_per_request": rows}, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "requests": args.requests,
+                "cpu_ms_per_request": rows,
+                "alone_gap_seconds": ALONE_GAP_SECONDS,
+                "alone_requests": args.alone,
+                "cpu_ms_per_request_alone": {CLIENTS[c] if c else WAKE_UP_ONLY: v for c, v in alone.items()},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
