@@ -109,6 +109,7 @@ _JOB_TYPES: dict[Component, str] = {
     "triggerer": "TriggererJob",
 }
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STARTUP_TIMEOUT = 120.0
 DEFAULT_STOP_GRACE = 10.0
 HEARTBEAT_SEC = 1
@@ -288,6 +289,9 @@ def _airflow_settings(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_passwords.json"),
         # [database]
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # Writers wait up to 30 s for SQLite's lock, not 5 s (harness/sqlite_connect_args.py).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "harness.sqlite_connect_args.SYNC",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "harness.sqlite_connect_args.ASYNC",
         # [api] -- one uvicorn worker on loopback; the same secrets for every process so JWTs
         # minted by the scheduler validate in the api-server.
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -698,7 +702,7 @@ class AirflowCluster:
         self.components: tuple[Component, ...] = tuple(components)
         self.parallelism = parallelism
         self.python = python
-        self.python_path = list(python_path) if python_path is not None else [Path(__file__).resolve().parents[1]]
+        self.python_path = list(python_path) if python_path is not None else [REPO_ROOT]
         self.startup_timeout = startup_timeout
         self.wait_for_parse = wait_for_parse
         self.reuse_migrated_db = reuse_migrated_db
@@ -727,7 +731,8 @@ class AirflowCluster:
                 api_secret_key=secrets.token_urlsafe(32),
             )
         )
-        env["PYTHONPATH"] = _prepend_path(self.python_path, os.environ.get("PYTHONPATH"))
+        # The repository root stays on the path whatever python_path says: the settings above import from it.
+        env["PYTHONPATH"] = _prepend_path([*self.python_path, REPO_ROOT], os.environ.get("PYTHONPATH"))
         env.update(self._extra_env)
         return env
 

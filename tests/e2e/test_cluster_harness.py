@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -259,3 +260,36 @@ def test_dags_test_cli(tmp_path: Path) -> None:
         runs = cli_only.db_rows("dag_run")
         assert [(run["dag_id"], run["state"], run["triggered_by"]) for run in runs] == [(SMOKE, "success", "TEST")]
     assert processes_in(cli_only.home) == []
+
+
+BUSY_TIMEOUT_PROBE = """
+import asyncio
+from airflow import settings
+
+settings.configure_orm()
+with settings.engine.connect() as connection:
+    print(connection.exec_driver_sql("PRAGMA busy_timeout").scalar())
+
+async def main():
+    async with settings.async_engine.connect() as connection:
+        print((await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar())
+    await settings.async_engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+def test_airflow_waits_30_s_for_sqlite_locks(tmp_path: Path) -> None:
+    """Five processes write to one SQLite file: each waits up to 30 s for a lock (sqlite3's default is 5 s)."""
+    with AirflowCluster(tmp_path / "home", DAGS, components=(), wait_for_parse=False) as cli_only:
+        result = subprocess.run(
+            [cli_only.python, "-c", BUSY_TIMEOUT_PROBE],
+            env=cli_only.env,
+            cwd=cli_only.home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["30000", "30000"]  # milliseconds: sync engine, async engine

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -56,8 +60,6 @@ def test_serialize_mirrors_init_and_round_trips() -> None:
     rebuilt = HappyHorseJobTrigger(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
     # JSON primitives only, and never the key (Airflow prints kwargs in logs).
-    import json
-
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in repr(trigger)
 
@@ -315,7 +317,7 @@ async def test_a_queued_job_is_not_polled_again_before_a_whole_render_could_pass
     assert service.status_calls == 4
 
 
-# Runs in a fresh interpreter: freezing is once per process, and the test process has frozen long ago.
+# Runs in a fresh interpreter: freezing is once per process, and this one may have frozen already.
 FREEZE_PROBE = """
 import asyncio, gc, json, os, socket
 from datetime import datetime, timedelta, timezone
@@ -347,11 +349,6 @@ print(json.dumps({"counts": counts, "statuses": statuses}))
 
 @pytest.mark.parametrize("setting", [None, "false"])
 def test_first_trigger_in_a_process_freezes_the_heap_once(setting: str | None) -> None:
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__HAPPYHORSE__")}
     if setting is not None:
         env["AIRFLOW__HAPPYHORSE__FREEZE_TRIGGERER_HEAP"] = setting
