@@ -668,7 +668,8 @@ class AirflowCluster:
     :param components: which components to run.
     :param python: interpreter used for ``python -m airflow``; defaults to this one.
     :param python_path: prepended to ``PYTHONPATH`` of every process; defaults to the
-        repository root so DAGs can import the provider package and test helpers.
+        repository root so DAGs can import the provider package and test helpers (the root is
+        always added after it: the database settings import from ``harness``).
     :param startup_timeout: seconds :meth:`start` waits for a healthy cluster.
     :param wait_for_parse: make :meth:`start` wait until every file in ``dags_folder`` that
         looks like a DAG file has been parsed into a DAG or an import error.

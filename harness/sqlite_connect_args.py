@@ -4,8 +4,9 @@ through ``[database] sql_alchemy_connect_args`` (and ``..._async``): wait up to 
 process's write lock instead of sqlite3's default 5 s.
 
 The scheduler, DAG processor, triggerer, API server and task processes all write to one SQLite file. On
-two busy cores a write can wait more than 5 s for the lock, and Airflow then answers the request with a
-database error ("database is locked"); CI saw this once, creating a DAG run while tasks were starting.
+two busy cores a write can wait more than 5 s for the lock, and Airflow then fails the request. A clean
+clone's ``.ci/run`` failed once that way: creating a DAG run got "Database error" from the API server 5 s
+after it was sent, while another run's tasks were starting.
 """
 
 SYNC: dict[str, object] = {"timeout": 30.0}
