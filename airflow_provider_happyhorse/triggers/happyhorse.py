@@ -28,11 +28,11 @@ EVENT_ERROR = "error"
 
 
 @functools.cache
-def freeze_heap_once() -> bool:
+def freeze_heap_once() -> None:
     """
     Once per process, as the first HappyHorse trigger starts: move every object alive then (the
     triggerer's imported modules and state, mostly) to the garbage collector's permanent generation,
-    unless ``[happyhorse] freeze_triggerer_heap`` is false. True if it did.
+    unless ``[happyhorse] freeze_triggerer_heap`` is false.
 
     A full collection walks every tracked object and pauses the event loop meanwhile: in a triggerer
     that is Airflow's own heap (about 100 ms here) plus what the waiting triggers keep alive, a stall
@@ -40,10 +40,8 @@ def freeze_heap_once() -> bool:
     counting, and only cycles among them that become garbage later are never collected. Airflow's
     LocalExecutor and DAG processor freeze their heaps too (before forking).
     """
-    if not conf.getboolean("happyhorse", "freeze_triggerer_heap", fallback=True):
-        return False
-    gc.freeze()
-    return True
+    if conf.getboolean("happyhorse", "freeze_triggerer_heap", fallback=True):
+        gc.freeze()
 
 
 class HappyHorseJobTrigger(BaseTrigger):
