@@ -2,10 +2,11 @@
 
 Issue 8, item 3. One emulator process with a per-key concurrency cap (``--max-concurrent``, default 8: later jobs
 queue at the service) and a per-key rate limit (``--rate-limit`` requests/s over both endpoints, burst
-``--rate-limit-burst``; over it the emulator answers 429 with ``Retry-After``). One Airflow cluster (scheduler with
-the LocalExecutor, triggerer, dag-processor, api-server on SQLite; ``harness/airflow_cluster.py``) runs one DAG run
-of ``benchmarks/dags/backfill/bench_backfill.py``: ``GenerateVideoOperator.partial(...).expand_kwargs(...)`` over N
-videos (std/pro x 5/10 s, all with audio: 42, 60, 63 and 90 s renders at real speed), no retries, no clip stored.
+``--rate-limit-burst``; over it the emulator answers 429 with ``Retry-After``). One Airflow cluster (scheduler
+with the LocalExecutor, triggerer, dag-processor, REST and execution api-servers on SQLite;
+``harness/airflow_cluster.py``) runs one DAG run of ``benchmarks/dags/backfill/bench_backfill.py``:
+``GenerateVideoOperator.partial(...).expand_kwargs(...)`` over N videos (std/pro x 5/10 s, all with audio: 42, 60,
+63 and 90 s renders at real speed), no retries, no clip stored.
 
 Time is compressed by ``--speed`` (default 0.1: renders of 4-9 s instead of 42-90 s, so 500 videos through 8
 render slots take minutes, not an hour) and the operator's poll schedule is its default scaled by the same

@@ -1,7 +1,8 @@
 """Worker cost per video on real Airflow: our deferrable operator next to what users build from the HTTP provider.
 
 Issue 8, item 1. One emulator process (real-time renders, ``speed`` 1.0: 42-90 s) and real Airflow 3 components
-(scheduler with the LocalExecutor, triggerer, dag-processor, api-server; ``harness/airflow_cluster.py``). Four
+(scheduler with the LocalExecutor, triggerer, dag-processor, REST and execution api-servers;
+``harness/airflow_cluster.py``). Four
 variants render the same N requests, all at the same time in the same cluster:
 
 - ``deferrable``: ``GenerateVideoOperator`` as shipped (deferrable, default poll schedule, no clip stored);
@@ -117,9 +118,7 @@ def create_runs(cluster: AirflowCluster, dag_ids: list[str], stagger: float) -> 
     """Create every DAG run now, each due ``stagger`` s after the previous one (``run_after``).
 
     All REST calls happen before the first run is due: the scheduler leaves a queued run alone until its
-    ``run_after``. (Triggering through the REST API while tasks call the execution API once stalled the
-    single-worker api-server on SQLite for 18 s, long enough for every component to die of "database is
-    locked"; the benchmark keeps the api-server to task traffic while it measures.)
+    ``run_after``, so the calls do not compete with the tasks while the benchmark measures.
     """
     lead = 5.0 + 0.25 * len(dag_ids)  # time to make the calls on a loaded two-core machine
     first_due = datetime.now(timezone.utc).timestamp() + lead
@@ -292,7 +291,7 @@ def run_once(
 
         triggerer = ComponentCpu(cluster, "triggerer").start()
         scheduler = ComponentCpu(cluster, "scheduler").start()
-        api_server = ComponentCpu(cluster, "api-server").start()
+        execution_api = ComponentCpu(cluster, "execution-api").start()
         began = time.time()
         with LoadSampler() as load:
             order = [dag_id(variant, index) for index in range(options.videos) for variant in options.variants]
@@ -301,7 +300,7 @@ def run_once(
             dag_runs = wait_for_runs(cluster, run_ids, timeout=options.timeout)
             window = time.time() - began
             worker_runs = wait_for_worker_runs(cluster, set(run_ids))
-        cpu = {"triggerer": triggerer.stop(), "scheduler": scheduler.stop(), "api-server": api_server.stop()}
+        cpu = {"triggerer": triggerer.stop(), "scheduler": scheduler.stop(), "execution-api": execution_api.stop()}
         starts = {
             variant: worker_starts_for(cluster, {dag_id(variant, index) for index in range(options.videos)})
             for variant in options.variants

@@ -1,9 +1,10 @@
 """Run real Airflow 3 components against a throwaway ``AIRFLOW_HOME``.
 
 :class:`AirflowCluster` starts the scheduler (LocalExecutor), the triggerer, the dag-processor and
-the api-server as separate OS processes on a SQLite file database, drives DAG runs through the
-public REST API (``/api/v2``), injects faults (signals to components and to task processes) and
-lets a test inspect what happened (task-instance state history, worker starts, logs, DB rows,
+two api-servers (the public REST API; the execution API the task runners call) as separate OS
+processes on a SQLite file database, drives DAG runs through the public REST API (``/api/v2``),
+injects faults (signals to components and to task processes) and lets a test inspect what
+happened (task-instance state history, worker starts, logs, DB rows,
 leaked secrets)::
 
     with AirflowCluster(tmp_path / "home", dags_folder) as cluster:
@@ -41,7 +42,7 @@ process tree and then sweeps for any process whose cwd is ``home``; it raises if
 
 Counting worker starts: every time a worker process starts (or resumes, after a deferral) a task,
 its task runner calls the execution API ``PATCH /execution/task-instances/{id}/run``, and the
-api-server adds exactly one ``running`` row to the audit ``log`` table for each accepted call
+execution-api server adds exactly one ``running`` row to the audit ``log`` table for each accepted call
 (duplicate retries of the same call from the same pid are not logged). :meth:`worker_starts`
 counts those rows. A worker that is killed before it reaches that call never ran the task and
 is not counted. How long each worker held its slot comes from the supervisor's
@@ -91,17 +92,30 @@ from urllib.parse import quote
 import httpx
 import psutil
 
-Component = Literal["api-server", "scheduler", "dag-processor", "triggerer"]
-ALL_COMPONENTS: tuple[Component, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
+Component = Literal["api-server", "execution-api", "scheduler", "dag-processor", "triggerer"]
+ALL_COMPONENTS: tuple[Component, ...] = ("api-server", "execution-api", "scheduler", "dag-processor", "triggerer")
 
 # The CLI sub-command behind each component. Serving logs is skipped: every process shares
 # the local log folder, and the log servers would otherwise bind fixed ports (8793/8794) that
 # collide between clusters running side by side.
+#
+# The public REST API ("api-server") and the execution API the task runners call ("execution-api")
+# run as two api-server processes. In one process they deadlock on SQLite: the audit-log dependency
+# of every REST write (``action_logging``) is async and commits synchronously on the event loop; when
+# an execution-API request has written and waits for that loop to run its session's exit (commit),
+# the loop waits for that request's write lock until the busy timeout (reproduced with py-spy:
+# the loop in ``log_action``'s commit, every worker thread idle, the REST call failing after exactly
+# the busy timeout). Apart, each process's writes commit without the other's event loop.
 _COMMANDS: dict[Component, tuple[str, ...]] = {
-    "api-server": ("api-server",),
+    "api-server": ("api-server", "--apps", "core"),
+    "execution-api": ("api-server", "--apps", "execution"),
     "scheduler": ("scheduler", "--skip-serve-logs"),
     "dag-processor": ("dag-processor",),
     "triggerer": ("triggerer", "--skip-serve-logs"),
+}
+_HEALTH_URLS: dict[Component, str] = {
+    "api-server": "http://127.0.0.1:{api}/api/v2/monitor/health",
+    "execution-api": "http://127.0.0.1:{execution}/execution/health",
 }
 _JOB_TYPES: dict[Component, str] = {
     "scheduler": "SchedulerJob",
@@ -262,6 +276,7 @@ def _airflow_settings(
     home: Path,
     dags_folder: Path,
     api_port: int,
+    execution_port: int,
     parallelism: int,
     fernet_key: str,
     jwt_secret: str,
@@ -280,7 +295,7 @@ def _airflow_settings(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": fernet_key,
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{execution_port}/execution/",
         "AIRFLOW__CORE__AUTH_MANAGER": (
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
@@ -289,11 +304,8 @@ def _airflow_settings(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_passwords.json"),
         # [database]
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        # Writers wait up to 30 s for SQLite's lock, not 5 s (harness/sqlite_connect_args.py).
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "harness.sqlite_connect_args.SYNC",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "harness.sqlite_connect_args.ASYNC",
-        # [api] -- one uvicorn worker on loopback; the same secrets for every process so JWTs
-        # minted by the scheduler validate in the api-server.
+        # [api] -- one uvicorn worker per api-server on loopback; the same secrets for every process
+        # so JWTs minted by the scheduler validate in the execution-api server.
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": base_url,
@@ -436,11 +448,13 @@ def _migration_key(python: str, env: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps([python, settings]).encode()).hexdigest()[:16]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all bound at once, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -668,8 +682,7 @@ class AirflowCluster:
     :param components: which components to run.
     :param python: interpreter used for ``python -m airflow``; defaults to this one.
     :param python_path: prepended to ``PYTHONPATH`` of every process; defaults to the
-        repository root so DAGs can import the provider package and test helpers (the root is
-        always added after it: the database settings import from ``harness``).
+        repository root so DAGs can import the provider package and test helpers.
     :param startup_timeout: seconds :meth:`start` waits for a healthy cluster.
     :param wait_for_parse: make :meth:`start` wait until every file in ``dags_folder`` that
         looks like a DAG file has been parsed into a DAG or an import error.
@@ -707,7 +720,7 @@ class AirflowCluster:
         self.startup_timeout = startup_timeout
         self.wait_for_parse = wait_for_parse
         self.reuse_migrated_db = reuse_migrated_db
-        self.port = _free_port()
+        self.port, self.execution_port = _free_ports(2)
         self.startup_seconds: float | None = None
         self.migrate_seconds: float | None = None
         self._extra_env = dict(extra_env or {})
@@ -725,6 +738,7 @@ class AirflowCluster:
                 home=self.home,
                 dags_folder=self.dags_folder,
                 api_port=self.port,
+                execution_port=self.execution_port,
                 parallelism=self.parallelism,
                 fernet_key=self._fernet_key,
                 # 64 bytes: PyJWT warns about shorter HMAC keys for SHA512.
@@ -732,8 +746,7 @@ class AirflowCluster:
                 api_secret_key=secrets.token_urlsafe(32),
             )
         )
-        # The repository root stays on the path whatever python_path says: the settings above import from it.
-        env["PYTHONPATH"] = _prepend_path([*self.python_path, REPO_ROOT], os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = _prepend_path(self.python_path, os.environ.get("PYTHONPATH"))
         env.update(self._extra_env)
         return env
 
@@ -860,6 +873,8 @@ class AirflowCluster:
         log_path = self.component_log(name)
         log_handle = log_path.open("ab")
         argv = [self.python, "-m", "airflow", *_COMMANDS[name]]
+        if name == "execution-api":
+            argv += ["--port", str(self.execution_port)]
         # argv is fixed above; start_new_session puts the component in its own process group.
         popen = subprocess.Popen(
             argv,
@@ -902,9 +917,10 @@ class AirflowCluster:
             time.sleep(0.25)
 
     def _is_healthy(self, component: _RunningComponent) -> bool:
-        if component.name == "api-server":
+        if component.name in _HEALTH_URLS:
+            url = _HEALTH_URLS[component.name].format(api=self.port, execution=self.execution_port)
             try:
-                return httpx.get(f"{self.api_url}/monitor/health", timeout=2).status_code == 200
+                return httpx.get(url, timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
         try:

@@ -4,10 +4,10 @@ Run the reliability suite: crash, fault and bad-input trials on real Airflow pro
     .venv/bin/python -m reliability.run           # default: small counts, a few minutes, what CI runs
     .venv/bin/python -m reliability.run --full    # issue 7's counts (20/20/10/200/...)
 
-One Airflow cluster (scheduler with LocalExecutor, triggerer, dag-processor, api-server on SQLite) runs every
-trial's DAG; every trial has its own emulator (and connection), so trials run side by side with separate
-counts. Prints a markdown table, writes the details as JSON to ``reliability/results/``, and exits 1 if a row
-fails (or something could not be stopped).
+One Airflow cluster (scheduler with LocalExecutor, triggerer, dag-processor, REST and execution api-servers on
+SQLite) runs every trial's DAG; every trial has its own emulator (and connection), so trials run side by side with
+separate counts. Prints a markdown table, writes the details as JSON to ``reliability/results/``, and exits 1 if a
+row fails (or something could not be stopped).
 """
 
 from __future__ import annotations
