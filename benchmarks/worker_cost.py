@@ -2,8 +2,8 @@
 
 Issue 8, item 1. One emulator process (real-time renders, ``speed`` 1.0: 42-90 s) and real Airflow 3 components
 (scheduler with the LocalExecutor, triggerer, dag-processor, REST and execution api-servers;
-``harness/airflow_cluster.py``). Four
-variants render the same N requests, all at the same time in the same cluster:
+``harness/airflow_cluster.py``). Four variants render the same N requests, all at the same time in the same
+cluster:
 
 - ``deferrable``: ``GenerateVideoOperator`` as shipped (deferrable, default poll schedule, no clip stored);
 - ``poke``: ``HttpOperator`` POSTs ``/api/generate``, then ``HttpSensor`` (``mode="poke"``, every 15 s) polls

@@ -100,12 +100,13 @@ ALL_COMPONENTS: tuple[Component, ...] = ("api-server", "execution-api", "schedul
 # collide between clusters running side by side.
 #
 # The public REST API ("api-server") and the execution API the task runners call ("execution-api")
-# run as two api-server processes. In one process they deadlock on SQLite: the audit-log dependency
-# of every REST write (``action_logging``) is async and commits synchronously on the event loop; when
-# an execution-API request has written and waits for that loop to run its session's exit (commit),
-# the loop waits for that request's write lock until the busy timeout (reproduced with py-spy:
-# the loop in ``log_action``'s commit, every worker thread idle, the REST call failing after exactly
-# the busy timeout). Apart, each process's writes commit without the other's event loop.
+# run as two api-server processes. In one process they deadlock on SQLite: a REST write's audit-log
+# dependency (``action_logging``) is async and commits synchronously on the event loop. If an
+# execution-API request in the same process has written and waits for that loop to run its session's
+# exit (the commit), the loop waits for that request's write lock until SQLite's busy timeout and the
+# REST call fails with "Database error". Seen with py-spy while tasks ran: the loop in ``log_action``'s
+# commit, every worker thread idle, the call failing after exactly the busy timeout. Apart, each
+# process's writes commit without the other's event loop.
 _COMMANDS: dict[Component, tuple[str, ...]] = {
     "api-server": ("api-server", "--apps", "core"),
     "execution-api": ("api-server", "--apps", "execution"),
