@@ -114,9 +114,10 @@ _COMMANDS: dict[Component, tuple[str, ...]] = {
     "dag-processor": ("dag-processor",),
     "triggerer": ("triggerer", "--skip-serve-logs"),
 }
-_HEALTH_URLS: dict[Component, str] = {
-    "api-server": "http://127.0.0.1:{api}/api/v2/monitor/health",
-    "execution-api": "http://127.0.0.1:{execution}/execution/health",
+# Each api-server listens on its own port (:attr:`AirflowCluster.api_ports`) and answers its health here.
+_HEALTH_PATHS: dict[Component, str] = {
+    "api-server": "/api/v2/monitor/health",
+    "execution-api": "/execution/health",
 }
 _JOB_TYPES: dict[Component, str] = {
     "scheduler": "SchedulerJob",
@@ -757,6 +758,11 @@ class AirflowCluster:
         return dict(self._env)
 
     @property
+    def api_ports(self) -> dict[Component, int]:
+        """The port of each api-server: the public REST API and the execution API."""
+        return {"api-server": self.port, "execution-api": self.execution_port}
+
+    @property
     def api_url(self) -> str:
         """Base URL of the public REST API (``.../api/v2``)."""
         return f"http://127.0.0.1:{self.port}/api/v2"
@@ -874,8 +880,8 @@ class AirflowCluster:
         log_path = self.component_log(name)
         log_handle = log_path.open("ab")
         argv = [self.python, "-m", "airflow", *_COMMANDS[name]]
-        if name == "execution-api":
-            argv += ["--port", str(self.execution_port)]
+        if name in _HEALTH_PATHS:
+            argv += ["--port", str(self.api_ports[name])]
         # argv is fixed above; start_new_session puts the component in its own process group.
         popen = subprocess.Popen(
             argv,
@@ -918,8 +924,8 @@ class AirflowCluster:
             time.sleep(0.25)
 
     def _is_healthy(self, component: _RunningComponent) -> bool:
-        if component.name in _HEALTH_URLS:
-            url = _HEALTH_URLS[component.name].format(api=self.port, execution=self.execution_port)
+        if component.name in _HEALTH_PATHS:
+            url = f"http://127.0.0.1:{self.api_ports[component.name]}{_HEALTH_PATHS[component.name]}"
             try:
                 return httpx.get(url, timeout=2).status_code == 200
             except httpx.HTTPError:
