@@ -52,8 +52,8 @@ DEFAULT_TIMEOUT = 30.0
 # URLs and requests
 
 
-def normalize_base_url(host: str | None, *, scheme: str | None = None, path_prefix: str | None = None) -> str:
-    """A connection's host as a base URL: scheme defaults to https, a path prefix is kept (proxies)."""
+def normalize_base_url(host: str | None, *, scheme: str | None = None) -> str:
+    """A connection's host as a base URL: scheme defaults to https, a path in it is kept (proxies)."""
     if not host:
         return DEFAULT_BASE_URL
     raw = host.strip()
@@ -62,10 +62,7 @@ def normalize_base_url(host: str | None, *, scheme: str | None = None, path_pref
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"HappyHorse base URL must be an http(s) URL, got {host!r}")
-    path = parts.path.rstrip("/")
-    if path_prefix:
-        path = f"{path}/{path_prefix.strip('/')}"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _headers(api_key: str) -> dict[str, str]:

@@ -8,6 +8,19 @@ from airflow_provider_happyhorse.version import __version__
 
 _INTEGRATION = "HappyHorse"
 
+# The connection form (Airflow 3.3 reads it from here; the hook's get_ui_field_behaviour() returns the
+# same for older versions). Only the base URL and the key are used: every other standard field is
+# hidden, so nothing typed there can change the URL.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["login", "port", "schema"],
+    "relabeling": {"host": "Base URL", "password": "API key"},
+    "placeholders": {
+        "host": "https://happyhorse.app",
+        "password": "the key from the HappyHorse dashboard's API Keys page",
+        "extra": '{"timeout": 30, "max_retries": 4, "submit_max_retries": 3}',
+    },
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -51,6 +64,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "happyhorse",
                 "hook-class-name": "airflow_provider_happyhorse.hooks.happyhorse.HappyHorseHook",
                 "hook-name": "HappyHorse",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
         "extra-links": ["airflow_provider_happyhorse.links.happyhorse.HappyHorseVideoLink"],

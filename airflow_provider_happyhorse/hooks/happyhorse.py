@@ -7,7 +7,6 @@ path (``aiohttp_transport``, one pooled transport shared per event loop).
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import weakref
@@ -295,14 +294,13 @@ class HappyHorseHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The form for Airflow before 3.3, which reads it from the hook (3.3 reads the provider info)."""
+        from airflow_provider_happyhorse.get_provider_info import UI_FIELD_BEHAVIOUR
+
         return {
-            "hidden_fields": ["login", "port", "schema"],
-            "relabeling": {"host": "Base URL", "password": "API key"},
-            "placeholders": {
-                "host": client_core.DEFAULT_BASE_URL,
-                "password": "the key from the dashboard's API Keys page",
-                "extra": json.dumps({"timeout": 30, "max_retries": 4, "submit_max_retries": 3}),
-            },
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
         }
 
     @property
