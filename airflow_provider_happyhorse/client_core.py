@@ -52,8 +52,12 @@ DEFAULT_TIMEOUT = 30.0
 # URLs and requests
 
 
-def normalize_base_url(host: str | None, *, scheme: str | None = None) -> str:
-    """A connection's host as a base URL: scheme defaults to https, a path in it is kept (proxies)."""
+def normalize_base_url(host: str | None, *, scheme: str | None = None, path_prefix: str | None = None) -> str:
+    """
+    A connection's host as a base URL: scheme defaults to https, a path in it is kept (proxies), and so
+    is ``path_prefix``: the path of a connection URI (``happyhorse://:KEY@host/prefix``), which Airflow
+    keeps in the connection's schema field (hidden in the form).
+    """
     if not host:
         return DEFAULT_BASE_URL
     raw = host.strip()
@@ -62,7 +66,10 @@ def normalize_base_url(host: str | None, *, scheme: str | None = None) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"HappyHorse base URL must be an http(s) URL, got {host!r}")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    path = parts.path.rstrip("/")
+    if path_prefix:
+        path = f"{path}/{path_prefix.strip('/')}"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def _headers(api_key: str) -> dict[str, str]:
@@ -433,6 +440,71 @@ def status_flow(
             on_retry=on_retry,
             secret=api_key,
         )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Connection check: is this HappyHorse, and did it check the key? (No job is created.)
+
+CHECK_JOB_ID = "airflow-connection-test"
+
+
+def _looks_like_happyhorse(response: httpx.Response) -> bool:
+    """A JSON body in one of the service's two documented shapes (code + message, or error)."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and (("code" in body and "message" in body) or isinstance(body.get("error"), dict))
+
+
+def _shown(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return f"HTTP {response.status_code}, {kind}: {text[:120]!r}"
+
+
+def check_flow(base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT) -> Flow[tuple[bool, str]]:
+    """
+    Ask for the status of a job that does not exist, with the key and then without it. HappyHorse
+    answers 404 in its own error shape with a valid key and 401 without one; anything else is a wrong
+    key, a foreign server, a wrong path prefix, or a host that cannot be reached, each said apart.
+    """
+    status_url = base_url + STATUS_PATH
+    keyed = yield Send(build_status_request(base_url, api_key, CHECK_JOB_ID, timeout=timeout))
+    if isinstance(keyed, httpx.TransportError):
+        return False, (
+            f"Could not reach {base_url}: {map_transport_error(keyed)}. Check the Base URL's host and port, "
+            "and that this machine can reach it (the environment's proxy settings apply)."
+        )
+    if not isinstance(keyed, httpx.Response):
+        raise TypeError(f"a flow must be sent a response or a transport error, not {keyed!r}")
+    if not _looks_like_happyhorse(keyed) or keyed.status_code < 400:
+        # A job for a made-up id is no better a sign than a foreign body.
+        return False, (
+            f"{base_url} does not answer like HappyHorse: GET {status_url} gave {_shown(keyed)}. Check the "
+            "Base URL: it is the address the API's /api/... paths hang from, e.g. https://happyhorse.app."
+        )
+    error = error_for_status(keyed.status_code, keyed.json(), keyed)
+    if isinstance(error, AuthenticationError):
+        return False, (
+            f"The API key was refused by {base_url} (HTTP 401: {error.message}). Copy the key again from "
+            "the HappyHorse dashboard's API Keys page into the API key field."
+        )
+    if isinstance(error, AccountError):
+        return False, f"{base_url} accepted no work for this key (HTTP {error.status_code}: {error.message})."
+    if not isinstance(error, NotFoundError):
+        return False, f"{base_url} answered GET {status_url} with {_shown(keyed)}: it may be in trouble; try again."
+    request = build_status_request(base_url, "", CHECK_JOB_ID, timeout=timeout)
+    del request.headers["Authorization"]
+    anonymous = yield Send(request)
+    if isinstance(anonymous, httpx.Response) and anonymous.status_code == 401:
+        return True, f"Connected to {base_url}: HappyHorse checked the API key and accepted it."
+    got = _shown(anonymous) if isinstance(anonymous, httpx.Response) else str(anonymous)
+    return False, (
+        f"{base_url} answers GET {status_url} without checking the API key (without a key: {got}), so it "
+        "is not HappyHorse's API there: the Base URL or its path prefix is wrong. The API's paths are "
+        "/api/generate and /api/status under the Base URL."
     )
 
 

@@ -2,6 +2,7 @@
 The provider's errors. Nothing here ever holds the API key or an ``httpx.Request``.
 
     HappyHorseError
+    ├── ConfigurationError ......... refused before sending: the connection or the destination is unusable
     ├── InvalidRequestError ........ refused before sending (local validation) or HTTP 400/422
     ├── APIStatusError ............. the service answered with an error
     │   ├── AuthenticationError .... 401
@@ -27,6 +28,19 @@ from typing import Any
 
 class HappyHorseError(Exception):
     """Base of every error raised by this provider."""
+
+
+class ConfigurationError(HappyHorseError):
+    """
+    Something set up outside the request makes it unusable, found before anything is sent: a connection
+    that does not exist, has no key or a bad base URL; an output path that cannot be written.
+    """
+
+    def __init__(self, subject: str, problem: str, way_out: str) -> None:
+        self.subject = subject
+        self.problem = problem
+        self.way_out = way_out
+        super().__init__(f"{subject} {problem}. {way_out}")
 
 
 class APIStatusError(HappyHorseError):
@@ -151,5 +165,5 @@ class ResultUnavailableError(HappyHorseError):
         self.url = url
         super().__init__(
             f"The video of HappyHorse job {job_id} cannot be fetched from {url}: {detail}. Result URLs expire "
-            "after about a day; a job whose URL expired must be generated again."
+            "after about a day."
         )

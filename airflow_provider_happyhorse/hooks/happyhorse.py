@@ -17,17 +17,16 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_happyhorse import client_core
 from airflow_provider_happyhorse.client_core import Flow, PollSchedule, RetryPolicy, Send, Sleep
 from airflow_provider_happyhorse.exceptions import (
-    AuthenticationError,
+    ConfigurationError,
     HappyHorseError,
     JobTimeoutError,
     NotFoundError,
     ResultUnavailableError,
-    TransportError,
 )
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
 
@@ -53,26 +52,42 @@ class ConnectionSettings:
 
     @classmethod
     def from_connection(cls, conn: Connection, extra: dict[str, Any]) -> ConnectionSettings:
-        """Settings from a connection and its (already parsed) extra; the caller masks the key."""
+        """
+        Settings from a connection and its (already parsed) extra; the caller masks the key. An unusable
+        connection raises ``ConfigurationError`` before anything is sent.
+        """
+        subject = f"The HappyHorse connection {conn.conn_id!r}"
         if not conn.password:
-            raise AuthenticationError(
-                f"connection {conn.conn_id!r} has no API key: put the key in its password field",
-                status_code=None,
+            raise ConfigurationError(
+                subject,
+                "has no API key",
+                "Put the key from the HappyHorse dashboard's API Keys page in its API key field.",
             )
+        try:
+            base_url = client_core.normalize_base_url(conn.host, scheme=extra.get("scheme"), path_prefix=conn.schema)
+        except ValueError as error:
+            raise ConfigurationError(
+                subject,
+                f"has an unusable Base URL ({error})",
+                "Set it to the service's URL, e.g. https://happyhorse.app.",
+            ) from None
         defaults = RetryPolicy()
-        policy = RetryPolicy(
-            max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
-            submit_max_attempts=int(extra.get("submit_max_retries", defaults.submit_max_attempts - 1)) + 1,
-            initial_delay=float(extra.get("retry_initial_delay", defaults.initial_delay)),
-            max_delay=float(extra.get("retry_max_delay", defaults.max_delay)),
-            max_retry_after=float(extra.get("max_retry_after", defaults.max_retry_after)),
-        )
+        try:
+            policy = RetryPolicy(
+                max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
+                submit_max_attempts=int(extra.get("submit_max_retries", defaults.submit_max_attempts - 1)) + 1,
+                initial_delay=float(extra.get("retry_initial_delay", defaults.initial_delay)),
+                max_delay=float(extra.get("retry_max_delay", defaults.max_delay)),
+                max_retry_after=float(extra.get("max_retry_after", defaults.max_retry_after)),
+            )
+            timeout = float(extra.get("timeout", client_core.DEFAULT_TIMEOUT))
+            max_connections = int(extra.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(
+                subject, f"has an extra that is not a number ({error})", 'Fix its extra JSON, e.g. {"timeout": 30}.'
+            ) from None
         return cls(
-            base_url=client_core.normalize_base_url(conn.host, scheme=extra.get("scheme"), path_prefix=conn.schema),
-            api_key=conn.password,
-            timeout=float(extra.get("timeout", client_core.DEFAULT_TIMEOUT)),
-            max_connections=int(extra.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
-            policy=policy,
+            base_url=base_url, api_key=conn.password, timeout=timeout, max_connections=max_connections, policy=policy
         )
 
 
@@ -303,10 +318,23 @@ class HappyHorseHook(BaseHook):
             "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
         }
 
+    def _not_defined(self) -> ConfigurationError:
+        conn_id = self.happyhorse_conn_id
+        return ConfigurationError(
+            f"The HappyHorse connection {conn_id!r}",
+            "is not defined",
+            f"Create it (Admin > Connections, type HappyHorse) or set AIRFLOW_CONN_{conn_id.upper()}, or fix "
+            "happyhorse_conn_id; then clear the task.",
+        )
+
     @property
     def settings(self) -> ConnectionSettings:
+        """The connection's settings; ``ConfigurationError`` when it is missing or unusable."""
         if self._settings is None:
-            conn = self.get_connection(self.happyhorse_conn_id)
+            try:
+                conn = self.get_connection(self.happyhorse_conn_id)
+            except AirflowNotFoundException:
+                raise self._not_defined() from None
             settings = ConnectionSettings.from_connection(conn, conn.extra_dejson if conn.extra else {})
             _mask(settings.api_key)
             self._settings = settings
@@ -321,7 +349,10 @@ class HappyHorseHook(BaseHook):
     async def _afetch_settings(self) -> ConnectionSettings:
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
-        conn = await get_async_connection(self.happyhorse_conn_id, hook=self)
+        try:
+            conn = await get_async_connection(self.happyhorse_conn_id, hook=self)
+        except AirflowNotFoundException:
+            raise self._not_defined() from None
         extra = await get_async_extra_dejson(conn) if conn.extra else {}
         settings = ConnectionSettings.from_connection(conn, extra)
         await _amask(settings.api_key)
@@ -479,17 +510,17 @@ class HappyHorseHook(BaseHook):
             raise client_core.map_transport_error(exc) from None
 
     def test_connection(self) -> tuple[bool, str]:
-        """Tell a bad key, an unreachable host and a working setup apart, without creating a job."""
+        """
+        Success only when the server answered like HappyHorse and checked the key; a wrong key, no key,
+        a foreign server, a wrong path prefix and an unreachable host each get their own message. No job
+        is created and nothing is retried.
+        """
         try:
-            self.get_job("airflow-connection-test", max_attempts=1)
-        except NotFoundError:
-            return True, f"Connected to {self.settings.base_url}: the API key was accepted."
-        except AuthenticationError as error:
-            return False, f"The API key was refused: {error.message}"
-        except TransportError as error:
-            return False, f"Could not reach {self.settings.base_url}: {error}"
-        except HappyHorseError as error:
-            return False, str(error)
+            settings = self.settings
+        except ConfigurationError as error:
+            # Airflow's Test button names the connection by a random id: do not show it.
+            return False, f"This connection {error.problem}. {error.way_out}"
+        try:
+            return self._run(client_core.check_flow(settings.base_url, settings.api_key, timeout=settings.timeout))
         finally:
             self.close()
-        return True, f"Connected to {self.settings.base_url}."

@@ -25,6 +25,7 @@ from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     AuthenticationError,
+    ConfigurationError,
     HappyHorseError,
     InvalidRequestError,
     JobTimeoutError,
@@ -132,9 +133,23 @@ def test_connection_forms_give_the_base_url(
 def test_a_connection_without_a_key_is_refused_before_sending(connection: ConnectionSetter) -> None:
     connection(password=None)
     script = Script()
-    with pytest.raises(AuthenticationError, match="'happyhorse_default' has no API key"):
+    with pytest.raises(ConfigurationError, match=r"connection 'happyhorse_default' has no API key\. Put the key"):
         make_hook(script).get_job(JOB_ID)
     assert script.requests == []
+
+
+def test_a_missing_connection_is_named_with_the_way_out() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        HappyHorseHook("happyhorse_typo").get_job(JOB_ID)
+    assert str(raised.value) == (
+        "The HappyHorse connection 'happyhorse_typo' is not defined. Create it (Admin > Connections, type "
+        "HappyHorse) or set AIRFLOW_CONN_HAPPYHORSE_TYPO, or fix happyhorse_conn_id; then clear the task."
+    )
+
+
+async def test_a_missing_connection_is_named_in_the_triggerer_too() -> None:
+    with pytest.raises(ConfigurationError, match="'happyhorse_async_typo' is not defined"):
+        await HappyHorseHook("happyhorse_async_typo").aget_settings()
 
 
 def test_extras_change_limits_and_timeout(connection: ConnectionSetter) -> None:
@@ -557,44 +572,72 @@ def test_wait_for_job_rides_out_transient_errors(connection: ConnectionSetter) -
 # test_connection: bad key, unreachable host, working setup, never a job
 
 
+NOT_FOUND = reply(404, {"code": 404, "message": "task not found"})
+UNAUTHORIZED = reply(401, {"code": 401, "message": "missing or invalid API key"})
+
+
 @pytest.mark.parametrize(
-    ("answer", "ok", "fragment"),
+    ("answers", "ok", "fragment"),
     [
-        (
-            reply(404, {"code": 404, "message": "task not found"}),
-            True,
-            "Connected to http://hh.test/prefix: the API key was accepted",
-        ),
-        (reply(401, {"code": 401, "message": "invalid api key"}), False, "The API key was refused: invalid api key"),
-        (fail(httpx.ConnectError, "[Errno 111] Connection refused"), False, "Could not reach http://hh.test/prefix"),
-        (fail(httpx.ConnectTimeout), False, "Could not reach http://hh.test/prefix"),
-        (reply(503), False, "ServerError (HTTP 503)"),
-        (reply(403, {"code": 403, "message": "feature disabled"}), False, "AccountError (HTTP 403): feature disabled"),
-        (ok_job(), True, "Connected to http://hh.test/prefix."),
+        ([NOT_FOUND, UNAUTHORIZED], True, "Connected to http://hh.test/prefix: HappyHorse checked the API key"),
+        ([UNAUTHORIZED], False, "The API key was refused by http://hh.test/prefix (HTTP 401: missing or invalid"),
+        ([fail(httpx.ConnectError, "[Errno 111] Connection refused")], False, "Could not reach http://hh.test/prefix"),
+        ([fail(httpx.ConnectTimeout)], False, "Could not reach http://hh.test/prefix: ConnectTimeout"),
+        ([reply(503, {"code": 503, "message": "busy"})], False, "answered GET http://hh.test/prefix/api/status with"),
+        ([reply(403, {"code": 403, "message": "feature disabled"})], False, "(HTTP 403: feature disabled)"),
+        # Airflow's own api-server, an HTML page, a lenient catch-all: not HappyHorse.
+        ([reply(404, {"detail": "Not Found"})], False, "does not answer like HappyHorse: GET"),
+        ([reply(200, "<html>welcome</html>", {"content-type": "text/html"})], False, "text/html: '<html>welcome"),
+        ([ok_job()], False, "does not answer like HappyHorse"),
+        # The right shape but no key check: a path prefix that misses the API (its own 404 for everything).
+        ([NOT_FOUND, NOT_FOUND], False, "answers GET http://hh.test/prefix/api/status without checking the API key"),
     ],
     ids=[
-        "working (404)",
-        "bad key (401)",
+        "working",
+        "wrong key",
         "unreachable",
         "connect timeout",
         "server trouble",
         "account",
+        "foreign JSON server",
+        "html page",
         "lenient server",
+        "wrong prefix",
     ],
 )
 def test_test_connection_tells_the_cases_apart(
-    connection: ConnectionSetter, answer: Reply, ok: bool, fragment: str
+    connection: ConnectionSetter, answers: list[Reply], ok: bool, fragment: str
 ) -> None:
     clock = FakeClock()
-    script = Script(then=answer)
+    script = Script(*answers, then=reply(599, "the check sent more requests than it should"))
     result_ok, message = make_hook(script, clock).test_connection()
-    assert result_ok is ok
-    assert fragment in message
+    assert (result_ok, fragment in message) == (ok, True), message
     assert API_KEY not in message
-    assert script.posts == 0
-    assert script.gets == 1  # one probe, no retries
-    assert script.requests[0].url.params["task_id"] == "airflow-connection-test"
+    assert [request.method for request in script.requests] == ["GET"] * len(answers)  # no retries, no job
+    assert all(request.url.params["task_id"] == "airflow-connection-test" for request in script.requests)
+    assert script.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert all("authorization" not in request.headers for request in script.requests[1:])
     assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("definition", "fragment"),
+    [
+        ({"password": None}, "This connection has no API key. Put the key from the HappyHorse dashboard"),
+        ({"host": "ftp://hh.test"}, "This connection has an unusable Base URL"),
+        ({"extra": {"timeout": "soon"}}, "This connection has an extra that is not a number"),
+    ],
+)
+def test_test_connection_names_a_broken_connection_without_its_random_id(
+    connection: ConnectionSetter, definition: dict[str, Any], fragment: str
+) -> None:
+    connection(**definition)
+    script = Script()
+    ok, message = make_hook(script).test_connection()
+    assert ok is False
+    assert message.startswith(fragment), message
+    assert "happyhorse_default" not in message
+    assert script.requests == []
 
 
 def test_test_connection_on_a_closed_port(connection: ConnectionSetter, no_proxy: None) -> None:
@@ -617,10 +660,17 @@ def test_test_connection_against_a_real_server(connection: ConnectionSetter, no_
 
     with loopback_server_in_thread(service) as (server, url):
         connection(host=url)
-        assert HappyHorseHook().test_connection() == (True, f"Connected to {url}: the API key was accepted.")
+        assert HappyHorseHook().test_connection() == (
+            True,
+            f"Connected to {url}: HappyHorse checked the API key and accepted it.",
+        )
         connection(host=url, password="wrong-key-000000")
-        assert HappyHorseHook().test_connection() == (False, "The API key was refused: invalid api key")
-        assert [method for method, _, _ in server.requests] == ["GET", "GET"]
+        ok, message = HappyHorseHook().test_connection()
+        assert (ok, message.startswith(f"The API key was refused by {url} (HTTP 401: invalid api key)")) == (
+            False,
+            True,
+        )
+        assert [method for method, _, _ in server.requests] == ["GET", "GET", "GET"]
 
 
 # ---------------------------------------------------------------------------------------------------

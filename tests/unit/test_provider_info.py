@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, BaseOper
 from airflow.triggers.base import BaseTrigger
 
 import airflow_provider_happyhorse
-from airflow_provider_happyhorse.get_provider_info import get_provider_info
+from airflow_provider_happyhorse.get_provider_info import UI_FIELD_BEHAVIOUR, get_provider_info
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
 DISTRIBUTION = "airflow-provider-happyhorse"
@@ -92,8 +92,24 @@ def test_connection_types_name_importable_hooks_that_agree() -> None:
             "connection-type": "happyhorse",
             "hook-class-name": "airflow_provider_happyhorse.hooks.happyhorse.HappyHorseHook",
             "hook-name": "HappyHorse",
+            "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
         }
     ]
+
+
+def test_airflow_reads_the_connection_form_from_the_provider_info() -> None:
+    # What /ui/connections/hook_meta serves: Airflow 3.3 builds it from the provider info, without wtforms.
+    from airflow.providers_manager import ProvidersManager
+
+    behaviour = ProvidersManager().field_behaviours["happyhorse"]
+    assert behaviour["hidden_fields"] == ["login", "port", "schema"]
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
+    assert behaviour["placeholders"]["host"] == "https://happyhorse.app"
+
+
+def test_the_hooks_fallback_form_is_the_same_form() -> None:
+    fallback = HappyHorseHook.get_ui_field_behaviour()
+    assert fallback == {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
 
 def test_extra_links_name_importable_operator_links() -> None:
