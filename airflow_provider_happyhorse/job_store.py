@@ -92,6 +92,18 @@ class JobRecordStore:
             self._store.delete(self.key)
 
 
+def forget_instructions(ti: Any) -> str:
+    """The way out of a refusal: delete this task instance's job record, then clear the task."""
+    map_index = getattr(ti, "map_index", -1)
+    command = f"happyhorse-jobs forget --dag-id {ti.dag_id} --run-id {ti.run_id} --task-id {ti.task_id}"
+    if map_index is not None and map_index >= 0:
+        command += f" --map-index {map_index}"
+    return (
+        f"delete the task state store key {JobRecordStore.key!r} of this task instance (in the UI: the task "
+        f"instance's Task State Store tab; or run `{command}`), then clear the task"
+    )
+
+
 def _never_expire() -> Any:
     try:
         from airflow.sdk.execution_time.context import NEVER_EXPIRE

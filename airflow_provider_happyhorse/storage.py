@@ -13,15 +13,35 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_happyhorse import client_core
-from airflow_provider_happyhorse.exceptions import HappyHorseError, ResultUnavailableError, TransportError
+from airflow_provider_happyhorse.exceptions import (
+    ConfigurationError,
+    HappyHorseError,
+    ResultUnavailableError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
 CHUNK_SIZE = 1024 * 1024
 PARTIAL_SUFFIX = ".partial"
+CHECK_SUFFIX = ".happyhorse-write-check"
+# What to install for the object stores whose filesystem package Airflow does not bring itself.
+FILESYSTEM_PACKAGES = {
+    "s3": "apache-airflow-providers-amazon[s3fs]",
+    "s3a": "apache-airflow-providers-amazon[s3fs]",
+    "gs": "apache-airflow-providers-google and gcsfs",
+    "gcs": "apache-airflow-providers-google and gcsfs",
+    "abfs": "apache-airflow-providers-microsoft-azure and adlfs",
+    "az": "apache-airflow-providers-microsoft-azure and adlfs",
+    "adl": "apache-airflow-providers-microsoft-azure and adlfs",
+}
+_URI_EXAMPLES = (
+    "an absolute path (/data/clips/a.mp4) or a URI (file:///data/clips/a.mp4, s3://aws_default@bucket/a.mp4)"
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,68 @@ def as_storage_path(destination: Any) -> Any:
     if "://" not in text:
         text = f"file://{text}"
     return ObjectStoragePath(text)
+
+
+def prepare_destination(destination: Any) -> Any:
+    """
+    ``output_path`` resolved and proven writable before anything is paid for: a known scheme whose
+    filesystem package is installed, an absolute location, its folder created, and a tiny file written
+    and removed beside the destination. Raises ``ConfigurationError`` naming what is wrong and the way out.
+    """
+    text = str(destination)
+    subject = f"output_path {text!r}"
+    scheme, _, rest = text.partition("://")
+    if not rest:
+        if not text.startswith("/"):
+            raise ConfigurationError(
+                subject,
+                "is a relative path: it would land in whatever folder the worker runs in",
+                f"Give {_URI_EXAMPLES}.",
+            )
+    elif scheme == "file" and urlsplit(text).netloc not in ("", "localhost"):
+        raise ConfigurationError(
+            subject,
+            f"names the host {urlsplit(text).netloc!r} (file:// takes an absolute path after it)",
+            f"Give {_URI_EXAMPLES}.",
+        )
+    try:
+        final = as_storage_path(destination)
+        exists = final.exists()
+        is_folder = exists and final.is_dir()
+    except ValueError as error:
+        raise ConfigurationError(
+            subject,
+            f"uses a scheme Airflow's object storage does not know ({error})",
+            "Use file://, s3://, gs://, abfs:// or another fsspec protocol.",
+        ) from None
+    except ImportError as error:
+        package = FILESYSTEM_PACKAGES.get(scheme, "the fsspec filesystem package for this scheme")
+        raise ConfigurationError(
+            subject, f"needs a package that is not installed ({error})", f"Install {package} on every worker."
+        ) from None
+    except Exception as error:
+        raise ConfigurationError(
+            subject, f"cannot be reached ({type(error).__name__}: {error})", _WRITE_WAY_OUT
+        ) from None
+    if is_folder:
+        raise ConfigurationError(subject, "is a folder", "Give the path of the file to store the clip as.")
+    check = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}{CHECK_SUFFIX}"
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        check.write_bytes(b"")
+        check.unlink()
+    except Exception as error:
+        _unlink_quietly(check)
+        raise ConfigurationError(
+            subject, f"cannot be written ({type(error).__name__}: {error})", _WRITE_WAY_OUT
+        ) from None
+    return final
+
+
+_WRITE_WAY_OUT = (
+    "Check that the folder or bucket exists and that the worker may write there (for object stores, the "
+    "connection named in the URI); then clear the task."
+)
 
 
 def digest(path: Any) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     AuthenticationError,
+    ConfigurationError,
     HappyHorseError,
     InvalidRequestError,
     JobFailedError,
@@ -24,11 +25,11 @@ from airflow_provider_happyhorse.exceptions import (
 )
 from airflow_provider_happyhorse.fault_points import AFTER_SUBMIT, DURING_DOWNLOAD, fault_point
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
-from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
+from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore, forget_instructions
 from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
-from airflow_provider_happyhorse.storage import StoredClip, store_clip
+from airflow_provider_happyhorse.storage import StoredClip, prepare_destination, store_clip
 from airflow_provider_happyhorse.triggers.happyhorse import (
     EVENT_ERROR,
     EVENT_FAILED,
@@ -46,7 +47,9 @@ DEFAULT_TIMEOUT = timedelta(hours=1)
 # Extra time the scheduler allows a deferred task beyond the trigger's own deadline (a backstop only).
 DEFERRAL_GRACE = timedelta(minutes=5)
 # Errors that no retry can mend: fail at once, without retry noise.
-PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError)
+PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError, ConfigurationError)
+# What a task does when the job's result URL can no longer be fetched and the clip was never stored.
+ON_EXPIRED = ("fail", "regenerate")
 
 
 def _utcnow() -> datetime:
@@ -109,6 +112,9 @@ class GenerateVideoOperator(BaseOperator):
         ``execution_timeout``, when shorter, wins. Both hold while deferred.
     :param max_credits: refuse before submitting when the credit estimate is higher.
     :param output_path: where to store the clip (``ObjectStoragePath`` or URI). Templated.
+    :param on_expired: when the job's result URL can no longer be fetched and the clip was never stored:
+        ``"fail"`` (the default: fail, saying how to pay for a new render) or ``"regenerate"`` (submit the
+        request again, paying for it, logged with the estimate).
     """
 
     template_fields: Sequence[str] = ("prompt", "image_urls", "multi_prompt", "elements", "output_path")
@@ -137,6 +143,7 @@ class GenerateVideoOperator(BaseOperator):
         timeout: timedelta | float = DEFAULT_TIMEOUT,
         max_credits: float | None = None,
         output_path: Any = None,
+        on_expired: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -158,6 +165,7 @@ class GenerateVideoOperator(BaseOperator):
         self.timeout = timeout
         self.max_credits = max_credits
         self.output_path = output_path
+        self.on_expired = on_expired
         self._result: dict[str, Any] | None = None
 
     @cached_property
@@ -200,6 +208,20 @@ class GenerateVideoOperator(BaseOperator):
     # -- execution ------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        request = self._preflight()
+        store = JobRecordStore.from_context(context, self.log)
+        record = self._reattach(store, request, context)
+        if record is None:
+            record = self._submit(store, request, context)
+        return self._wait_and_finish(context, store, record, request)
+
+    def _preflight(self) -> VideoRequest:
+        """
+        Everything that can be refused for free, in order, before anything is written or sent: the
+        request and its budget, the connection (exists, has a key), the output destination (writable).
+        """
+        if self.on_expired not in ON_EXPIRED:
+            raise AirflowFailException(f"on_expired: must be one of {', '.join(ON_EXPIRED)} (got {self.on_expired!r})")
         try:
             request = self.video_request()
         except InvalidRequestError as error:
@@ -218,10 +240,22 @@ class GenerateVideoOperator(BaseOperator):
             request.aspect_ratio,
             credits,
         )
-        store = JobRecordStore.from_context(context, self.log)
-        record = self._reattach(store, request)
-        if record is None:
-            record = self._submit(store, request, _try_number(context))
+        try:
+            base_url = self.hook.settings.base_url
+            destination = None if self.output_path is None else prepare_destination(self.output_path)
+        except ConfigurationError as error:
+            raise AirflowFailException(f"{error} Nothing was submitted.") from None
+        self.log.info(
+            "Connection %r (%s) is usable%s",
+            self.happyhorse_conn_id,
+            base_url,
+            "" if destination is None else f"; {destination} is writable",
+        )
+        return request
+
+    def _wait_and_finish(
+        self, context: Context, store: JobRecordStore, record: JobRecord, request: VideoRequest
+    ) -> Any:
         context["ti"].xcom_push(key="job_id", value=record.job_id)
         if record.finished is not None:
             return self._finish(context, store, record, record.finished)
@@ -231,7 +265,7 @@ class GenerateVideoOperator(BaseOperator):
         job = self._wait_blocking(record, request, deadline)
         return self._finish(context, store, record, job)
 
-    def _reattach(self, store: JobRecordStore, request: VideoRequest) -> JobRecord | None:
+    def _reattach(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord | None:
         """A job an earlier try of this task instance submitted for the same request, if it is usable."""
         record = store.load()
         if record is None or record.fingerprint != request.fingerprint():
@@ -241,8 +275,8 @@ class GenerateVideoOperator(BaseOperator):
             raise AirflowFailException(
                 "An earlier try submitted this request at "
                 f"{record.submitted_at} and its outcome is unknown: a job may exist and be billed. "
-                "Look for it in the HappyHorse dashboard. Nothing was submitted now; to submit again, clear "
-                f"the task state store key {store.key!r} of this task instance (or change the request)."
+                "Look for it in the HappyHorse dashboard. Nothing was submitted now. To submit again, "
+                f"{forget_instructions(context['ti'])} (or change the request)."
             )
         try:
             job = self.hook.get_job(record.job_id)
@@ -269,7 +303,7 @@ class GenerateVideoOperator(BaseOperator):
             return record.with_finished(job)
         return record
 
-    def _submit(self, store: JobRecordStore, request: VideoRequest, try_number: int) -> JobRecord:
+    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord:
         pending = JobRecord(fingerprint=request.fingerprint(), submitted_at=_utcnow().isoformat(), job_id=None)
         # Written before sending: if this try dies before the job id is known, the next one refuses.
         store.save(pending)
@@ -284,7 +318,7 @@ class GenerateVideoOperator(BaseOperator):
             raise AirflowException(str(error)) from None
         record = pending.with_job_id(job.job_id)
         store.save(record)
-        fault_point(AFTER_SUBMIT, try_number)
+        fault_point(AFTER_SUBMIT, _try_number(context))
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
         return record
 
@@ -376,21 +410,24 @@ class GenerateVideoOperator(BaseOperator):
         job: JobStatus,
         *,
         finished_at: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         request = self.video_request()
         finished = finished_at or _utcnow().isoformat()
         event = {"job_id": job.job_id, "job_status": job.status, "video_url": job.video_url, "finished_at": finished}
         result = complete_result(self._known_result(record, request), event)
         elapsed = datetime.fromisoformat(finished) - datetime.fromisoformat(record.submitted_at)
         self.log.info(
-            "Job %s finished %s %.0f s after submission: %s",
+            "Job %s is %s, seen %.0f s after submission (the service finished it at or before then): %s",
             job.job_id,
             job.status,
             elapsed.total_seconds(),
             job.video_url,
         )
         if self.output_path is not None:
-            clip = self._store(store, record, job, _try_number(context))
+            try:
+                clip = self._store(store, record, job, _try_number(context))
+            except ResultUnavailableError as error:
+                return self._result_unavailable(context, store, request, error)
             result.update(stored_path=clip.path, stored_size=clip.size, stored_sha256=clip.sha256)
             self._emit_asset_events(context, clip, job, request)
         self._result = result
@@ -400,10 +437,32 @@ class GenerateVideoOperator(BaseOperator):
         """Used by the OpenLineage provider, when installed, after the task ran on a worker."""
         return operator_lineage(self._result)
 
+    def _result_unavailable(
+        self, context: Context, store: JobRecordStore, request: VideoRequest, error: ResultUnavailableError
+    ) -> Any:
+        """The clip can no longer be fetched and was never stored: fail saying how to pay again, or pay again."""
+        if self.on_expired != "regenerate":
+            raise AirflowFailException(
+                f"{error} The clip was never stored, and clearing the task would only re-attach to this job. "
+                "To pay for a new render, set on_expired='regenerate' on the task, or "
+                f"{forget_instructions(context['ti'])}."
+            )
+        self.log.warning(
+            "%s on_expired='regenerate': submitting the request again, which is paid anew (estimated %g credits).",
+            error,
+            request.estimate_credits(),
+        )
+        store.delete()
+        record = self._submit(store, request, context)
+        return self._wait_and_finish(context, store, record, request)
+
     def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus, try_number: int) -> StoredClip:
-        """Download the clip on the worker (never in the triggerer) into ``output_path``."""
+        """
+        Download the clip on the worker (never in the triggerer) into ``output_path``; a result that can
+        no longer be fetched raises ``ResultUnavailableError`` for :meth:`_result_unavailable`.
+        """
         if not job.video_url:
-            raise AirflowException(str(ResultUnavailableError(job.job_id, "(none)", "the job has no result URL")))
+            raise ResultUnavailableError(job.job_id, "(none)", "the job has no result URL")
         try:
             clip, downloaded = store_clip(
                 self.hook,
@@ -413,6 +472,8 @@ class GenerateVideoOperator(BaseOperator):
                 known=record.stored,
                 on_chunk=lambda _size: fault_point(DURING_DOWNLOAD, try_number),
             )
+        except ResultUnavailableError:
+            raise
         except HappyHorseError as error:
             raise AirflowException(str(error)) from None
         store.save(record.with_stored(clip))

@@ -130,6 +130,11 @@ class DictStore:
 
 
 class FakeTI:
+    dag_id = "daily"
+    run_id = "scheduled__2026-11-01T00:00:00+00:00"
+    task_id = "video"
+    map_index = -1
+
     def __init__(self) -> None:
         self.xcoms: dict[str, Any] = {}
 

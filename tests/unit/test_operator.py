@@ -343,3 +343,88 @@ def test_bare_task_end_payload_from_dags_test_reads_the_job_once_more() -> None:
     assert result["video_url"] == f"http://hh.test/files/{service.job_id}.mp4"
     assert service.status_calls == calls_before + 1
     assert service.posts == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preflight: everything refusable is refused before the pending marker and the paid request
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "fragment"),
+    [
+        ("missing", {"happyhorse_conn_id": "happyhorse_typo"}, "'happyhorse_typo' is not defined. Create it"),
+        ("keyless", {}, "'happyhorse_default' has no API key. Put the key"),
+        (None, {"output_path": "clips/a.mp4"}, "output_path 'clips/a.mp4' is a relative path"),
+        (None, {"output_path": "file://clips/a.mp4"}, "names the host 'clips'"),
+        (None, {"output_path": "foo://bucket/a.mp4"}, "uses a scheme Airflow's object storage does not know"),
+        (None, {"output_path": "gs://bucket/a.mp4"}, "Install apache-airflow-providers-google and gcsfs"),
+        (None, {"output_path": "{tmp}/a-file/a.mp4"}, "cannot be written (FileExistsError"),
+        (None, {"output_path": "{tmp}"}, "is a folder"),
+        (None, {"on_expired": "retry"}, "on_expired: must be one of fail, regenerate (got 'retry')"),
+    ],
+    ids=[
+        "typo in conn id",
+        "no key",
+        "relative",
+        "file host",
+        "unknown scheme",
+        "no gcsfs",
+        "unwritable",
+        "folder",
+        "on_expired",
+    ],
+)
+def test_preflight_refuses_before_writing_or_sending_and_then_pays_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, setup: str | None, kwargs: dict[str, Any], fragment: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    kwargs = {key: value.format(tmp=tmp_path) if isinstance(value, str) else value for key, value in kwargs.items()}
+    if setup == "keyless":
+        monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", '{"conn_type": "happyhorse", "host": "http://hh.test"}')
+    service = FakeService(FakeClock())
+    store = DictStore()
+    operator = make_operator(service, **kwargs)
+    if setup == "missing":
+        operator.hook = HappyHorseHook("happyhorse_typo", transport=service.transport())  # type: ignore[misc]
+    with pytest.raises(AirflowFailException) as refused:
+        operator.execute(make_context(store))
+    assert fragment in str(refused.value)
+    assert str(refused.value).endswith("Nothing was submitted.") or "on_expired" in kwargs
+    assert service.requests == []
+    assert store.values == {}  # no pending marker: the fixed task submits
+    assert not list(tmp_path.glob("**/.*happyhorse-write-check"))
+    # The mistake fixed, the same task instance (same store) pays exactly once.
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+    fixed = {key: value for key, value in kwargs.items() if key not in ("happyhorse_conn_id", "on_expired")}
+    if "output_path" in fixed:
+        fixed["output_path"] = str(tmp_path / "clips" / "a.mp4")
+    with pytest.raises(TaskDeferred):
+        make_operator(service, **fixed).execute(make_context(store))
+    assert service.posts == 1
+
+
+def test_a_writable_destination_is_checked_and_left_clean(tmp_path: Any) -> None:
+    service = FakeService(FakeClock())
+    destination = tmp_path / "new" / "folder" / "a.mp4"
+    with pytest.raises(TaskDeferred):
+        make_operator(service, output_path=f"file://{destination}").execute(make_context(DictStore()))
+    assert destination.parent.is_dir()
+    assert list(destination.parent.iterdir()) == []  # the write check was removed; nothing at the final path
+    assert service.posts == 1
+
+
+def test_the_refusal_after_an_unknown_outcome_names_the_command_and_the_ui() -> None:
+    service = FakeService(FakeClock())
+    store = DictStore()
+    service.faults.append(raise_error(httpx.ReadTimeout))
+    with pytest.raises(AirflowException):
+        make_operator(service).execute(make_context(store))
+    with pytest.raises(AirflowFailException) as refused:
+        make_operator(service).execute(make_context(store))
+    message = str(refused.value)
+    assert "the task instance's Task State Store tab" in message
+    assert (
+        "`happyhorse-jobs forget --dag-id daily --run-id scheduled__2026-11-01T00:00:00+00:00 --task-id video`"
+        in message
+    )
+    assert service.posts == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, Asset, AssetAlias
+from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, TaskDeferred
 
 from airflow_provider_happyhorse.exceptions import ResultUnavailableError, TransportError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
@@ -194,8 +194,30 @@ def test_operator_fails_clearly_when_the_url_expired(tmp_path: Path) -> None:
     server = FileServer()
     server.script = [lambda: httpx.Response(410)]
     operator = operator_with_files(service, server, output_path=str(tmp_path / "x.mp4"))
-    with pytest.raises(AirflowException, match=f"job {service.job_id} cannot be fetched"):
+    # No retry: a retry re-attaches to the same job and its same expired URL.
+    with pytest.raises(AirflowFailException) as failed:
         operator.execute_complete(make_context(DictStore()), finished_event(service))
+    message = str(failed.value)
+    assert f"job {service.job_id} cannot be fetched from {URL}: HTTP 410" in message
+    assert "clearing the task would only re-attach to this job" in message
+    assert "set on_expired='regenerate' on the task, or delete the task state store key 'happyhorse_job'" in message
+    assert list(tmp_path.iterdir()) == []
+    assert service.posts == 0
+
+
+def test_on_expired_regenerate_pays_once_more_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    service = FakeService(FakeClock())
+    server = FileServer()
+    server.script = [lambda: httpx.Response(410)]
+    store = DictStore()
+    operator = operator_with_files(service, server, output_path=str(tmp_path / "x.mp4"), on_expired="regenerate")
+    with pytest.raises(TaskDeferred):
+        operator.execute_complete(make_context(store), finished_event(service))
+    assert service.posts == 1
+    assert store.values["happyhorse_job"]["job_id"] == service.job_id
+    assert "on_expired='regenerate': submitting the request again, which is paid anew (estimated 300" in (
+        capsys.readouterr().out
+    )
     assert list(tmp_path.iterdir()) == []
 
 
