@@ -242,7 +242,8 @@ def map_transport_error(exc: httpx.TransportError) -> TransportError:
     not_sent = request_surely_not_sent(exc)
     name = type(exc).__name__
     cause = exc.__cause__
-    detail = f"{name}: {exc}" if cause is None else f"{name} ({type(cause).__name__}): {exc}"
+    cause_name = None if cause is None else type(cause).__name__
+    detail = f"{name}: {exc}" if cause_name in (None, name) else f"{name} ({cause_name}): {exc}"
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(detail, request_sent=not not_sent)
     return TransportError(detail, request_sent=not not_sent)

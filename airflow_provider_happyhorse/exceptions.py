@@ -63,7 +63,9 @@ class APIStatusError(HappyHorseError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        parts = [f"HTTP {self.status_code}" if self.status_code is not None else "refused"]
+        if self.status_code is None:  # refused here, before sending: the message says it all
+            return self.message
+        parts = [f"HTTP {self.status_code}"]
         if self.error_code:
             parts.append(self.error_code)
         text = f"{type(self).__name__} ({', '.join(parts)}): {self.message}"

@@ -149,14 +149,19 @@ def _describe_validation_error(err: ValidationError) -> str:
             # Cross-field rules already start with the field they are about.
             problems.append(message)
             continue
-        shown = item.get("input")
-        suffix = f" (got {shown!r})" if item["type"] != "missing" and _short(shown) else ""
+        suffix = "" if item["type"] == "missing" else f" (got {_shown(item.get('input'))})"
         problems.append(f"{location}: {message}{suffix}")
     return "Invalid HappyHorse request: " + "; ".join(problems)
 
 
-def _short(value: Any) -> bool:
-    return isinstance(value, (int, float, str, bool)) and len(repr(value)) <= 80
+def _shown(value: Any) -> str:
+    """What the user gave, short enough for one error line."""
+    if isinstance(value, str) and len(value) > 60:
+        return f"{len(value):,} characters"  # long text is not echoed: the count is what matters
+    if isinstance(value, (list, tuple, dict)) and len(repr(value)) > 80:
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 # Credits per second of video, from the service's public price list (see README: "Credits").

@@ -38,6 +38,8 @@ T = TypeVar("T")
 DEFAULT_MAX_CONNECTIONS = 100
 # 404 right after submission can be eventual consistency on the service; only later is it final.
 NOT_FOUND_GRACE = timedelta(seconds=30)
+# Blocking mode says how a job is doing at most this often (healthy polls are otherwise silent).
+PROGRESS_LOG_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -463,8 +465,12 @@ class HappyHorseHook(BaseHook):
     def wait_for_job(
         self, job_id: str, *, schedule: PollSchedule, deadline: datetime, submitted_at: datetime
     ) -> JobStatus:
-        """Block until the job is final (blocking mode, for installs without a triggerer)."""
+        """
+        Block until the job is final (blocking mode, for installs without a triggerer); says how the job
+        is doing at most once per ``PROGRESS_LOG_INTERVAL``.
+        """
         polls = 0
+        last_told = submitted_at
         while True:
             now = self._clock()
             remaining = (deadline - now).total_seconds()
@@ -492,8 +498,20 @@ class HappyHorseHook(BaseHook):
                 continue
             if job.state is not JobState.PENDING:
                 return job
-            if self._clock() >= deadline:
+            now = self._clock()
+            if now >= deadline:
                 raise JobTimeoutError(job_id, deadline.isoformat())
+            if now - last_told >= PROGRESS_LOG_INTERVAL:
+                last_told = now
+                self.log.info(
+                    "Job %s is still %s, %.0f s after submission (%d %s so far; deadline %s)",
+                    job_id,
+                    job.status,
+                    (now - submitted_at).total_seconds(),
+                    polls,
+                    "poll" if polls == 1 else "polls",
+                    deadline.isoformat(timespec="seconds"),
+                )
 
     @contextmanager
     def stream_result(self, job_id: str, url: str) -> Iterator[httpx.Response]:

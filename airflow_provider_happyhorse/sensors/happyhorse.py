@@ -64,6 +64,13 @@ class HappyHorseJobSensor(BaseSensorOperator):
             return super().execute(context)
         now = datetime.now(timezone.utc)
         deadline = now + timedelta(seconds=self.timeout)
+        self.log.info(
+            "Waiting for HappyHorse job %s in the triggerer (polls every %g-%g s, deadline %s)",
+            self.job_id,
+            self.poke_interval,
+            max(self.max_poll_interval, self.poke_interval),
+            deadline.isoformat(timespec="seconds"),
+        )
         self.defer(
             trigger=HappyHorseJobTrigger(
                 job_id=self.job_id,
@@ -81,6 +88,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        self.log.info("Polling HappyHorse job %s", self.job_id)
         try:
             job = self.hook.get_job(self.job_id)
         except PERMANENT_ERRORS as error:

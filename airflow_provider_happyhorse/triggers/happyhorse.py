@@ -57,7 +57,8 @@ class HappyHorseJobTrigger(BaseTrigger):
     :param job_id: the HappyHorse task id.
     :param happyhorse_conn_id: the Airflow connection to use.
     :param deadline: ISO-8601 UTC time after which the trigger gives up (``timeout`` event).
-    :param submitted_at: ISO-8601 UTC time the job was submitted (the poll schedule counts from it).
+    :param submitted_at: ISO-8601 UTC time the job was submitted, or for a sensor (``result`` None) when it
+        began waiting (the poll schedule counts from it).
     :param first_poll_after: seconds after submission of the first poll (near the expected finish).
     :param min_poll_interval: the floor between polls.
     :param max_poll_interval: the cap between polls.
@@ -228,7 +229,14 @@ class HappyHorseJobTrigger(BaseTrigger):
         payload.update(job_status=job.status, video_url=job.video_url)
         elapsed = (self._now() - datetime.fromisoformat(self.submitted_at)).total_seconds()
         self.log.info(
-            "Job %s succeeded %.0f s after submission (%d polls): %s", self.job_id, elapsed, polls, job.video_url
+            "Job %s is %s, seen by poll %d, %.0f s after %s (the service finished it at or before then): %s",
+            self.job_id,
+            job.status,
+            polls,
+            elapsed,
+            # A sensor waits for a job made elsewhere: it knows when it began waiting, not when it was submitted.
+            "submission" if self.result is not None else "the sensor began waiting",
+            job.video_url,
         )
         if self.end_task_on_success:
             # No worker runs after this event, so the trigger stores what the worker would have: the

@@ -832,6 +832,13 @@ def test_aiohttp_errors_say_whether_the_request_left(
     assert f"({type(cause).__name__})" in str(error)
 
 
+def test_an_error_is_named_once_when_its_cause_has_the_same_name() -> None:
+    request = httpx.Request("GET", "http://hh.test/api/status")
+    outer = httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    outer.__cause__ = httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    assert str(map_transport_error(outer)) == "ConnectError: [Errno 111] Connection refused"
+
+
 def test_a_server_disconnect_during_submission_is_outcome_unknown_not_a_retry() -> None:
     disconnect = aiohttp_wrapped(aiohttp.ServerDisconnectedError())
     actions, outcome = drive(submit_flow(BASE_URL, API_KEY, REQUEST, POLICY, rng=half), [disconnect, ok()])

@@ -501,6 +501,22 @@ def test_wait_for_job_polls_first_near_the_expected_finish_then_by_the_schedule(
     assert job.polled_at == [60.0, 70.0, 80.0, 90.0, 101.0]
 
 
+def test_wait_for_job_says_how_the_job_is_doing_at_most_once_a_minute(
+    connection: ConnectionSetter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FakeClock()
+    job = TimedJob(clock, finish_after=400.0)
+    schedule = PollSchedule(first_poll_after=10.0, min_interval=10.0, max_interval=10.0)
+    waiting_hook(job, clock).wait_for_job(
+        JOB_ID, schedule=schedule, deadline=START + timedelta(minutes=10), submitted_at=START
+    )
+    told = [line for line in capsys.readouterr().out.splitlines() if "is still IN_PROGRESS" in line]
+    assert len(job.polled_at) >= 39
+    # About 400 s of polling every 10 s: one line a minute, not one per poll.
+    assert len(told) == 6
+    assert f"Job {JOB_ID} is still IN_PROGRESS, 60 s after submission (6 polls so far" in told[0]
+
+
 def test_wait_for_job_returns_a_failed_job(connection: ConnectionSetter) -> None:
     clock = FakeClock()
     job = TimedJob(clock, finish_after=30.0, final="FAILED")

@@ -228,7 +228,7 @@ def test_refused_requests_name_field_and_rule(fields: dict[str, Any], fragments:
     with pytest.raises(InvalidRequestError) as caught:
         VideoRequest.parse(fields)
     message = str(caught.value)
-    assert message.startswith("InvalidRequestError (refused): Invalid HappyHorse request: ")
+    assert message.startswith("Invalid HappyHorse request: ")
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     # Raised locally: no HTTP status, and pydantic's own error does not leak out as the cause.
@@ -253,6 +253,15 @@ def test_long_refused_values_are_not_echoed() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         VideoRequest.parse({"prompt": "p" * 2501})
     assert "ppppp" not in str(caught.value)
+    assert str(caught.value) == (
+        "Invalid HappyHorse request: prompt: String should have at most 2500 characters (got 2,501 characters)"
+    )
+
+
+def test_long_lists_are_counted_not_echoed() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        VideoRequest.parse({"prompt": "p", "image_urls": "https://img.test/" + "a" * 100})
+    assert "image_urls: Input should be a valid list (got 117 characters)" in str(caught.value)
 
 
 # ---------------------------------------------------------------------------------------------------
