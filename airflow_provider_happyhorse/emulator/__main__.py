@@ -22,7 +22,8 @@ from .server import bind_socket, uvicorn_config
 
 logger = logging.getLogger("airflow_provider_happyhorse.emulator")
 
-# flag -> (config field, type); fault flags set fields of the nested FaultConfig.
+# flag -> (config field, type, help); fault flags set fields of the nested FaultConfig. Each help ends with the
+# field's default, read from the config models (so --help cannot drift from them).
 _FLAGS: dict[str, tuple[str, type, str]] = {
     "--speed": ("speed", float, "multiply every render time (0.01: a 40 s render takes 0.4 s)"),
     "--base-seconds": ("base_seconds", float, "render time model: fixed part"),
@@ -31,7 +32,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--audio-factor": ("audio_factor", float, "render time model: factor for sound=true"),
     "--jitter": ("jitter", float, "render times vary by +/- this fraction"),
     "--seed": ("seed", int, "seed of the fault and job decisions"),
-    "--rate-limit": ("rate_limit_per_second", float, "per-key requests per second (default: no limit)"),
+    "--rate-limit": ("rate_limit_per_second", float, "per-key requests per second; none: no limit"),
     "--rate-limit-burst": ("rate_limit_burst", int, "per-key burst size"),
     "--result-ttl": ("result_ttl_seconds", float, "seconds a result file stays downloadable (then 410)"),
     "--job-failure-rate": ("job_failure_rate", float, "share of jobs that end FAILED"),
@@ -40,36 +41,98 @@ _FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
     "--fault-server-error": ("server_error_rate", float, "rate of 500/502/503/504 answers"),
     "--fault-rate-limit-storm": ("rate_limit_storm_rate", float, "rate of 429 answers with Retry-After"),
     "--fault-slow-response": ("slow_response_rate", float, "rate of answers delayed by --fault-slow-seconds"),
-    "--fault-slow-seconds": ("slow_response_seconds", float, "delay of a slow answer"),
+    "--fault-slow-seconds": ("slow_response_seconds", float, "delay of a slow answer, in seconds"),
     "--fault-drop-after-create": ("drop_after_create_rate", float, "rate of POSTs dropped after creating"),
     "--fault-drop-before-create": ("drop_before_create_rate", float, "rate of POSTs dropped before creating"),
     "--fault-malformed-body": ("malformed_body_rate", float, "rate of 200 answers with a broken body"),
     "--fault-status-variant": ("status_variant_rate", float, "share of jobs using alternative spellings"),
     "--fault-unknown-status": ("unknown_status_rate", float, "share of jobs reporting an unlisted status"),
 }
+_BOTH_ENDPOINTS = ("generate", "status")
+
+
+def _shown(value: object) -> str:
+    """A default as ``--help`` prints it (escaped for argparse's %-formatting of help texts)."""
+    if value is None:
+        text = "none"
+    elif isinstance(value, tuple):
+        text = ", ".join(str(item) for item in value) or "none"
+    else:
+        text = str(value)
+    return text.replace("%", "%%")
+
+
+def _with_default(text: str, value: object) -> str:
+    return f"{text} (default: {_shown(value)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI. Flags that map to a config field default to None ("not given", so a ``--config`` file's value
+    stands); their help shows the config's own default instead."""
+    defaults = EmulatorConfig()
     parser = argparse.ArgumentParser(
         prog="happyhorse-emulator", description="A local emulator of the HappyHorse video generation API."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0 picks a free one")
-    parser.add_argument("--config", metavar="JSON_FILE", help="an EmulatorConfig as JSON")
-    parser.add_argument("--state-file", metavar="PATH", help="job log replayed at start-up (restart survival)")
-    parser.add_argument("--api-key", action="append", metavar="KEY", help="accepted key (repeatable)")
-    parser.add_argument("--no-credit-key", action="append", metavar="KEY", help="key answered 402 (repeatable)")
-    parser.add_argument("--forbidden-key", action="append", metavar="KEY", help="key answered 403 (repeatable)")
-    parser.add_argument("--max-concurrent", type=int, metavar="N", help="renders at once per key; 0: no limit")
-    for table in (_FLAGS, _FAULT_FLAGS):
-        for flag, (field, kind, text) in table.items():
-            parser.add_argument(flag, dest=field, type=kind, help=text)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)")
     parser.add_argument(
-        "--faults-on", choices=("generate", "status", "both"), help="endpoints the request faults hit (default: both)"
+        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default: %(default)s)"
     )
-    parser.add_argument("--no-admin", action="store_true", help="turn off the /_emulator/* admin routes")
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--config", metavar="JSON_FILE", help="an EmulatorConfig as JSON (default: none, the built-in defaults)"
+    )
+    parser.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help=_with_default("job log replayed at start-up, so jobs survive a restart", defaults.state_file),
+    )
+    parser.add_argument(
+        "--api-key", action="append", metavar="KEY", help=_with_default("accepted key, repeatable", defaults.api_keys)
+    )
+    parser.add_argument(
+        "--no-credit-key",
+        action="append",
+        metavar="KEY",
+        help=_with_default("key answered 402, repeatable", defaults.no_credit_keys),
+    )
+    parser.add_argument(
+        "--forbidden-key",
+        action="append",
+        metavar="KEY",
+        help=_with_default("key answered 403, repeatable", defaults.forbidden_keys),
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        # The config says None for "no limit", the flag says 0.
+        help=_with_default("renders at once per key; 0: no limit", defaults.max_concurrent_per_key or 0),
+    )
+    for table, values in ((_FLAGS, defaults), (_FAULT_FLAGS, defaults.faults)):
+        for flag, (field, kind, text) in table.items():
+            parser.add_argument(flag, dest=field, type=kind, help=_with_default(text, getattr(values, field)))
+    faults_on = defaults.faults.faults_on
+    parser.add_argument(
+        "--faults-on",
+        choices=("generate", "status", "both"),
+        help=_with_default(
+            "endpoints the request faults hit", "both" if set(faults_on) == set(_BOTH_ENDPOINTS) else faults_on
+        ),
+    )
+    parser.add_argument(
+        "--no-admin",
+        action="store_true",
+        help=_with_default(
+            "turn off the /_emulator/* admin routes; the test image route stays on",
+            "served" if defaults.admin_enabled else "off",
+        ),
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request (default: off)")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="log level of the emulator and uvicorn (default: %(default)s)",
+    )
     return parser
 
 
@@ -88,7 +151,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         if getattr(args, field) is not None:
             faults[field] = getattr(args, field)
     if args.faults_on:
-        faults["faults_on"] = ("generate", "status") if args.faults_on == "both" else (args.faults_on,)
+        faults["faults_on"] = _BOTH_ENDPOINTS if args.faults_on == "both" else (args.faults_on,)
     if faults:
         partial["faults"] = faults
     if args.api_key:
