@@ -22,6 +22,7 @@ from airflow_provider_happyhorse.exceptions import (
     NotFoundError,
     ResultUnavailableError,
     SubmissionOutcomeUnknownError,
+    TransportError,
 )
 from airflow_provider_happyhorse.fault_points import AFTER_SUBMIT, DURING_DOWNLOAD, fault_point
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
@@ -313,14 +314,34 @@ class GenerateVideoOperator(BaseOperator):
             raise AirflowException(str(error)) from None
         except HappyHorseError as error:
             store.delete()  # surely nothing was created
-            if isinstance(error, PERMANENT_ERRORS):
-                raise AirflowFailException(str(error)) from None
-            raise AirflowException(str(error)) from None
+            raise self._not_submitted(error) from None
         record = pending.with_job_id(job.job_id)
         store.save(record)
         fault_point(AFTER_SUBMIT, _try_number(context))
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
         return record
+
+    def _not_submitted(self, error: HappyHorseError) -> AirflowException:
+        """A submission that surely created nothing: where it went, and whether a retry can help."""
+        where = f"HappyHorse at {self.hook.settings.base_url} (connection {self.happyhorse_conn_id!r})"
+        if isinstance(error, NotFoundError):
+            return AirflowFailException(
+                f"{where} has no {client_core.GENERATE_PATH} ({error}): the connection's Base URL or its path "
+                "prefix is wrong. Nothing was created; fix the connection, then clear the task."
+            )
+        if isinstance(error, AuthenticationError):
+            return AirflowFailException(
+                f"{where} refused the API key ({error}). Nothing was created; put the key from the HappyHorse "
+                "dashboard in the connection's API key field, then clear the task."
+            )
+        if isinstance(error, TransportError):
+            return AirflowException(
+                f"Could not reach {where}: {error}. Nothing was created; check the connection's Base URL and "
+                "that workers can reach it."
+            )
+        if isinstance(error, PERMANENT_ERRORS):
+            return AirflowFailException(f"{where} refused the submission: {error}. Nothing was created.")
+        return AirflowException(f"{where} did not take the submission: {error}. Nothing was created.")
 
     def _known_result(self, record: JobRecord, request: VideoRequest) -> dict[str, Any]:
         return {

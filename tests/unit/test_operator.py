@@ -428,3 +428,24 @@ def test_the_refusal_after_an_unknown_outcome_names_the_command_and_the_ui() -> 
         in message
     )
     assert service.posts == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "retries", "fragment"),
+    [
+        (respond(404, {"code": 404, "message": "not found"}), False, "has no /api/generate (NotFoundError (HTTP 404)"),
+        (respond(401, {"code": 401, "message": "bad key"}), False, "refused the API key (AuthenticationError"),
+        (raise_error(httpx.ConnectError), True, "Could not reach HappyHorse at http://hh.test (connection 'happyh"),
+    ],
+    ids=["wrong prefix", "wrong key", "unreachable"],
+)
+def test_a_submission_that_created_nothing_says_where_it_went(fault: Any, retries: bool, fragment: str) -> None:
+    service = FakeService(FakeClock())
+    service.faults.extend([fault] * 4)
+    store = DictStore()
+    with pytest.raises(AirflowException) as failed:
+        make_operator(service).execute(make_context(store))
+    assert fragment in str(failed.value)
+    assert "Nothing was created" in str(failed.value)
+    assert isinstance(failed.value, AirflowFailException) is not retries  # only a network fault is worth a retry
+    assert store.values == {}
