@@ -7,6 +7,7 @@ It binds 127.0.0.1:8765 unless told otherwise and prints one line with its URL; 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -171,6 +172,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if importlib.util.find_spec("av") is None:  # it renders the MP4s; uvicorn and starlette come with Airflow
+        print(
+            "happyhorse-emulator: PyAV is not installed: pip install 'airflow-provider-happyhorse[emulator]'",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)

@@ -11,7 +11,7 @@ log to answer exactly as before::
 The state file is an append-only JSON-lines log, one line per created job (written and flushed at creation,
 so a SIGKILL loses nothing acknowledged); a torn last line from a crash is skipped on replay.
 
-Request validation here is an independent reading of the contract (``HAPPYHORSE_API.md``), deliberately not
+Request validation here is an independent reading of the contract (``docs/happyhorse-api.md``), deliberately not
 shared with the client's models so the two can be compared.
 """
 
