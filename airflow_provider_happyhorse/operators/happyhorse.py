@@ -222,16 +222,18 @@ class GenerateVideoOperator(BaseOperator):
         request and its budget, the connection (exists, has a key), the output destination (writable).
         """
         if self.on_expired not in ON_EXPIRED:
-            raise AirflowFailException(f"on_expired: must be one of {', '.join(ON_EXPIRED)} (got {self.on_expired!r})")
+            raise AirflowFailException(
+                f"on_expired: must be one of {', '.join(ON_EXPIRED)} (got {self.on_expired!r}). Nothing was submitted."
+            )
         try:
             request = self.video_request()
         except InvalidRequestError as error:
-            raise AirflowFailException(str(error)) from None
+            raise AirflowFailException(f"{error}. Nothing was submitted.") from None
         credits = request.estimate_credits()
         if self.max_credits is not None and credits > self.max_credits:
             raise AirflowFailException(
                 f"max_credits: the estimate for this video is {credits:g} credits, above the limit "
-                f"{self.max_credits:g}; nothing was submitted"
+                f"{self.max_credits:g}. Nothing was submitted."
             )
         self.log.info(
             "Validated request: mode=%s duration=%gs sound=%s aspect=%s, estimated %g credits",
