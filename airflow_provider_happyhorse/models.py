@@ -149,7 +149,11 @@ def _describe_validation_error(err: ValidationError) -> str:
             # Cross-field rules already start with the field they are about.
             problems.append(message)
             continue
-        suffix = "" if item["type"] == "missing" else f" (got {_shown(item.get('input'))})"
+        given = item.get("input")
+        # A rule's own message may already show the value (e.g. one bad item of a list).
+        suffix = "" if item["type"] == "missing" or "got " in message else f" (got {_shown(given)})"
+        if item["type"] == "list_type" and isinstance(given, str):
+            suffix += ": a Jinja template renders to text unless the DAG sets render_template_as_native_obj=True"
         problems.append(f"{location}: {message}{suffix}")
     return "Invalid HappyHorse request: " + "; ".join(problems)
 

@@ -114,6 +114,12 @@ def prepare_destination(destination: Any) -> Any:
         final.parent.mkdir(parents=True, exist_ok=True)
         check.write_bytes(b"")
         check.unlink()
+    except (FileExistsError, NotADirectoryError) as error:
+        raise ConfigurationError(
+            subject,
+            f"cannot be written: a folder on its path is a file ({type(error).__name__}: {error})",
+            "Give a path whose folders are folders (or remove the file in the way); then clear the task.",
+        ) from None
     except Exception as error:
         _unlink_quietly(check)
         raise ConfigurationError(

@@ -63,7 +63,7 @@ class ConnectionSettings:
             raise ConfigurationError(
                 subject,
                 "has no API key",
-                "Put the key from the HappyHorse dashboard's API Keys page in its API key field.",
+                "Put the key from the HappyHorse dashboard's API Keys page in its API key field; then clear the task.",
             )
         try:
             base_url = client_core.normalize_base_url(conn.host, scheme=extra.get("scheme"), path_prefix=conn.schema)

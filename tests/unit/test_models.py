@@ -481,3 +481,20 @@ def test_classify_status(status: str, state: JobState, known: bool) -> None:
 def test_job_states_are_plain_strings() -> None:
     assert [state.value for state in JobState] == ["pending", "succeeded", "failed"]
     assert JobState("failed") is JobState.FAILED
+
+
+def test_a_template_that_rendered_to_text_is_named() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        VideoRequest.parse({"multi_shots": True, "multi_prompt": "[{'prompt': 'a horse'}]"})
+    assert str(caught.value) == (
+        "Invalid HappyHorse request: multi_prompt: Input should be a valid list (got \"[{'prompt': 'a horse'}]\"): "
+        "a Jinja template renders to text unless the DAG sets render_template_as_native_obj=True"
+    )
+
+
+def test_a_rule_that_shows_the_value_does_not_show_it_twice() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        VideoRequest.parse({"prompt": "p", "image_urls": ["s3://bucket/frame.png"]})
+    assert str(caught.value) == (
+        "Invalid HappyHorse request: image_urls: item 0 must be an http(s) URL, got 's3://bucket/frame.png'"
+    )
