@@ -17,7 +17,7 @@ from typing import Any
 class Row:
     trial: str
     item: str
-    """The acceptance criterion of issue 7 the row shows (``1`` ... ``8``)."""
+    """The acceptance criterion of issue 7 the row shows (``1`` ... ``8``; ``9``: user mistakes)."""
     runs: int = 0
     """Task instances (videos, or parameter sets) the trial ran."""
     succeeded: int = 0

@@ -1,5 +1,5 @@
 """
-Run the reliability suite: crash, fault and bad-input trials on real Airflow processes (issue 7).
+Run the reliability suite: crash, fault, bad-input and user-mistake trials on real Airflow processes (issue 7).
 
     .venv/bin/python -m reliability.run           # default: small counts, a few minutes, what CI runs
     .venv/bin/python -m reliability.run --full    # issue 7's counts (20/20/10/200/...)
@@ -121,7 +121,7 @@ def run_suite(
     finally:
         say("stopping the cluster and the emulators")
         meta["stop_errors"] = lab.close()
-    order = "12345678"
+    order = "123456789"
     rows.sort(key=lambda row: order.index(row.item) if row.item in order else len(order))
     return rows, meta
 

@@ -10,6 +10,7 @@ from reliability.trials.ambiguous import AmbiguousSubmitTrial
 from reliability.trials.bad_input import BadInputTrial
 from reliability.trials.base import Trial, VideoBatchTrial
 from reliability.trials.crashes import DownloadKillTrial, EmulatorRestartTrial, TriggererKillTrial, WorkerKillTrial
+from reliability.trials.mistakes import MistakesTrial
 from reliability.trials.secrets_check import SecretsTrial
 from reliability.trials.storm import StormTrial
 
@@ -28,7 +29,7 @@ class Suite:
         return [trial for phase in self.phases for trial in phase]
 
     def only(self, items: set[str]) -> Suite:
-        """The trials of the given issue items (``"1"`` ... ``"8"``)."""
+        """The trials of the given issue items (``"1"`` ... ``"9"``)."""
         phases = tuple(tuple(trial for trial in phase if trial.item in items) for phase in self.phases)
         kept = [trial for phase in phases for trial in phase]
         secrets = None
@@ -40,12 +41,13 @@ class Suite:
 
 def build_suite(plan: Plan) -> Suite:
     """Killing the triggerer would touch every deferred task, so it shares its phase only with trials whose
-    tasks never defer (ambiguous submissions, bad input). The API crash only touches its own emulator."""
+    tasks never defer (ambiguous submissions, bad input). The API crash only touches its own emulator. The user
+    mistakes' tasks defer once fixed, so they run in the second phase (last: nothing there waits for them)."""
     storm = StormTrial(plan)
     first = (
         TriggererKillTrial(plan),
         *(AmbiguousSubmitTrial(plan, fault) for fault in AMBIGUOUS_FAULTS),
         BadInputTrial(plan),
     )
-    second = (EmulatorRestartTrial(plan), WorkerKillTrial(plan), DownloadKillTrial(plan), storm)
+    second = (EmulatorRestartTrial(plan), WorkerKillTrial(plan), DownloadKillTrial(plan), storm, MistakesTrial(plan))
     return Suite(phases=(first, second), secrets=SecretsTrial(plan, canary_trial=storm))
