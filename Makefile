@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	bash scripts/install-test-deps.sh
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # The unit tests and one real `airflow dags test` on the oldest supported Airflow. Not part of `test`.

@@ -690,6 +690,9 @@ class AirflowCluster:
         looks like a DAG file has been parsed into a DAG or an import error.
     :param reuse_migrated_db: copy the database a previous cluster of this process got from
         ``airflow db migrate`` (same interpreter and settings) instead of migrating again.
+    :param api_login: ``(username, password)`` for a cluster whose ``extra_env`` turns off
+        ``[core] simple_auth_manager_all_admins``: :attr:`client` then gets a token from
+        ``POST /auth/token`` and sends it as a Bearer header. ``None`` (the default): no auth.
 
     Everything here is meant for one thread; the :class:`StateRecorder` runs its own.
     """
@@ -707,6 +710,7 @@ class AirflowCluster:
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         wait_for_parse: bool = True,
         reuse_migrated_db: bool = True,
+        api_login: tuple[str, str] | None = None,
     ) -> None:
         unknown = set(components) - set(ALL_COMPONENTS)
         if unknown:
@@ -722,6 +726,7 @@ class AirflowCluster:
         self.startup_timeout = startup_timeout
         self.wait_for_parse = wait_for_parse
         self.reuse_migrated_db = reuse_migrated_db
+        self.api_login = api_login
         self.port, self.execution_port = _free_ports(2)
         self.startup_seconds: float | None = None
         self.migrate_seconds: float | None = None
@@ -1014,9 +1019,18 @@ class AirflowCluster:
 
     @property
     def client(self) -> httpx.Client:
-        """An httpx client bound to :attr:`api_url` (no auth needed: all users are admins)."""
+        """An httpx client bound to :attr:`api_url` (no auth needed: all users are admins, unless
+        :attr:`api_login` is set: then it carries that user's token)."""
         if self._client is None:
-            self._client = httpx.Client(base_url=self.api_url, timeout=30)
+            headers = {}
+            if self.api_login is not None:
+                username, password = self.api_login
+                url = f"http://127.0.0.1:{self.port}/auth/token"
+                response = httpx.post(url, json={"username": username, "password": password}, timeout=30)
+                if not response.is_success:
+                    raise ApiError("POST", url, response.status_code, response.text)
+                headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+            self._client = httpx.Client(base_url=self.api_url, timeout=30, headers=headers)
         return self._client
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
