@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--run-id", required=True, help="the DAG run id (the UI shows it on the run)")
         command.add_argument("--task-id", required=True)
         command.add_argument("--map-index", type=int, default=-1, help="for mapped tasks")
-        command.add_argument("--api-url", default=None, help=f"Airflow's API server (default: {_default_api_url()})")
+        command.add_argument(
+            "--api-url",
+            default=None,
+            help="Airflow's API server (default: $AIRFLOW_API_URL, else Airflow's [api] base_url, else "
+            f"{DEFAULT_API_URL})",
+        )
         command.add_argument("--token", default=os.environ.get("AIRFLOW_API_TOKEN"), help=argparse.SUPPRESS)
         command.add_argument("--username", default=os.environ.get("AIRFLOW_USERNAME"))
         command.add_argument("--password", default=os.environ.get("AIRFLOW_PASSWORD"), help=argparse.SUPPRESS)
@@ -134,8 +139,8 @@ def describe(record: dict[str, Any] | None, instance: str) -> str:
 
 def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
     args = build_parser().parse_args(argv)
+    base_url = (args.api_url or _default_api_url()).rstrip("/")
     try:
-        base_url = (args.api_url or _default_api_url()).rstrip("/")
         with httpx.Client(base_url=base_url, transport=transport, timeout=30) as client:
             _authenticate(client, args)
             record = _fetch(client, args)
@@ -146,8 +151,13 @@ def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None 
                 print(describe(None, _instance(args)))
                 return 0
             _raise_for(client.delete(_record_path(args), params={"map_index": args.map_index}), args)
-    except (CommandError, httpx.HTTPError) as error:
+    except CommandError as error:
         print(f"happyhorse-jobs: {error}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as error:
+        print(
+            f"happyhorse-jobs: could not reach Airflow's API at {base_url} ({error}); give --api-url", file=sys.stderr
+        )
         return 2
     print(describe(record, _instance(args)))
     print(

@@ -77,3 +77,13 @@ def test_credentials_are_exchanged_for_a_token(capsys: pytest.CaptureFixture[str
 def test_an_unknown_task_instance_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(AirflowAPI(RECORD), "forget", "--dag-id", "daily", "--run-id", "nope", "--task-id", "clip") == 2
     assert "No task instance daily / nope / clip" in capsys.readouterr().err
+
+
+def test_an_unreachable_api_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    assert run(["show", *ARGS, "--api-url", "http://airflow.test"], transport=httpx.MockTransport(refuse)) == 2
+    assert "could not reach Airflow's API at http://airflow.test ([Errno 111] Connection refused); give --api-url" in (
+        capsys.readouterr().err
+    )
