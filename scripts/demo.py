@@ -43,6 +43,9 @@ def main() -> int:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     logical_date = date.today().isoformat()
+    # The DAG makes a day's clip once: the demo renders today's again, so it removes the one it made before.
+    clip = output / "daily" / f"{logical_date}.mp4"
+    clip.unlink(missing_ok=True)
     with EmulatorProcess(EmulatorConfig(speed=0.05, seed=7), log_file=REPO / ".demo" / "emulator.log") as emulator:
         print(f"HappyHorse emulator running at {emulator.base_url}")
         env = airflow_env(emulator.base_url, emulator.api_key, home, output)
@@ -51,7 +54,6 @@ def main() -> int:
         print(f"Running `airflow dags test {DAG_ID} {logical_date}` ...")
         run = subprocess.run([airflow, "dags", "test", DAG_ID, logical_date], env=env, check=False)
         stats = emulator.stats()
-    clip = output / "daily" / f"{logical_date}.mp4"
     if run.returncode != 0 or not clip.exists():
         print(f"The DAG run failed (exit {run.returncode}); see the output above.", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetAlias
 from happyhorse_example_settings import IMAGE_BASE_URL, OUTPUT_ROOT, POLLING
 
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
@@ -23,6 +23,7 @@ with DAG(
         image_urls=[f"{IMAGE_BASE_URL}/720x1280.png", f"{IMAGE_BASE_URL}/720x1280.png?frame=last"],
         duration=5,
         sound=False,
+        outlets=[AssetAlias("happyhorse_clips")],  # published by happyhorse_publish
         output_path=f"{OUTPUT_ROOT}/image_to_video/{{{{ run_id | replace(':', '_') }}}}.mp4",
         **POLLING,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetAlias
 from happyhorse_example_settings import IMAGE_BASE_URL, OUTPUT_ROOT, POLLING
 
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
@@ -30,6 +30,7 @@ with DAG(
         duration=10,
         mode="pro",
         sound=True,
+        outlets=[AssetAlias("happyhorse_clips")],  # published by happyhorse_publish
         output_path=f"{OUTPUT_ROOT}/stories/{{{{ run_id | replace(':', '_') }}}}.mp4",
         **POLLING,
     )

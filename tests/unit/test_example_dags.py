@@ -41,14 +41,17 @@ def test_daily_dag_is_scheduled_and_stores_its_clip(dagbag) -> None:  # type: ig
     task = dag.get_task("daily_clip")
     assert dag.schedule == "@daily"
     assert "{{ ds }}" in task.output_path
+    assert dag.max_active_runs == 1  # runs do not overlap, so not_made_yet sees the clip of the run before
+    assert task.upstream_task_ids == {"not_made_yet"}
     assert "{{" in task.prompt
     assert [outlet.name for outlet in task.outlets] == ["happyhorse_clips"]
 
 
-def test_batch_dag_is_mapped_capped_and_catches_up(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_batch_dag_is_mapped_capped_and_does_not_catch_up(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["happyhorse_batch_backfill"]
     render = dag.get_task("render")
-    assert dag.catchup is True
+    assert dag.catchup is False  # unpausing renders one day, not every day since start_date
+    assert dag.params["max_run_credits"] == 3000
     assert render.max_active_tis_per_dag == 4
     assert type(render).__name__ == "MappedOperator"
     assert (EXAMPLES / "prompts.csv").exists()
