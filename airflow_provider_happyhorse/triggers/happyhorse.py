@@ -291,9 +291,12 @@ class HappyHorseJobTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
     async def on_kill(self) -> None:
-        # Only a user's kill gets here (never a triggerer restart): there is still nothing to cancel.
+        # Airflow 3.3.2 calls this for a user's kill and also when it moves the trigger to another
+        # triggerer: the message must hold for both, and nothing is cancelled in either case.
         self.log.warning(
-            "HappyHorse has no cancel endpoint: job %s keeps running on the service and will be billed.",
+            "Stopped polling HappyHorse job %s here: the task was killed, or Airflow moved this trigger to "
+            "another triggerer (which goes on polling it). Nothing was cancelled: HappyHorse has no cancel "
+            "endpoint, so the job runs on the service either way.",
             self.job_id,
         )
 
