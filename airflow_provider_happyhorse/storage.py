@@ -39,6 +39,10 @@ FILESYSTEM_PACKAGES = {
     "az": "apache-airflow-providers-microsoft-azure and adlfs",
     "adl": "apache-airflow-providers-microsoft-azure and adlfs",
 }
+_WRITE_WAY_OUT = (
+    "Check that the folder or bucket exists and that the worker may write there (for object stores, the "
+    "connection named in the URI); then clear the task."
+)
 _URI_EXAMPLES = (
     "an absolute path (/data/clips/a.mp4) or a URI (file:///data/clips/a.mp4, s3://aws_default@bucket/a.mp4)"
 )
@@ -90,8 +94,7 @@ def prepare_destination(destination: Any) -> Any:
         )
     try:
         final = as_storage_path(destination)
-        exists = final.exists()
-        is_folder = exists and final.is_dir()
+        is_folder = final.is_dir()  # the first look at the store: a missing package or host shows here
     except ValueError as error:
         raise ConfigurationError(
             subject,
@@ -126,12 +129,6 @@ def prepare_destination(destination: Any) -> Any:
             subject, f"cannot be written ({type(error).__name__}: {error})", _WRITE_WAY_OUT
         ) from None
     return final
-
-
-_WRITE_WAY_OUT = (
-    "Check that the folder or bucket exists and that the worker may write there (for object stores, the "
-    "connection named in the URI); then clear the task."
-)
 
 
 def digest(path: Any) -> tuple[int, str]:

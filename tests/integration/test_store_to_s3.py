@@ -85,3 +85,21 @@ def test_blocking_run_stores_the_clip_in_s3(
     assert result["stored_sha256"] == hashlib.sha256(body).hexdigest()
     assert body[4:8] == b"ftyp"  # an MP4
     assert emulator.stats()["submissions"]["accepted"] == 1
+
+
+def test_a_missing_bucket_is_refused_before_paying(
+    monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, s3: object
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    connection = {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", json.dumps(connection))
+    before = emulator.stats()["submissions"]["total"]
+    operator = GenerateVideoOperator(
+        task_id="to_s3", prompt="a horse", deferrable=False, output_path="s3://aws_moto@no-such-bucket/clip.mp4"
+    )
+    with pytest.raises(AirflowFailException) as refused:
+        operator.execute(make_context(DictStore()))
+    assert "output_path 's3://aws_moto@no-such-bucket/clip.mp4' cannot be " in str(refused.value)
+    assert str(refused.value).endswith("Nothing was submitted.")
+    assert emulator.stats()["submissions"]["total"] == before
