@@ -358,7 +358,11 @@ def test_bare_task_end_payload_from_dags_test_reads_the_job_once_more() -> None:
         (None, {"output_path": "file://clips/a.mp4"}, "names the host 'clips'"),
         (None, {"output_path": "foo://bucket/a.mp4"}, "uses a scheme Airflow's object storage does not know"),
         (None, {"output_path": "gs://bucket/a.mp4"}, "Install apache-airflow-providers-google and gcsfs"),
-        (None, {"output_path": "{tmp}/a-file/a.mp4"}, "cannot be written: a folder on its path is a file (FileExistsError"),
+        (
+            None,
+            {"output_path": "{tmp}/a-file/a.mp4"},
+            "cannot be written: a folder on its path is a file (FileExistsError",
+        ),
         (None, {"output_path": "{tmp}"}, "is a folder"),
         (None, {"on_expired": "retry"}, "on_expired: must be one of fail, regenerate (got 'retry')"),
     ],
