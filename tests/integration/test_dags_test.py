@@ -76,7 +76,7 @@ def test_dags_test_renders_every_video_once(airflow_home: Path, emulator: Emulat
         assert abs(float(container.duration or 0) / av.time_base - 3) < 0.15
     assert [p.name for p in tmp_path.iterdir()] == ["2026-03-01.mp4"]  # no partial files left
 
-    urls = sorted(set(re.findall(r"Job \S+ succeeded [^\n]*?: (http\S+\.mp4)", log)))
+    urls = sorted(set(re.findall(r"Job \S+ is \S+, seen by poll [^\n]*?: (http\S+\.mp4)", log)))
     assert len(urls) == 4
     durations = sorted(round(video_facts(url)[0]) for url in urls)
     assert durations == [3, 3, 4, 5]
