@@ -228,6 +228,72 @@ def classify_status(status: str) -> JobState:
     return JobState.PENDING
 
 
+EventStatus = Literal["success", "failed", "timeout", "error"]
+
+
+class JobEvent(BaseModel):
+    """
+    The one event a ``HappyHorseJobTrigger`` fires (its payload is :meth:`payload`), and what a worker
+    makes of a job it read itself. It always carries the job id.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: EventStatus
+    job_id: str
+    finished_at: str
+    polls: int = 0
+    transient_errors: int = 0
+    job_status: str | None = None
+    video_url: str | None = None
+    message: str | None = None
+    deadline: str | None = None
+    error_type: str | None = None
+
+    @classmethod
+    def from_job(cls, job: JobStatus, *, finished_at: str, polls: int = 0, transient_errors: int = 0) -> JobEvent:
+        """A job's last known status: success, failed, or (still running) an error."""
+        counts = {"polls": polls, "transient_errors": transient_errors, "finished_at": finished_at}
+        if job.state is JobState.SUCCEEDED:
+            return cls(status="success", job_id=job.job_id, job_status=job.status, video_url=job.video_url, **counts)
+        if job.state is JobState.FAILED:
+            return cls(status="failed", job_id=job.job_id, job_status=job.status, message=job.error_message, **counts)
+        message = f"job is still {job.status} after its trigger ended"
+        return cls(status="error", job_id=job.job_id, job_status=job.status, message=message, **counts)
+
+    @classmethod
+    def timed_out(
+        cls, job_id: str, *, deadline: str, detail: str, finished_at: str, polls: int, transient_errors: int
+    ) -> JobEvent:
+        return cls(
+            status="timeout",
+            job_id=job_id,
+            deadline=deadline,
+            message=detail,
+            finished_at=finished_at,
+            polls=polls,
+            transient_errors=transient_errors,
+        )
+
+    @classmethod
+    def from_error(
+        cls, job_id: str, error: Exception, *, finished_at: str, polls: int, transient_errors: int
+    ) -> JobEvent:
+        return cls(
+            status="error",
+            job_id=job_id,
+            error_type=type(error).__name__,
+            message=str(error),
+            finished_at=finished_at,
+            polls=polls,
+            transient_errors=transient_errors,
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """The trigger event's JSON payload."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 class VideoResult(BaseModel):
     """What a finished video task returns (its XCom ``return_value``): JSON, no secrets."""
 
@@ -243,3 +309,32 @@ class VideoResult(BaseModel):
     stored_path: str | None = None
     stored_size: int | None = None
     stored_sha256: str | None = None
+
+    @classmethod
+    def submitted(cls, job_id: str, request: VideoRequest, submitted_at: str) -> VideoResult:
+        """What is known once a job is submitted (the trigger completes it)."""
+        return cls(
+            job_id=job_id,
+            status="IN_PROGRESS",
+            video_url=None,
+            request=request.to_body(),
+            credits_estimate=request.estimate_credits(),
+            submitted_at=submitted_at,
+        )
+
+    @classmethod
+    def of_event(cls, event: JobEvent, known: VideoResult | None = None) -> VideoResult:
+        """The result of a success: what was known at submission (a sensor knows nothing) plus the event."""
+        update = {
+            "job_id": event.job_id,
+            "status": event.job_status,
+            "video_url": event.video_url,
+            "finished_at": event.finished_at,
+        }
+        if known is None:
+            return cls.model_validate(update)
+        return cls.model_validate({**known.model_dump(), **update})
+
+    def payload(self) -> dict[str, Any]:
+        """The XCom value."""
+        return self.model_dump(mode="json")

@@ -12,15 +12,17 @@ if TYPE_CHECKING:
 
 class HappyHorseVideoLink(BaseOperatorLink):
     """
-    Airflow stores a link's URL as an XCom when a task ends on a worker, by calling ``get_link`` there;
-    the operator's result is in memory at that moment (empty while it defers). When the triggerer ends
-    the task instead, the trigger stores the same XCom itself.
+    Airflow stores a link's URL as an XCom when a task ends on a worker, by calling ``get_link`` there,
+    after the task's result XCom: the link reads the result's ``video_url`` from it. When the triggerer
+    ends the task instead, the trigger stores the same link XCom itself.
     """
 
     name = "HappyHorse video"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        result = getattr(operator, "_result", None)
+        from airflow.providers.common.compat.sdk import XCom
+
+        result = XCom.get_value(ti_key=ti_key, key="return_value")
         if isinstance(result, dict) and isinstance(result.get("video_url"), str):
             return str(result["video_url"])
         return ""

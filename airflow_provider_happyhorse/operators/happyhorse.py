@@ -5,40 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
 from airflow_provider_happyhorse import client_core
 from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import (
-    AccountError,
     AuthenticationError,
     ConfigurationError,
     HappyHorseError,
     InvalidRequestError,
     JobFailedError,
-    JobTimeoutError,
     NotFoundError,
     ResultUnavailableError,
     SubmissionOutcomeUnknownError,
     TransportError,
 )
-from airflow_provider_happyhorse.fault_points import AFTER_SUBMIT, DURING_DOWNLOAD, fault_point
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore, forget_instructions
 from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
+from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus, VideoRequest, VideoResult
+from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, raise_for_event
 from airflow_provider_happyhorse.storage import StoredClip, prepare_destination, store_clip
-from airflow_provider_happyhorse.triggers.happyhorse import (
-    EVENT_ERROR,
-    EVENT_FAILED,
-    EVENT_SUCCESS,
-    EVENT_TIMEOUT,
-    HappyHorseJobTrigger,
-    complete_result,
-)
+from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,41 +38,12 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = timedelta(hours=1)
 # Extra time the scheduler allows a deferred task beyond the trigger's own deadline (a backstop only).
 DEFERRAL_GRACE = timedelta(minutes=5)
-# Errors that no retry can mend: fail at once, without retry noise.
-PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError, ConfigurationError)
 # What a task does when the job's result URL can no longer be fetched and the clip was never stored.
 ON_EXPIRED = ("fail", "regenerate")
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _try_number(context: Context) -> int:
-    return int(getattr(context["ti"], "try_number", 1) or 1)
-
-
-def job_event(job: JobStatus) -> dict[str, Any]:
-    """A final job as the trigger would have reported it."""
-    event: dict[str, Any] = {"job_id": job.job_id, "job_status": job.status, "finished_at": _utcnow().isoformat()}
-    if job.state is JobState.SUCCEEDED:
-        return {**event, "status": EVENT_SUCCESS, "video_url": job.video_url}
-    if job.state is JobState.FAILED:
-        return {**event, "status": EVENT_FAILED, "message": job.error_message}
-    return {**event, "status": EVENT_ERROR, "message": f"job is still {job.status} after its trigger ended"}
-
-
-def raise_for_event(event: dict[str, Any]) -> NoReturn:
-    """Raise what a trigger's non-success event means; retries apply unless no retry can help."""
-    status = event.get("status")
-    job_id = str(event.get("job_id"))
-    if status == EVENT_FAILED:
-        raise AirflowException(str(JobFailedError(job_id, event.get("message"), event.get("job_status", "FAILED"))))
-    if status == EVENT_TIMEOUT:
-        raise AirflowException(str(JobTimeoutError(job_id, str(event.get("deadline")))))
-    if status == EVENT_ERROR and event.get("error_type") in {cls.__name__ for cls in PERMANENT_ERRORS}:
-        raise AirflowFailException(f"HappyHorse job {job_id}: {event.get('message')}")
-    raise AirflowException(f"HappyHorse job {job_id}: {event.get('message', event)}")
 
 
 class GenerateVideoOperator(BaseOperator):
@@ -319,7 +281,6 @@ class GenerateVideoOperator(BaseOperator):
             raise self._not_submitted(error) from None
         record = pending.with_job_id(job.job_id)
         store.save(record)
-        fault_point(AFTER_SUBMIT, _try_number(context))
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
         return record
 
@@ -345,15 +306,9 @@ class GenerateVideoOperator(BaseOperator):
             return AirflowFailException(f"{where} refused the submission: {error}. Nothing was created.")
         return AirflowException(f"{where} did not take the submission: {error}. Nothing was created.")
 
-    def _known_result(self, record: JobRecord, request: VideoRequest) -> dict[str, Any]:
-        return {
-            "job_id": record.job_id,
-            "status": "IN_PROGRESS",
-            "video_url": None,
-            "request": request.to_body(),
-            "credits_estimate": request.estimate_credits(),
-            "submitted_at": record.submitted_at,
-        }
+    def _known_result(self, record: JobRecord, request: VideoRequest) -> VideoResult:
+        assert record.job_id is not None
+        return VideoResult.submitted(record.job_id, request, record.submitted_at)
 
     def _defer(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> None:
         assert record.job_id is not None
@@ -374,7 +329,8 @@ class GenerateVideoOperator(BaseOperator):
                 first_poll_after=schedule.first_poll_after,
                 min_poll_interval=schedule.min_interval,
                 max_poll_interval=schedule.max_interval,
-                result=self._known_result(record, request),
+                # Only what is known (small kwargs: Airflow stores them with every deferred task).
+                result=self._known_result(record, request).model_dump(mode="json", exclude_unset=True),
                 end_task_on_success=not self._needs_worker_after_success(),
             ),
             method_name="execute_complete",
@@ -406,20 +362,26 @@ class GenerateVideoOperator(BaseOperator):
         request = self.video_request()
         store = JobRecordStore.from_context(context, self.log)
         record = store.load()
-        if not isinstance(event, dict):
+        if isinstance(event, dict):
+            happened = JobEvent.model_validate(event)
+        else:
             # `airflow dags test` runs triggers inline and hands a task-ending event's bare payload back
             # to the task instead of ending it: read the job once more.
             job_id = record.job_id if record and record.job_id else self._pushed_job_id(context)
-            event = job_event(self.hook.get_job(job_id))
-        if event.get("status") != EVENT_SUCCESS:
-            raise_for_event(event)
-        job_id = str(event["job_id"])
-        if record is None or record.job_id != job_id:
-            record = JobRecord(fingerprint=request.fingerprint(), submitted_at=event["finished_at"], job_id=job_id)
+            happened = JobEvent.from_job(self.hook.get_job(job_id), finished_at=_utcnow().isoformat())
+        if happened.status != "success":
+            raise_for_event(happened)
+        if record is None or record.job_id != happened.job_id:
+            record = JobRecord(
+                fingerprint=request.fingerprint(), submitted_at=happened.finished_at, job_id=happened.job_id
+            )
         job = JobStatus(
-            job_id=job_id, status=event["job_status"], state=JobState.SUCCEEDED, video_url=event["video_url"]
+            job_id=happened.job_id,
+            status=happened.job_status or "SUCCESS",
+            state=JobState.SUCCEEDED,
+            video_url=happened.video_url,
         )
-        return self._finish(context, store, record, job, finished_at=event["finished_at"])
+        return self._finish(context, store, record, job, finished_at=happened.finished_at)
 
     def _pushed_job_id(self, context: Context) -> str:
         ti = context["ti"]
@@ -436,8 +398,7 @@ class GenerateVideoOperator(BaseOperator):
     ) -> Any:
         request = self.video_request()
         finished = finished_at or _utcnow().isoformat()
-        event = {"job_id": job.job_id, "job_status": job.status, "video_url": job.video_url, "finished_at": finished}
-        result = complete_result(self._known_result(record, request), event)
+        result = VideoResult.of_event(JobEvent.from_job(job, finished_at=finished), self._known_result(record, request))
         elapsed = datetime.fromisoformat(finished) - datetime.fromisoformat(record.submitted_at)
         self.log.info(
             "Job %s is %s, seen %.0f s after submission (the service finished it at or before then): %s",
@@ -448,13 +409,15 @@ class GenerateVideoOperator(BaseOperator):
         )
         if self.output_path is not None:
             try:
-                clip = self._store(store, record, job, _try_number(context))
+                clip = self._store(store, record, job)
             except ResultUnavailableError as error:
                 return self._result_unavailable(context, store, request, error)
-            result.update(stored_path=clip.path, stored_size=clip.size, stored_sha256=clip.sha256)
+            result = result.model_copy(
+                update={"stored_path": clip.path, "stored_size": clip.size, "stored_sha256": clip.sha256}
+            )
             self._emit_asset_events(context, clip, job, request)
-        self._result = result
-        return result
+        self._result = result.payload()
+        return self._result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Used by the OpenLineage provider, when installed, after the task ran on a worker."""
@@ -479,7 +442,7 @@ class GenerateVideoOperator(BaseOperator):
         record = self._submit(store, request, context)
         return self._wait_and_finish(context, store, record, request)
 
-    def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus, try_number: int) -> StoredClip:
+    def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus) -> StoredClip:
         """
         Download the clip on the worker (never in the triggerer) into ``output_path``; a result that can
         no longer be fetched raises ``ResultUnavailableError`` for :meth:`_result_unavailable`.
@@ -493,7 +456,7 @@ class GenerateVideoOperator(BaseOperator):
                 url=job.video_url,
                 destination=self.output_path,
                 known=record.stored,
-                on_chunk=lambda _size: fault_point(DURING_DOWNLOAD, try_number),
+                on_chunk=self._downloaded,
             )
         except ResultUnavailableError:
             raise
@@ -509,6 +472,9 @@ class GenerateVideoOperator(BaseOperator):
             clip.sha256,
         )
         return clip
+
+    def _downloaded(self, size: int) -> None:
+        """Called after each chunk of the clip is written (``size`` bytes so far); a subclass may watch."""
 
     def _emit_asset_events(self, context: Context, clip: StoredClip, job: JobStatus, request: VideoRequest) -> None:
         """An asset event for the stored clip on every asset (alias) outlet, for downstream DAGs."""

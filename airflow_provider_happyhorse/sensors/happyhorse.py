@@ -17,9 +17,9 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_happyhorse.exceptions import HappyHorseError, JobFailedError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobState
-from airflow_provider_happyhorse.operators.happyhorse import PERMANENT_ERRORS, job_event, raise_for_event
-from airflow_provider_happyhorse.triggers.happyhorse import EVENT_SUCCESS, HappyHorseJobTrigger, complete_result
+from airflow_provider_happyhorse.models import JobEvent, JobState, VideoResult
+from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, raise_for_event
+from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,7 +53,6 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self.happyhorse_conn_id = happyhorse_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
-        self._result: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> HappyHorseHook:
@@ -100,19 +99,16 @@ class HappyHorseJobSensor(BaseSensorOperator):
             return False
         if job.state is JobState.FAILED:
             raise AirflowException(str(JobFailedError(job.job_id, job.error_message, job.status)))
-        event = {
-            "job_id": job.job_id,
-            "job_status": job.status,
-            "video_url": job.video_url,
-            "finished_at": datetime.now(timezone.utc).isoformat(),
-        }
-        self._result = complete_result(None, event)
-        return PokeReturnValue(is_done=True, xcom_value=self._result)
+        event = JobEvent.from_job(job, finished_at=datetime.now(timezone.utc).isoformat())
+        return PokeReturnValue(is_done=True, xcom_value=VideoResult.of_event(event).payload())
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
-        if not isinstance(event, dict):  # `airflow dags test`: see GenerateVideoOperator.execute_complete
-            event = job_event(self.hook.get_job(self.job_id))
-        if event.get("status") == EVENT_SUCCESS:
-            self._result = complete_result(None, event)
-            return self._result
-        raise_for_event(event)
+        if isinstance(event, dict):
+            happened = JobEvent.model_validate(event)
+        else:  # `airflow dags test`: see GenerateVideoOperator.execute_complete
+            happened = JobEvent.from_job(
+                self.hook.get_job(self.job_id), finished_at=datetime.now(timezone.utc).isoformat()
+            )
+        if happened.status != "success":
+            raise_for_event(happened)
+        return VideoResult.of_event(happened).payload()

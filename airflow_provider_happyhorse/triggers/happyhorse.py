@@ -18,13 +18,7 @@ from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import HappyHorseError, NotFoundError
 from airflow_provider_happyhorse.hooks.happyhorse import NOT_FOUND_GRACE, HappyHorseHook
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobState, JobStatus, VideoResult
-
-# Event "status" values; every event also carries "job_id".
-EVENT_SUCCESS = "success"
-EVENT_FAILED = "failed"
-EVENT_TIMEOUT = "timeout"
-EVENT_ERROR = "error"
+from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus, VideoResult
 
 
 @functools.cache
@@ -210,23 +204,13 @@ class HappyHorseJobTrigger(BaseTrigger):
                     continue
                 return await self._final_event(job, polls, transient_errors)
 
-    def _base_payload(self, status: str, polls: int, transient_errors: int) -> dict[str, Any]:
-        return {
-            "status": status,
-            "job_id": self.job_id,
-            "polls": polls,
-            "transient_errors": transient_errors,
-            "finished_at": self._now().isoformat(),
-        }
-
     async def _final_event(self, job: JobStatus, polls: int, transient_errors: int) -> TriggerEvent:
+        event = JobEvent.from_job(
+            job, finished_at=self._now().isoformat(), polls=polls, transient_errors=transient_errors
+        )
         if job.state is JobState.FAILED:
-            payload = self._base_payload(EVENT_FAILED, polls, transient_errors)
-            payload.update(job_status=job.status, message=job.error_message)
             self.log.info("Job %s ended %s: %s", self.job_id, job.status, job.error_message)
-            return TriggerEvent(payload)
-        payload = self._base_payload(EVENT_SUCCESS, polls, transient_errors)
-        payload.update(job_status=job.status, video_url=job.video_url)
+            return TriggerEvent(event.payload())
         elapsed = (self._now() - datetime.fromisoformat(self.submitted_at)).total_seconds()
         self.log.info(
             "Job %s is %s, seen by poll %d, %.0f s after %s (the service finished it at or before then): %s",
@@ -241,11 +225,12 @@ class HappyHorseJobTrigger(BaseTrigger):
         if self.end_task_on_success:
             # No worker runs after this event, so the trigger stores what the worker would have: the
             # result, the job id, and the extra link's URL.
-            result = complete_result(self.result, payload)
+            known = None if self.result is None else VideoResult.model_validate(self.result)
+            result = VideoResult.of_event(event, known).payload()
             xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: job.video_url}
             if await self._push_xcoms(xcoms):
                 return TaskSuccessEvent()
-        return TriggerEvent(payload)
+        return TriggerEvent(event.payload())
 
     async def _push_xcoms(self, xcoms: dict[str, Any]) -> bool:
         """
@@ -279,16 +264,23 @@ class HappyHorseJobTrigger(BaseTrigger):
         return True
 
     def _timeout_event(self, polls: int, transient_errors: int, detail: str) -> TriggerEvent:
-        payload = self._base_payload(EVENT_TIMEOUT, polls, transient_errors)
-        payload.update(deadline=self.deadline, message=detail)
         self.log.warning("Job %s still running at its deadline %s (%s)", self.job_id, self.deadline, detail)
-        return TriggerEvent(payload)
+        event = JobEvent.timed_out(
+            self.job_id,
+            deadline=self.deadline,
+            detail=detail,
+            finished_at=self._now().isoformat(),
+            polls=polls,
+            transient_errors=transient_errors,
+        )
+        return TriggerEvent(event.payload())
 
     def _error_event(self, error: HappyHorseError, polls: int, transient_errors: int) -> TriggerEvent:
-        payload = self._base_payload(EVENT_ERROR, polls, transient_errors)
-        payload.update(error_type=type(error).__name__, message=str(error))
         self.log.error("Polling job %s failed: %s", self.job_id, error)
-        return TriggerEvent(payload)
+        event = JobEvent.from_error(
+            self.job_id, error, finished_at=self._now().isoformat(), polls=polls, transient_errors=transient_errors
+        )
+        return TriggerEvent(event.payload())
 
     async def on_kill(self) -> None:
         # Airflow 3.3.2 calls this for a user's kill and also when it moves the trigger to another
@@ -299,16 +291,3 @@ class HappyHorseJobTrigger(BaseTrigger):
             "endpoint, so the job runs on the service either way.",
             self.job_id,
         )
-
-
-def complete_result(known: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any]:
-    """The task's result from what was known at submission plus a success event."""
-    return VideoResult(
-        **{
-            **(known or {}),
-            "job_id": event["job_id"],
-            "status": event["job_status"],
-            "video_url": event.get("video_url"),
-            "finished_at": event["finished_at"],
-        }
-    ).model_dump(mode="json")

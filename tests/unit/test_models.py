@@ -12,9 +12,11 @@ from airflow_provider_happyhorse.exceptions import APIStatusError, InvalidReques
 from airflow_provider_happyhorse.models import (
     CREDITS_PER_SECOND,
     MODEL_ID,
+    JobEvent,
     JobState,
     JobStatus,
     VideoRequest,
+    VideoResult,
     classify_status,
     estimate_credits,
 )
@@ -498,3 +500,44 @@ def test_a_rule_that_shows_the_value_does_not_show_it_twice() -> None:
     assert str(caught.value) == (
         "Invalid HappyHorse request: image_urls: item 0 must be an http(s) URL, got 's3://bucket/frame.png'"
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The trigger event and the task result
+
+
+def test_job_events_from_a_status_and_their_payloads() -> None:
+    at = "2026-01-01T12:01:00+00:00"
+    done = JobStatus(job_id="j1", status="SUCCESS", state=JobState.SUCCEEDED, video_url="https://cdn.test/j1.mp4")
+    failed = JobStatus(job_id="j2", status="FAILED", state=JobState.FAILED, error_message="nsfw")
+    running = JobStatus(job_id="j3", status="IN_PROGRESS", state=JobState.PENDING)
+    assert JobEvent.from_job(done, finished_at=at, polls=2).payload() == {
+        "status": "success",
+        "job_id": "j1",
+        "finished_at": at,
+        "polls": 2,
+        "transient_errors": 0,
+        "job_status": "SUCCESS",
+        "video_url": "https://cdn.test/j1.mp4",
+    }
+    assert JobEvent.from_job(failed, finished_at=at).message == "nsfw"
+    assert JobEvent.from_job(running, finished_at=at).status == "error"
+    error = JobEvent.from_error("j4", ValueError("boom"), finished_at=at, polls=1, transient_errors=0)
+    assert (error.error_type, error.message) == ("ValueError", "boom")
+    timeout = JobEvent.timed_out(
+        "j5", deadline=at, detail="last status QUEUED", finished_at=at, polls=3, transient_errors=1
+    )
+    assert JobEvent.model_validate(timeout.payload()) == timeout  # the payload is the event
+
+
+def test_a_result_is_what_was_known_at_submission_plus_the_event() -> None:
+    request = VideoRequest.parse({"prompt": "a horse", "mode": "pro", "duration": 10})
+    known = VideoResult.submitted("j1", request, "2026-01-01T12:00:00+00:00")
+    event = JobEvent(
+        status="success", job_id="j1", finished_at="2026-01-01T12:02:00+00:00", job_status="SUCCESS", video_url="u"
+    )
+    result = VideoResult.of_event(event, known).payload()
+    assert result["credits_estimate"] == 800
+    assert result["request"] == request.to_body()
+    assert (result["status"], result["video_url"], result["finished_at"]) == ("SUCCESS", "u", event.finished_at)
+    assert VideoResult.of_event(event).payload()["request"] is None  # a sensor knows no request

@@ -297,17 +297,38 @@ def test_execute_complete_success_returns_result() -> None:
     assert result["credits_estimate"] == 300
 
 
+AT = "2026-01-01T12:01:00+00:00"
+
+
 @pytest.mark.parametrize(
     ("event", "exc_type", "text"),
     [
-        ({"status": "failed", "job_id": "j1", "job_status": "FAILED", "message": "nsfw"}, AirflowException, "j1"),
-        ({"status": "timeout", "job_id": "j2", "deadline": "2026-01-01T13:00:00+00:00"}, AirflowException, "deadline"),
         (
-            {"status": "error", "job_id": "j3", "error_type": "AuthenticationError", "message": "bad key"},
+            {"status": "failed", "job_id": "j1", "finished_at": AT, "job_status": "FAILED", "message": "nsfw"},
+            AirflowException,
+            "j1",
+        ),
+        (
+            {"status": "timeout", "job_id": "j2", "finished_at": AT, "deadline": "2026-01-01T13:00:00+00:00"},
+            AirflowException,
+            "deadline",
+        ),
+        (
+            {
+                "status": "error",
+                "job_id": "j3",
+                "finished_at": AT,
+                "error_type": "AuthenticationError",
+                "message": "bad key",
+            },
             AirflowFailException,
             "bad key",
         ),
-        ({"status": "error", "job_id": "j4", "error_type": "NotFoundError", "message": "gone"}, AirflowException, "j4"),
+        (
+            {"status": "error", "job_id": "j4", "finished_at": AT, "error_type": "NotFoundError", "message": "gone"},
+            AirflowException,
+            "j4",
+        ),
     ],
 )
 def test_execute_complete_failures_raise_with_job_id(event: dict[str, Any], exc_type: type, text: str) -> None:
