@@ -40,6 +40,7 @@ def video_batch(
     retries: int,
     retry_delay_seconds: float,
     store_clips: bool = False,
+    operator: type[GenerateVideoOperator] = GenerateVideoOperator,
     doc_md: str | None = None,
 ) -> DAG:
     """A DAG of ``params.count`` mapped videos (``render``), stored under ``params.clips_dir`` if asked."""
@@ -66,7 +67,7 @@ def video_batch(
                 requests.append(request)
             return requests
 
-        GenerateVideoOperator.partial(
+        operator.partial(
             task_id="render",
             happyhorse_conn_id=dag_id,
             duration=VIDEO_SECONDS,
