@@ -1,0 +1,108 @@
+"""
+Apache Airflow provider for HappyHorse AI video generation.
+
+The public API, importable from here. Each name is loaded on first use: Airflow's providers manager
+imports this package to read its provider info, and that must not import Airflow's task machinery.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_happyhorse.version import __version__
+
+if TYPE_CHECKING:
+    from airflow_provider_happyhorse.exceptions import (
+        AccountError,
+        APIStatusError,
+        AuthenticationError,
+        ConfigurationError,
+        HappyHorseError,
+        InvalidRequestError,
+        JobFailedError,
+        JobTimeoutError,
+        MalformedResponseError,
+        NotFoundError,
+        RateLimitError,
+        RequestTimeoutError,
+        ResultUnavailableError,
+        ServerError,
+        SubmissionOutcomeUnknownError,
+        TransportError,
+    )
+    from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+    from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
+    from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus, VideoRequest, VideoResult
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+    from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
+    from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+
+_MODULES = {
+    "GenerateVideoOperator": "operators.happyhorse",
+    "HappyHorseHook": "hooks.happyhorse",
+    "HappyHorseJobSensor": "sensors.happyhorse",
+    "HappyHorseJobTrigger": "triggers.happyhorse",
+    "HappyHorseVideoLink": "links.happyhorse",
+    **dict.fromkeys(("JobEvent", "JobState", "JobStatus", "VideoRequest", "VideoResult"), "models"),
+    **dict.fromkeys(
+        (
+            "APIStatusError",
+            "AccountError",
+            "AuthenticationError",
+            "ConfigurationError",
+            "HappyHorseError",
+            "InvalidRequestError",
+            "JobFailedError",
+            "JobTimeoutError",
+            "MalformedResponseError",
+            "NotFoundError",
+            "RateLimitError",
+            "RequestTimeoutError",
+            "ResultUnavailableError",
+            "ServerError",
+            "SubmissionOutcomeUnknownError",
+            "TransportError",
+        ),
+        "exceptions",
+    ),
+}
+
+__all__ = [
+    "APIStatusError",
+    "AccountError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "GenerateVideoOperator",
+    "HappyHorseError",
+    "HappyHorseHook",
+    "HappyHorseJobSensor",
+    "HappyHorseJobTrigger",
+    "HappyHorseVideoLink",
+    "InvalidRequestError",
+    "JobEvent",
+    "JobFailedError",
+    "JobState",
+    "JobStatus",
+    "JobTimeoutError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResultUnavailableError",
+    "ServerError",
+    "SubmissionOutcomeUnknownError",
+    "TransportError",
+    "VideoRequest",
+    "VideoResult",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
