@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -139,6 +140,8 @@ def describe(record: dict[str, Any] | None, instance: str) -> str:
 
 def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Airflow's logging setup may send httpx's request lines to stdout, which is this command's output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     base_url = (args.api_url or _default_api_url()).rstrip("/")
     try:
         with httpx.Client(base_url=base_url, transport=transport, timeout=30) as client:

@@ -96,16 +96,16 @@ def prepare_destination(destination: Any) -> Any:
         final = as_storage_path(destination)
         is_folder = final.is_dir()  # the first look at the store: a missing package or host shows here
     except ValueError as error:
+        known = _known_protocols().get(scheme)
+        if known is not None:  # Airflow 3.0 says "no filesystem registered" where 3.3 raises ImportError
+            raise _missing_package(subject, scheme, f"{error}; {known.get('err', known.get('class'))}") from None
         raise ConfigurationError(
             subject,
             f"uses a scheme Airflow's object storage does not know ({error})",
             "Use file://, s3://, gs://, abfs:// or another fsspec protocol.",
         ) from None
     except ImportError as error:
-        package = FILESYSTEM_PACKAGES.get(scheme, "the fsspec filesystem package for this scheme")
-        raise ConfigurationError(
-            subject, f"needs a package that is not installed ({error})", f"Install {package} on every worker."
-        ) from None
+        raise _missing_package(subject, scheme, str(error)) from None
     except Exception as error:
         raise ConfigurationError(
             subject, f"cannot be reached ({type(error).__name__}: {error})", _WRITE_WAY_OUT
@@ -129,6 +129,19 @@ def prepare_destination(destination: Any) -> Any:
             subject, f"cannot be written ({type(error).__name__}: {error})", _WRITE_WAY_OUT
         ) from None
     return final
+
+
+def _known_protocols() -> dict[str, dict[str, str]]:
+    from fsspec.registry import known_implementations
+
+    return dict(known_implementations)
+
+
+def _missing_package(subject: str, scheme: str, detail: str) -> ConfigurationError:
+    package = FILESYSTEM_PACKAGES.get(scheme, "the fsspec filesystem package for this scheme")
+    return ConfigurationError(
+        subject, f"needs a package that is not installed ({detail})", f"Install {package} on every worker."
+    )
 
 
 def digest(path: Any) -> tuple[int, str]:
