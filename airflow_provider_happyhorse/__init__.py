@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_happyhorse.version import __version__
 
 if TYPE_CHECKING:
+    from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
+    from airflow_provider_happyhorse.core.wait import WaitPlan
     from airflow_provider_happyhorse.exceptions import (
         AccountError,
         APIStatusError,
@@ -45,6 +47,8 @@ _MODULES = {
     "HappyHorseJobTrigger": "triggers.happyhorse",
     "HappyHorseVideoLink": "links.happyhorse",
     **dict.fromkeys(("JobEvent", "JobState", "JobStatus", "VideoRequest", "VideoResult"), "models"),
+    **dict.fromkeys(("PollSchedule", "expected_render_seconds", "first_poll_for"), "core.schedule"),
+    "WaitPlan": "core.wait",
     **dict.fromkeys(
         (
             "APIStatusError",
@@ -87,6 +91,7 @@ __all__ = [
     "JobTimeoutError",
     "MalformedResponseError",
     "NotFoundError",
+    "PollSchedule",
     "RateLimitError",
     "RequestTimeoutError",
     "ResultUnavailableError",
@@ -95,7 +100,10 @@ __all__ = [
     "TransportError",
     "VideoRequest",
     "VideoResult",
+    "WaitPlan",
     "__version__",
+    "expected_render_seconds",
+    "first_poll_for",
 ]
 
 

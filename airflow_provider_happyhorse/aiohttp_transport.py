@@ -1,7 +1,7 @@
 """
 The async path's transport: ``httpx`` requests sent over one pooled ``aiohttp`` session.
 
-``client_core`` builds ``httpx.Request`` objects and reads ``httpx.Response`` objects; only sending
+``core`` builds ``httpx.Request`` objects and reads ``httpx.Response`` objects; only sending
 differs between the paths. The hook calls this transport directly, without an ``httpx.AsyncClient``:
 for a status poll the client layer (cookies, redirects, auth hooks, response streaming) costs more
 CPU than the request itself, and httpx's own async pool gets dearer per request as hundreds of polls
@@ -9,7 +9,7 @@ bunch up (README, "Choosing the async transport"). A request is sent whole and i
 whole.
 
 aiohttp's failures become the httpx error that says what is known about the request: ``ConnectError``
-and ``ConnectTimeout`` only when it cannot have reached the server (``client_core`` decides from that
+and ``ConnectTimeout`` only when it cannot have reached the server (``core.responses`` decides from that
 whether a paid submission may be sent again).
 """
 

@@ -9,7 +9,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_happyhorse.models import JobStatus
+from airflow_provider_happyhorse.models import JobEvent
 from airflow_provider_happyhorse.storage import StoredClip
 
 if TYPE_CHECKING:
@@ -31,14 +31,14 @@ class JobRecord:
     fingerprint: str
     submitted_at: str
     job_id: str | None
-    finished: JobStatus | None = None
+    finished: JobEvent | None = None  # known to this try only (never stored)
     stored: StoredClip | None = None
 
     def with_job_id(self, job_id: str) -> JobRecord:
         return replace(self, job_id=job_id)
 
-    def with_finished(self, job: JobStatus) -> JobRecord:
-        return replace(self, finished=job)
+    def with_finished(self, event: JobEvent) -> JobRecord:
+        return replace(self, finished=event)
 
     def with_stored(self, stored: StoredClip) -> JobRecord:
         return replace(self, stored=stored)

@@ -18,12 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_provider_happyhorse.constants import MAX_DURATION, MAX_PROMPT_CHARS, MIN_DURATION
 from airflow_provider_happyhorse.exceptions import InvalidRequestError
 
 MODEL_ID: Literal["happyhorse-1.0/video"] = "happyhorse-1.0/video"
-MAX_PROMPT_CHARS = 2500
-MIN_DURATION = 3
-MAX_DURATION = 15
 
 Mode = Literal["std", "pro"]
 AspectRatio = Literal["16:9", "9:16", "1:1"]
@@ -263,7 +261,7 @@ class JobEvent(BaseModel):
 
     @classmethod
     def timed_out(
-        cls, job_id: str, *, deadline: str, detail: str, finished_at: str, polls: int, transient_errors: int
+        cls, job_id: str, *, deadline: str, detail: str, finished_at: str, polls: int = 0, transient_errors: int = 0
     ) -> JobEvent:
         return cls(
             status="timeout",
@@ -277,7 +275,7 @@ class JobEvent(BaseModel):
 
     @classmethod
     def from_error(
-        cls, job_id: str, error: Exception, *, finished_at: str, polls: int, transient_errors: int
+        cls, job_id: str, error: Exception, *, finished_at: str, polls: int = 0, transient_errors: int = 0
     ) -> JobEvent:
         return cls(
             status="error",

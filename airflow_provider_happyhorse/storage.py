@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_happyhorse import client_core
+from airflow_provider_happyhorse.constants import CHUNK_SIZE
+from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, retry_after_of
 from airflow_provider_happyhorse.exceptions import (
     ConfigurationError,
     HappyHorseError,
@@ -26,7 +27,6 @@ from airflow_provider_happyhorse.exceptions import (
 if TYPE_CHECKING:
     from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
-CHUNK_SIZE = 1024 * 1024
 PARTIAL_SUFFIX = ".partial"
 CHECK_SUFFIX = ".happyhorse-write-check"
 # What to install for the object stores whose filesystem package Airflow does not bring itself.
@@ -179,18 +179,18 @@ def store_clip(
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.parent / f".{final.name}.{job_id}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
     policy = hook.settings.policy
-    attempt = 0
+    retries = 0
     while True:
-        attempt += 1
         try:
             size, sha256 = _download(hook, job_id=job_id, url=url, into=temporary, on_chunk=on_chunk)
             break
         except HappyHorseError as error:
             _unlink_quietly(temporary)
-            if attempt >= policy.max_attempts or not client_core.is_retryable_poll_error(error):
+            if retries >= policy.max_retries or not is_retryable_poll_error(error):
                 raise
-            delay = policy.backoff(attempt, client_core.retry_after_of(error), hook.rng)
-            hook.log.info("Download of job %s failed (%s); retrying in %.1f s", job_id, error, delay)
+            retries += 1
+            delay = policy.backoff(retries, retry_after_of(error), hook.rng)
+            hook.log.info("Download of job %s failed (%s); retry %d in %.1f s", job_id, error, retries, delay)
             hook.sleep(delay)
         except BaseException:
             _unlink_quietly(temporary)

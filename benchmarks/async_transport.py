@@ -55,7 +55,7 @@ async def _poller(
         await stack.enter_async_context(hook.async_session())
 
         async def hook_poll() -> None:
-            await hook.aget_job(job_id, max_attempts=1)
+            await hook.aget_job(job_id, max_retries=0)
 
         return hook_poll
     if client == "httpx_default":

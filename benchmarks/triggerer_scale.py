@@ -67,7 +67,7 @@ from typing import IO, Any
 import httpx
 import psutil
 
-from airflow_provider_happyhorse.client_core import expected_render_seconds, first_poll_for
+from airflow_provider_happyhorse import expected_render_seconds, first_poll_for
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "triggerer_scale.json"
@@ -352,7 +352,7 @@ async def _warm_up(client: str) -> None:
         from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
         with contextlib.suppress(NotFoundError):
-            await HappyHorseHook(HAPPYHORSE_CONN_ID).aget_job("warm-up", max_attempts=1)
+            await HappyHorseHook(HAPPYHORSE_CONN_ID).aget_job("warm-up", max_retries=0)
     else:
         import aiohttp
         from airflow.providers.http.hooks.http import HttpAsyncHook

@@ -1,7 +1,8 @@
 """
-``HappyHorseHook``: auth and HTTP for HappyHorse. All decisions live in ``client_core``; this module
-only sends requests and sleeps, once for the sync path (an ``httpx.Client``) and once for the async
-path (``aiohttp_transport``, one pooled transport shared per event loop).
+``HappyHorseHook``: auth and HTTP for HappyHorse. All decisions live in ``core``; this module only
+sends requests and sleeps, once for the sync path (an ``httpx.Client``) and once for the async path
+(``aiohttp_transport``, one pooled transport shared per event loop), and steps a wait across a
+sensor's pokes.
 """
 
 from __future__ import annotations
@@ -12,85 +13,25 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
-from airflow_provider_happyhorse import client_core
-from airflow_provider_happyhorse.client_core import Flow, PollSchedule, RetryPolicy, Send, Sleep
-from airflow_provider_happyhorse.exceptions import (
-    ConfigurationError,
-    HappyHorseError,
-    JobTimeoutError,
-    NotFoundError,
-    ResultUnavailableError,
-)
-from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
+from airflow_provider_happyhorse.constants import USER_AGENT
+from airflow_provider_happyhorse.core.flows import Flow, Outcome, Send, Sleep, check_flow, status_flow, submit_flow
+from airflow_provider_happyhorse.core.responses import error_for_status, map_transport_error
+from airflow_provider_happyhorse.core.settings import ConnectionSettings
+from airflow_provider_happyhorse.core.wait import WaitPlan, wait_flow
+from airflow_provider_happyhorse.exceptions import ConfigurationError, HappyHorseError, ResultUnavailableError
+from airflow_provider_happyhorse.models import JobEvent, JobStatus, VideoRequest
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
+    pass
 
 T = TypeVar("T")
-
-DEFAULT_MAX_CONNECTIONS = 100
-# 404 right after submission can be eventual consistency on the service; only later is it final.
-NOT_FOUND_GRACE = timedelta(seconds=30)
-# Blocking mode says how a job is doing at most this often (healthy polls are otherwise silent).
-PROGRESS_LOG_INTERVAL = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """What a connection resolves to. The key is kept out of repr()."""
-
-    base_url: str
-    api_key: str = field(repr=False)
-    timeout: float = client_core.DEFAULT_TIMEOUT
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-
-    @classmethod
-    def from_connection(cls, conn: Connection, extra: dict[str, Any]) -> ConnectionSettings:
-        """
-        Settings from a connection and its (already parsed) extra; the caller masks the key. An unusable
-        connection raises ``ConfigurationError`` before anything is sent.
-        """
-        subject = f"The HappyHorse connection {conn.conn_id!r}"
-        if not conn.password:
-            raise ConfigurationError(
-                subject,
-                "has no API key",
-                "Put the key from the HappyHorse dashboard's API Keys page in its API key field; then clear the task.",
-            )
-        try:
-            base_url = client_core.normalize_base_url(conn.host, scheme=extra.get("scheme"), path_prefix=conn.schema)
-        except ValueError as error:
-            raise ConfigurationError(
-                subject,
-                f"has an unusable Base URL ({error})",
-                "Set it to the service's URL, e.g. https://happyhorse.app.",
-            ) from None
-        defaults = RetryPolicy()
-        try:
-            policy = RetryPolicy(
-                max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
-                submit_max_attempts=int(extra.get("submit_max_retries", defaults.submit_max_attempts - 1)) + 1,
-                initial_delay=float(extra.get("retry_initial_delay", defaults.initial_delay)),
-                max_delay=float(extra.get("retry_max_delay", defaults.max_delay)),
-                max_retry_after=float(extra.get("max_retry_after", defaults.max_retry_after)),
-            )
-            timeout = float(extra.get("timeout", client_core.DEFAULT_TIMEOUT))
-            max_connections = int(extra.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-        except (TypeError, ValueError) as error:
-            raise ConfigurationError(
-                subject, f"has an extra that is not a number ({error})", 'Fix its extra JSON, e.g. {"timeout": 30}.'
-            ) from None
-        return cls(
-            base_url=base_url, api_key=conn.password, timeout=timeout, max_connections=max_connections, policy=policy
-        )
 
 
 def _mask(secret: str) -> None:
@@ -300,7 +241,7 @@ class HappyHorseHook(BaseHook):
         self.sleep = sleep
         self._async_sleep = async_sleep
         self.rng = rng
-        self._clock = clock or _utcnow
+        self.clock = clock or _utcnow
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
         # Per task: concurrent tasks on one hook each hold their own reference to the shared transport,
@@ -378,20 +319,22 @@ class HappyHorseHook(BaseHook):
 
     # -- driving flows --------------------------------------------------------------------------
 
-    def _log_retry(self, error: HappyHorseError, attempt: int, delay: float) -> None:
-        self.log.info("HappyHorse call failed (attempt %d): %s; retrying in %.1f s", attempt, error, delay)
+    def _log_retry(self, error: HappyHorseError, retry: int, delay: float) -> None:
+        self.log.info("HappyHorse call failed: %s; retry %d in %.1f s", error, retry, delay)
+
+    def _send(self, request: httpx.Request) -> Outcome:
+        try:
+            return self.get_conn().send(request)
+        except httpx.TransportError as exc:
+            return exc
 
     def _run(self, flow: Flow[T]) -> T:
-        client = self.get_conn()
-        outcome: client_core.Outcome = None
+        outcome: Outcome = None
         try:
             while True:
                 action = flow.send(outcome)
                 if isinstance(action, Send):
-                    try:
-                        outcome = client.send(action.request)
-                    except httpx.TransportError as exc:
-                        outcome = exc
+                    outcome = self._send(action.request)
                 elif isinstance(action, Sleep):
                     self.sleep(action.seconds)
                     outcome = None
@@ -406,7 +349,7 @@ class HappyHorseHook(BaseHook):
     async def _arun(self, flow: Flow[T]) -> T:
         async with self.async_session():
             transport = self._held_transports[_current_task()]
-            outcome: client_core.Outcome = None
+            outcome: Outcome = None
             try:
                 while True:
                     action = flow.send(outcome)
@@ -426,106 +369,58 @@ class HappyHorseHook(BaseHook):
 
     # -- the API --------------------------------------------------------------------------------
 
-    def _submit_flow(self, settings: ConnectionSettings, request: VideoRequest) -> Flow[JobStatus]:
-        return client_core.submit_flow(
-            settings.base_url,
-            settings.api_key,
-            request,
-            settings.policy,
-            timeout=settings.timeout,
-            rng=self.rng,
-            on_retry=self._log_retry,
-        )
-
-    def _status_flow(self, settings: ConnectionSettings, job_id: str, max_attempts: int | None) -> Flow[JobStatus]:
-        return client_core.status_flow(
-            settings.base_url,
-            settings.api_key,
-            job_id,
-            settings.policy,
-            timeout=settings.timeout,
-            max_attempts=max_attempts,
-            rng=self.rng,
-            on_retry=self._log_retry,
-        )
-
     def submit_job(self, request: VideoRequest) -> JobStatus:
-        """Create a paid job. Never retried once the request may have reached the service."""
-        return self._run(self._submit_flow(self.settings, request))
+        """Create a paid job. Never sent again once the request may have reached the service."""
+        return self._run(submit_flow(self.settings, request, rng=self.rng, on_retry=self._log_retry))
 
-    def get_job(self, job_id: str, *, max_attempts: int | None = None) -> JobStatus:
-        return self._run(self._status_flow(self.settings, job_id, max_attempts))
+    def get_job(self, job_id: str, *, max_retries: int | None = None) -> JobStatus:
+        return self._run(
+            status_flow(self.settings, job_id, max_retries=max_retries, rng=self.rng, on_retry=self._log_retry)
+        )
 
     async def asubmit_job(self, request: VideoRequest) -> JobStatus:
-        return await self._arun(self._submit_flow(await self.aget_settings(), request))
+        settings = await self.aget_settings()
+        return await self._arun(submit_flow(settings, request, rng=self.rng, on_retry=self._log_retry))
 
-    async def aget_job(self, job_id: str, *, max_attempts: int | None = None) -> JobStatus:
-        return await self._arun(self._status_flow(await self.aget_settings(), job_id, max_attempts))
+    async def aget_job(self, job_id: str, *, max_retries: int | None = None) -> JobStatus:
+        settings = await self.aget_settings()
+        return await self._arun(
+            status_flow(settings, job_id, max_retries=max_retries, rng=self.rng, on_retry=self._log_retry)
+        )
 
-    def wait_for_job(
-        self, job_id: str, *, schedule: PollSchedule, deadline: datetime, submitted_at: datetime
-    ) -> JobStatus:
-        """
-        Block until the job is final (blocking mode, for installs without a triggerer); says how the job
-        is doing at most once per ``PROGRESS_LOG_INTERVAL``.
-        """
-        polls = 0
-        last_told = submitted_at
-        while True:
-            now = self._clock()
-            remaining = (deadline - now).total_seconds()
-            delay = schedule.next_delay(
-                elapsed=(now - submitted_at).total_seconds(),
-                polls_done=polls,
-                remaining=max(remaining, 0.0),
-                rng=self.rng,
-            )
-            if delay > 0:
-                self.sleep(delay)
-            polls += 1
-            try:
-                job = self.get_job(job_id)
-            except NotFoundError:
-                # Past the deadline there is nothing left to wait for (and no delay: this would spin).
-                if self._clock() - submitted_at > NOT_FOUND_GRACE or self._clock() >= deadline:
-                    raise
-                self.log.info("HappyHorse does not know job %s yet; polling again", job_id)
-                continue
-            except HappyHorseError as error:
-                if not client_core.is_retryable_poll_error(error) or self._clock() >= deadline:
-                    raise
-                self.log.warning("Status of job %s unavailable: %s; polling again", job_id, error)
-                continue
-            if job.state is not JobState.PENDING:
-                return job
-            now = self._clock()
-            if now >= deadline:
-                raise JobTimeoutError(job_id, deadline.isoformat())
-            if now - last_told >= PROGRESS_LOG_INTERVAL:
-                last_told = now
-                self.log.info(
-                    "Job %s is still %s, %.0f s after submission (%d %s so far; deadline %s)",
-                    job_id,
-                    job.status,
-                    (now - submitted_at).total_seconds(),
-                    polls,
-                    "poll" if polls == 1 else "polls",
-                    deadline.isoformat(timespec="seconds"),
-                )
+    def _say(self, level: int, message: str, *args: object) -> None:
+        # The logger is made when there is something to say: a waiting trigger keeps few objects alive,
+        # as each one lengthens the garbage collector's pauses of the triggerer's event loop.
+        self.log.log(level, message, *args)
+
+    def _wait_flow(self, settings: ConnectionSettings, plan: WaitPlan) -> Flow[JobEvent]:
+        return wait_flow(settings, plan, clock=self.clock, rng=self.rng, say=self._say)
+
+    def wait_for_job(self, plan: WaitPlan) -> JobEvent:
+        """Block until the job's wait ends (blocking mode, for installs without a triggerer)."""
+        return self._run(self._wait_flow(self.settings, plan))
+
+    async def await_job(self, plan: WaitPlan) -> JobEvent:
+        """The same wait in an event loop (the trigger), holding one shared transport throughout."""
+        return await self._arun(self._wait_flow(await self.aget_settings(), plan))
+
+    def wait_in_steps(self, plan: WaitPlan) -> WaitInSteps:
+        """The same wait driven one poke at a time (a sensor in poke mode): see :class:`WaitInSteps`."""
+        return WaitInSteps(self, self._wait_flow(self.settings, plan))
 
     @contextmanager
     def stream_result(self, job_id: str, url: str) -> Iterator[httpx.Response]:
         """Stream a job's result file. The API key is not sent: the URL is not the API's."""
         try:
-            with self.get_conn().stream("GET", url, headers={"User-Agent": client_core.USER_AGENT}) as response:
+            with self.get_conn().stream("GET", url, headers={"User-Agent": USER_AGENT}) as response:
                 if response.status_code in (403, 404, 410):
                     raise ResultUnavailableError(job_id, url, f"HTTP {response.status_code}")
                 if response.status_code >= 400:
                     response.read()
-                    raise client_core.error_for_status(response.status_code, None, response)
+                    raise error_for_status(response.status_code, None, response)
                 yield response
         except httpx.TransportError as exc:
-            raise client_core.map_transport_error(exc) from None
+            raise map_transport_error(exc) from None
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -539,6 +434,38 @@ class HappyHorseHook(BaseHook):
             # Airflow's Test button names the connection by a random id: do not show it.
             return False, f"This connection {error.problem}. {error.way_out}"
         try:
-            return self._run(client_core.check_flow(settings.base_url, settings.api_key, timeout=settings.timeout))
+            return self._run(check_flow(settings))
         finally:
             self.close()
+
+
+class WaitInSteps:
+    """
+    A wait driven across calls of :meth:`step`, for a sensor's pokes: each step sends the polls that are
+    due and returns at the wait's next sleep, keeping its end as a due time, so a poke that comes early
+    sends nothing. The poll times are the wait's, rounded up to the next poke.
+    """
+
+    def __init__(self, hook: HappyHorseHook, flow: Flow[JobEvent]) -> None:
+        self._hook = hook
+        self._flow = flow
+        self._due: datetime | None = None  # None: the flow has not started
+        self.event: JobEvent | None = None
+
+    def step(self) -> JobEvent | None:
+        """The event once the wait has ended, else None (poke again later)."""
+        if self.event is not None:
+            return self.event
+        if self._due is not None and self._hook.clock() < self._due:
+            return None
+        outcome: Outcome = None
+        try:
+            action = next(self._flow) if self._due is None else self._flow.send(None)
+            while isinstance(action, Send) or action.seconds <= 0:
+                outcome = self._hook._send(action.request) if isinstance(action, Send) else None
+                action = self._flow.send(outcome)
+        except StopIteration as stop:
+            self.event = stop.value
+            return self.event
+        self._due = self._hook.clock() + timedelta(seconds=action.seconds)
+        return None

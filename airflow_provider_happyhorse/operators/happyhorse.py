@@ -9,14 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
-from airflow_provider_happyhorse import client_core
-from airflow_provider_happyhorse.client_core import PollSchedule
+from airflow_provider_happyhorse.constants import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_MIN_POLL_INTERVAL,
+    DEFAULT_RENDER_TIMEOUT,
+    DEFERRAL_GRACE,
+    GENERATE_PATH,
+    PROGRESS_LOG_INTERVAL,
+)
+from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
+from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.exceptions import (
     AuthenticationError,
     ConfigurationError,
     HappyHorseError,
     InvalidRequestError,
-    JobFailedError,
     NotFoundError,
     ResultUnavailableError,
     SubmissionOutcomeUnknownError,
@@ -26,7 +33,7 @@ from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore, forget_instructions
 from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus, VideoRequest, VideoResult
+from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest, VideoResult
 from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, raise_for_event
 from airflow_provider_happyhorse.storage import StoredClip, prepare_destination, store_clip
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
@@ -35,9 +42,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from pydantic import JsonValue
 
-DEFAULT_TIMEOUT = timedelta(hours=1)
-# Extra time the scheduler allows a deferred task beyond the trigger's own deadline (a backstop only).
-DEFERRAL_GRACE = timedelta(minutes=5)
 # What a task does when the job's result URL can no longer be fetched and the clip was never stored.
 ON_EXPIRED = ("fail", "regenerate")
 
@@ -70,7 +74,7 @@ class GenerateVideoOperator(BaseOperator):
     :param poll_interval: the shortest wait between polls, in seconds.
     :param max_poll_interval: the longest wait between polls, in seconds.
     :param first_poll_after: seconds after submission of the first poll; default: from the expected
-        render time for this request's mode, duration and sound (``client_core.first_poll_for``).
+        render time for this request's mode, duration and sound (``core.schedule.first_poll_for``).
     :param timeout: how long to wait for the render (a ``timedelta`` or seconds). The task's
         ``execution_timeout``, when shorter, wins. Both hold while deferred.
     :param max_credits: refuse before submitting when the credit estimate is higher.
@@ -100,10 +104,10 @@ class GenerateVideoOperator(BaseOperator):
         elements: list[Any] | None = None,
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
         deferrable: bool = True,
-        poll_interval: float = 2.0,
-        max_poll_interval: float = 120.0,
+        poll_interval: float = DEFAULT_MIN_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         first_poll_after: float | None = None,
-        timeout: timedelta | float = DEFAULT_TIMEOUT,
+        timeout: timedelta | float = DEFAULT_RENDER_TIMEOUT,
         max_credits: float | None = None,
         output_path: Any = None,
         on_expired: str = "fail",
@@ -162,8 +166,7 @@ class GenerateVideoOperator(BaseOperator):
     def _schedule(self, request: VideoRequest) -> PollSchedule:
         first = self.first_poll_after
         if first is None:
-            expected = client_core.expected_render_seconds(request.mode, request.duration, request.sound)
-            first = client_core.first_poll_for(expected)
+            first = first_poll_for(expected_render_seconds(request.mode, request.duration, request.sound))
         return PollSchedule(
             first_poll_after=first, min_interval=self.poll_interval, max_interval=self.max_poll_interval
         )
@@ -227,8 +230,7 @@ class GenerateVideoOperator(BaseOperator):
         deadline = _utcnow() + self._timeout()
         if self.deferrable:
             self._defer(record, request, deadline)
-        job = self._wait_blocking(record, request, deadline)
-        return self._finish(context, store, record, job)
+        return self._finish(context, store, record, self._wait_blocking(record, request, deadline))
 
     def _reattach(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord | None:
         """A job an earlier try of this task instance submitted for the same request, if it is usable."""
@@ -265,7 +267,7 @@ class GenerateVideoOperator(BaseOperator):
             job.status,
         )
         if job.state is JobState.SUCCEEDED:
-            return record.with_finished(job)
+            return record.with_finished(JobEvent.from_job(job, finished_at=_utcnow().isoformat()))
         return record
 
     def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord:
@@ -289,7 +291,7 @@ class GenerateVideoOperator(BaseOperator):
         where = f"HappyHorse at {self.hook.settings.base_url} (connection {self.happyhorse_conn_id!r})"
         if isinstance(error, NotFoundError):
             return AirflowFailException(
-                f"{where} has no {client_core.GENERATE_PATH} ({error}): the connection's Base URL or its path "
+                f"{where} has no {GENERATE_PATH} ({error}): the connection's Base URL or its path "
                 "prefix is wrong. Nothing was created; fix the connection, then clear the task."
             )
         if isinstance(error, AuthenticationError):
@@ -340,22 +342,21 @@ class GenerateVideoOperator(BaseOperator):
     def _needs_worker_after_success(self) -> bool:
         return self.output_path is not None
 
-    def _wait_blocking(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> JobStatus:
+    def _wait_blocking(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> JobEvent:
+        """The trigger's wait, on this worker (blocking mode, for installs without a triggerer)."""
         assert record.job_id is not None
-        try:
-            job = self.hook.wait_for_job(
-                record.job_id,
-                schedule=self._schedule(request),
+        event = self.hook.wait_for_job(
+            WaitPlan(
+                job_id=record.job_id,
+                started_at=datetime.fromisoformat(record.submitted_at),
                 deadline=deadline,
-                submitted_at=datetime.fromisoformat(record.submitted_at),
+                schedule=self._schedule(request),
+                progress_every=PROGRESS_LOG_INTERVAL,
             )
-        except PERMANENT_ERRORS as error:
-            raise AirflowFailException(str(error)) from None
-        except HappyHorseError as error:
-            raise AirflowException(str(error)) from None
-        if job.state is JobState.FAILED:
-            raise AirflowException(str(JobFailedError(job.job_id, job.error_message, job.status)))
-        return job
+        )
+        if event.status != "success":
+            raise_for_event(event)
+        return event
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
         """Back on a worker after the trigger's event: finish, or raise so the task's retries apply."""
@@ -375,47 +376,33 @@ class GenerateVideoOperator(BaseOperator):
             record = JobRecord(
                 fingerprint=request.fingerprint(), submitted_at=happened.finished_at, job_id=happened.job_id
             )
-        job = JobStatus(
-            job_id=happened.job_id,
-            status=happened.job_status or "SUCCESS",
-            state=JobState.SUCCEEDED,
-            video_url=happened.video_url,
-        )
-        return self._finish(context, store, record, job, finished_at=happened.finished_at)
+        return self._finish(context, store, record, happened)
 
     def _pushed_job_id(self, context: Context) -> str:
         ti = context["ti"]
         return str(ti.xcom_pull(task_ids=self.task_id, key="job_id", map_indexes=ti.map_index))
 
-    def _finish(
-        self,
-        context: Context,
-        store: JobRecordStore,
-        record: JobRecord,
-        job: JobStatus,
-        *,
-        finished_at: str | None = None,
-    ) -> Any:
+    def _finish(self, context: Context, store: JobRecordStore, record: JobRecord, event: JobEvent) -> Any:
+        """A successful job: its result, with the clip stored when ``output_path`` is set."""
         request = self.video_request()
-        finished = finished_at or _utcnow().isoformat()
-        result = VideoResult.of_event(JobEvent.from_job(job, finished_at=finished), self._known_result(record, request))
-        elapsed = datetime.fromisoformat(finished) - datetime.fromisoformat(record.submitted_at)
+        result = VideoResult.of_event(event, self._known_result(record, request))
+        elapsed = datetime.fromisoformat(event.finished_at) - datetime.fromisoformat(record.submitted_at)
         self.log.info(
             "Job %s is %s, seen %.0f s after submission (the service finished it at or before then): %s",
-            job.job_id,
-            job.status,
+            event.job_id,
+            event.job_status,
             elapsed.total_seconds(),
-            job.video_url,
+            event.video_url,
         )
         if self.output_path is not None:
             try:
-                clip = self._store(store, record, job)
+                clip = self._store(store, record, event)
             except ResultUnavailableError as error:
                 return self._result_unavailable(context, store, request, error)
             result = result.model_copy(
                 update={"stored_path": clip.path, "stored_size": clip.size, "stored_sha256": clip.sha256}
             )
-            self._emit_asset_events(context, clip, job, request)
+            self._emit_asset_events(context, clip, event, request)
         self._result = result.payload()
         return self._result
 
@@ -442,7 +429,7 @@ class GenerateVideoOperator(BaseOperator):
         record = self._submit(store, request, context)
         return self._wait_and_finish(context, store, record, request)
 
-    def _store(self, store: JobRecordStore, record: JobRecord, job: JobStatus) -> StoredClip:
+    def _store(self, store: JobRecordStore, record: JobRecord, job: JobEvent) -> StoredClip:
         """
         Download the clip on the worker (never in the triggerer) into ``output_path``; a result that can
         no longer be fetched raises ``ResultUnavailableError`` for :meth:`_result_unavailable`.
@@ -476,7 +463,7 @@ class GenerateVideoOperator(BaseOperator):
     def _downloaded(self, size: int) -> None:
         """Called after each chunk of the clip is written (``size`` bytes so far); a subclass may watch."""
 
-    def _emit_asset_events(self, context: Context, clip: StoredClip, job: JobStatus, request: VideoRequest) -> None:
+    def _emit_asset_events(self, context: Context, clip: StoredClip, job: JobEvent, request: VideoRequest) -> None:
         """An asset event for the stored clip on every asset (alias) outlet, for downstream DAGs."""
         from airflow.providers.common.compat.sdk import Asset, AssetAlias
 

@@ -7,18 +7,16 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
-    AirflowException,
-    AirflowFailException,
-    BaseSensorOperator,
-    PokeReturnValue,
-)
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_happyhorse.exceptions import HappyHorseError, JobFailedError
-from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.constants import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE, PROGRESS_LOG_INTERVAL
+from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.wait import WaitPlan
+from airflow_provider_happyhorse.exceptions import JobTimeoutError
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, WaitInSteps
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobEvent, JobState, VideoResult
-from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, raise_for_event
+from airflow_provider_happyhorse.models import JobEvent, VideoResult
+from airflow_provider_happyhorse.outcomes import raise_for_event
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 
 if TYPE_CHECKING:
@@ -32,7 +30,9 @@ class HappyHorseJobSensor(BaseSensorOperator):
 
     :param job_id: the HappyHorse task id. Templated.
     :param happyhorse_conn_id: the Airflow connection.
-    :param deferrable: wait in the triggerer (default) or poke from the worker.
+    :param deferrable: wait in the triggerer (default) or poke from the worker. Either way the wait is the
+        trigger's (``core.wait``); a poke sends a poll only when one is due, so ``poke_interval`` is the
+        shortest wait between polls.
     :param max_poll_interval: the longest wait between polls when deferred (``poke_interval`` is the shortest).
     """
 
@@ -45,7 +45,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         job_id: str,
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
         deferrable: bool = True,
-        max_poll_interval: float = 120.0,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -53,21 +53,30 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self.happyhorse_conn_id = happyhorse_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
+        self._wait: WaitInSteps | None = None  # poke mode: the wait, across pokes
 
     @cached_property
     def hook(self) -> HappyHorseHook:
         return HappyHorseHook(self.happyhorse_conn_id)
+
+    def _schedule(self) -> PollSchedule:
+        return PollSchedule(
+            first_poll_after=0.0,
+            min_interval=self.poke_interval,
+            max_interval=max(self.max_poll_interval, self.poke_interval),
+        )
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         now = datetime.now(timezone.utc)
         deadline = now + timedelta(seconds=self.timeout)
+        schedule = self._schedule()
         self.log.info(
             "Waiting for HappyHorse job %s in the triggerer (polls every %g-%g s, deadline %s)",
             self.job_id,
-            self.poke_interval,
-            max(self.max_poll_interval, self.poke_interval),
+            schedule.min_interval,
+            schedule.max_interval,
             deadline.isoformat(timespec="seconds"),
         )
         self.defer(
@@ -76,30 +85,45 @@ class HappyHorseJobSensor(BaseSensorOperator):
                 happyhorse_conn_id=self.happyhorse_conn_id,
                 deadline=deadline.isoformat(),
                 submitted_at=now.isoformat(),
-                first_poll_after=0.0,
-                min_poll_interval=self.poke_interval,
-                max_poll_interval=max(self.max_poll_interval, self.poke_interval),
+                first_poll_after=schedule.first_poll_after,
+                min_poll_interval=schedule.min_interval,
+                max_poll_interval=schedule.max_interval,
                 result=None,
                 end_task_on_success=True,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + timedelta(minutes=5),
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+
+    def _plan(self, context: Context) -> WaitPlan:
+        """
+        The wait the trigger would run. In reschedule mode each poke is a new process: it counts from
+        the first poke's time (Airflow's record) and polls once.
+        """
+        started_at = None
+        if self.reschedule:
+            started_at = context["ti"].get_first_reschedule_date(context)
+        started_at = started_at or self.hook.clock()
+        return WaitPlan(
+            job_id=self.job_id,
+            started_at=started_at,
+            deadline=started_at + timedelta(seconds=self.timeout),
+            schedule=self._schedule(),
+            since="the sensor began waiting",
+            progress_every=PROGRESS_LOG_INTERVAL,
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        self.log.info("Polling HappyHorse job %s", self.job_id)
-        try:
-            job = self.hook.get_job(self.job_id)
-        except PERMANENT_ERRORS as error:
-            raise AirflowFailException(str(error)) from None
-        except HappyHorseError as error:
-            self.log.warning("Status of job %s unavailable: %s", self.job_id, error)
+        if self._wait is None:
+            self.log.info("Polling HappyHorse job %s", self.job_id)
+            self._wait = self.hook.wait_in_steps(self._plan(context))
+        event = self._wait.step()
+        if event is None:
             return False
-        if job.state is JobState.PENDING:
-            return False
-        if job.state is JobState.FAILED:
-            raise AirflowException(str(JobFailedError(job.job_id, job.error_message, job.status)))
-        event = JobEvent.from_job(job, finished_at=datetime.now(timezone.utc).isoformat())
+        if event.status == "timeout":
+            raise AirflowSensorTimeout(str(JobTimeoutError(event.job_id, str(event.deadline))))
+        if event.status != "success":
+            raise_for_event(event)
         return PokeReturnValue(is_done=True, xcom_value=VideoResult.of_event(event).payload())
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import random
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_happyhorse import client_core
-from airflow_provider_happyhorse.client_core import PollSchedule
-from airflow_provider_happyhorse.exceptions import HappyHorseError, NotFoundError
-from airflow_provider_happyhorse.hooks.happyhorse import NOT_FOUND_GRACE, HappyHorseHook
+from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.wait import WaitPlan
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus, VideoResult
+from airflow_provider_happyhorse.models import JobEvent, VideoResult
 
 
 @functools.cache
@@ -101,133 +99,39 @@ class HappyHorseJobTrigger(BaseTrigger):
             },
         )
 
-    # Seams for tests: time and the hook (whose transport a test scripts).
+    # The seam for tests: the hook (whose transport, clock and sleep a test scripts).
     def _make_hook(self) -> HappyHorseHook:
         return HappyHorseHook(self.happyhorse_conn_id)
 
-    def _now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    # Not a wrapper coroutine: one frame less kept alive by every waiting trigger.
-    _sleep = staticmethod(asyncio.sleep)
-
-    def _rng(self) -> float:
-        return random.random()
+    def plan(self) -> WaitPlan:
+        return WaitPlan(
+            job_id=self.job_id,
+            started_at=datetime.fromisoformat(self.submitted_at),
+            deadline=datetime.fromisoformat(self.deadline),
+            schedule=PollSchedule(
+                first_poll_after=self.first_poll_after,
+                min_interval=self.min_poll_interval,
+                max_interval=self.max_poll_interval,
+            ),
+            # A sensor waits for a job made elsewhere: it knows when it began waiting, not when it was submitted.
+            since="submission" if self.result is not None else "the sensor began waiting",
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The event is yielded after the HTTP session is released: nothing is left to clean up once a
         # consumer has the event and closes this generator.
-        event = await self._wait()
-        yield event
-
-    async def _wait(self) -> TriggerEvent:
         freeze_heap_once()
-        deadline = datetime.fromisoformat(self.deadline)
-        submitted_at = datetime.fromisoformat(self.submitted_at)
-        schedule = PollSchedule(
-            first_poll_after=self.first_poll_after,
-            min_interval=self.min_poll_interval,
-            max_interval=self.max_poll_interval,
-        )
-        hook = self._make_hook()
-        polls = 0
-        transient_errors = 0
-        failures_in_a_row = 0
-        warned_status: str | None = None  # the last unknown status reported
-        next_wait: float | None = None  # wait at least this long (Retry-After, a queued job)
-        retry_soon: float | None = None  # wait at most this long (a connection failure)
-        last_error: HappyHorseError | None = None
-        # Nothing is logged until there is news (healthy polls log nothing): a waiting trigger keeps few
-        # objects alive, no logger among them, as each one lengthens the garbage collector's pauses of
-        # the triggerer's event loop.
-        async with hook.async_session():
-            policy = (await hook.aget_settings()).policy
-            while True:
-                now = self._now()
-                remaining = max((deadline - now).total_seconds(), 0.0)
-                delay = schedule.next_delay(
-                    elapsed=(now - submitted_at).total_seconds(),
-                    polls_done=polls,
-                    remaining=remaining,
-                    rng=self._rng,
-                    now=now.timestamp(),
-                )
-                if next_wait is not None:
-                    delay = min(max(delay, next_wait), remaining)
-                    next_wait = None
-                if retry_soon is not None:
-                    delay = min(delay, retry_soon)
-                    retry_soon = None
-                if last_error is not None:
-                    self.log.warning(
-                        "Status of job %s unavailable (%s); transient error %d, polling again in %.1f s",
-                        self.job_id,
-                        last_error,
-                        transient_errors,
-                        delay,
-                    )
-                    last_error = None
-                await self._sleep(delay)
-                polls += 1
-                try:
-                    job = await hook.aget_job(self.job_id, max_attempts=1)
-                except NotFoundError as error:
-                    if self._now() - submitted_at <= NOT_FOUND_GRACE and self._now() < deadline:
-                        self.log.info("Job %s not found yet (%s); polling again", self.job_id, error)
-                        continue
-                    return self._error_event(error, polls, transient_errors)
-                except HappyHorseError as error:
-                    if not client_core.is_retryable_poll_error(error):
-                        return self._error_event(error, polls, transient_errors)
-                    transient_errors += 1
-                    failures_in_a_row += 1
-                    if self._now() >= deadline:
-                        return self._timeout_event(polls, transient_errors, str(error))
-                    next_wait = client_core.retry_after_of(error)
-                    retry_soon = client_core.poll_retry_delay(error, failures_in_a_row, policy, self._rng)
-                    last_error = error
-                    continue
-                failures_in_a_row = 0
-                if job.state is JobState.PENDING:
-                    if not job.is_known_status and job.status != warned_status:
-                        warned_status = job.status
-                        self.log.warning(
-                            "Job %s reports unknown status %r; treating it as still running",
-                            self.job_id,
-                            job.status,
-                        )
-                    if job.is_queued:
-                        # Still queued behind other renders: a whole render is still ahead of it.
-                        next_wait = self.first_poll_after
-                    if self._now() >= deadline:
-                        return self._timeout_event(polls, transient_errors, f"last status {job.status}")
-                    continue
-                return await self._final_event(job, polls, transient_errors)
+        event = await self._make_hook().await_job(self.plan())
+        yield await self._ending(event)
 
-    async def _final_event(self, job: JobStatus, polls: int, transient_errors: int) -> TriggerEvent:
-        event = JobEvent.from_job(
-            job, finished_at=self._now().isoformat(), polls=polls, transient_errors=transient_errors
-        )
-        if job.state is JobState.FAILED:
-            self.log.info("Job %s ended %s: %s", self.job_id, job.status, job.error_message)
-            return TriggerEvent(event.payload())
-        elapsed = (self._now() - datetime.fromisoformat(self.submitted_at)).total_seconds()
-        self.log.info(
-            "Job %s is %s, seen by poll %d, %.0f s after %s (the service finished it at or before then): %s",
-            self.job_id,
-            job.status,
-            polls,
-            elapsed,
-            # A sensor waits for a job made elsewhere: it knows when it began waiting, not when it was submitted.
-            "submission" if self.result is not None else "the sensor began waiting",
-            job.video_url,
-        )
-        if self.end_task_on_success:
+    async def _ending(self, event: JobEvent) -> TriggerEvent:
+        """The event's payload, or on success with ``end_task_on_success`` the task's end itself."""
+        if event.status == "success" and self.end_task_on_success:
             # No worker runs after this event, so the trigger stores what the worker would have: the
             # result, the job id, and the extra link's URL.
             known = None if self.result is None else VideoResult.model_validate(self.result)
             result = VideoResult.of_event(event, known).payload()
-            xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: job.video_url}
+            xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: event.video_url}
             if await self._push_xcoms(xcoms):
                 return TaskSuccessEvent()
         return TriggerEvent(event.payload())
@@ -262,25 +166,6 @@ class HappyHorseJobTrigger(BaseTrigger):
             )
             return False
         return True
-
-    def _timeout_event(self, polls: int, transient_errors: int, detail: str) -> TriggerEvent:
-        self.log.warning("Job %s still running at its deadline %s (%s)", self.job_id, self.deadline, detail)
-        event = JobEvent.timed_out(
-            self.job_id,
-            deadline=self.deadline,
-            detail=detail,
-            finished_at=self._now().isoformat(),
-            polls=polls,
-            transient_errors=transient_errors,
-        )
-        return TriggerEvent(event.payload())
-
-    def _error_event(self, error: HappyHorseError, polls: int, transient_errors: int) -> TriggerEvent:
-        self.log.error("Polling job %s failed: %s", self.job_id, error)
-        event = JobEvent.from_error(
-            self.job_id, error, finished_at=self._now().isoformat(), polls=polls, transient_errors=transient_errors
-        )
-        return TriggerEvent(event.payload())
 
     async def on_kill(self) -> None:
         # Airflow 3.3.2 calls this for a user's kill and also when it moves the trigger to another

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_happyhorse.client_core import PollSchedule
+from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
@@ -53,12 +54,14 @@ def test_submit_wait_and_fetch_a_real_mp4(monkeypatch: pytest.MonkeyPatch, emula
 
     now = datetime.now(timezone.utc)
     done = hook.wait_for_job(
-        job.job_id,
-        schedule=PollSchedule(first_poll_after=0.3, min_interval=0.1, max_interval=0.5),
-        deadline=now + timedelta(seconds=30),
-        submitted_at=now,
+        WaitPlan(
+            job_id=job.job_id,
+            started_at=now,
+            deadline=now + timedelta(seconds=30),
+            schedule=PollSchedule(first_poll_after=0.3, min_interval=0.1, max_interval=0.5),
+        )
     )
-    assert done.state is JobState.SUCCEEDED
+    assert done.status == "success"
     assert done.video_url is not None
     seconds, width, height, audio = open_mp4(done.video_url)
     assert abs(seconds - 6) < 0.15

@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
-from unit.fake_service import DictStore, make_context
+from support.context import DictStore, make_context
 
 BUCKET = "happyhorse-clips"
 

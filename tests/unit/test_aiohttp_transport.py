@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import deque
+from collections.abc import Callable
 
+import aiohttp
+import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
-from airflow_provider_happyhorse.exceptions import RequestTimeoutError, TransportError
+from airflow_provider_happyhorse.aiohttp_transport import httpx_error as aiohttp_httpx_error
+from airflow_provider_happyhorse.core.responses import map_transport_error, request_surely_not_sent
+from airflow_provider_happyhorse.exceptions import RequestTimeoutError, SubmissionOutcomeUnknownError, TransportError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
-from airflow_provider_happyhorse.models import JobState
-from unit.conftest import API_KEY, JOB_ID, ConnectionSetter, LoopbackServer, envelope, succeeded_data
+from airflow_provider_happyhorse.models import JobState, VideoRequest
+from support.loopback import LoopbackServer
+from support.service import API_KEY, CONN_JSON, JOB_ID, ConnectionSetter, FakeService, envelope, succeeded_data
 
 
 def gzipped_job(method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -39,7 +47,7 @@ async def test_a_compressed_answer_is_decoded(connection: ConnectionSetter, no_p
     url = await server.start()
     try:
         connection(host=url)
-        job = await HappyHorseHook().aget_job(JOB_ID, max_attempts=1)
+        job = await HappyHorseHook().aget_job(JOB_ID, max_retries=0)
     finally:
         await server.stop()
     assert job.state is JobState.SUCCEEDED
@@ -52,7 +60,7 @@ async def test_the_connection_timeout_bounds_a_slow_answer(connection: Connectio
     try:
         connection(host=url, extra={"timeout": 0.2})
         with pytest.raises(RequestTimeoutError) as caught:
-            await HappyHorseHook().aget_job(JOB_ID, max_attempts=1)
+            await HappyHorseHook().aget_job(JOB_ID, max_retries=0)
     finally:
         await server.stop()
     assert caught.value.request_sent is True
@@ -65,7 +73,7 @@ async def test_a_refused_connection_is_known_not_sent(connection: ConnectionSett
     await server.stop()  # nothing listens on that port any more
     connection(host=url)
     with pytest.raises(TransportError) as caught:
-        await HappyHorseHook().aget_job(JOB_ID, max_attempts=1)
+        await HappyHorseHook().aget_job(JOB_ID, max_retries=0)
     assert caught.value.request_sent is False
     assert "ConnectError" in str(caught.value)
 
@@ -86,3 +94,107 @@ async def test_the_environment_proxy_is_used(connection: ConnectionSetter, monke
     # A forward proxy is sent the absolute URL.
     assert (method, target) == ("GET", f"http://hh.test/prefix/api/status?task_id={JOB_ID}")
     assert headers["authorization"] == f"Bearer {API_KEY}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The transport's aiohttp errors, as the httpx errors the core reads
+
+
+def aiohttp_wrapped(error: Exception) -> httpx.TransportError:
+    """The exception the async path's transport raises for an aiohttp error."""
+    wrapped = aiohttp_httpx_error(error, httpx.Request("POST", "http://hh.test/api/generate"))  # type: ignore[arg-type]
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def connection_key() -> ConnectionKey:
+    return ConnectionKey("hh.test", 443, True, True, None, None, None, None)
+
+
+AIOHTTP_ERRORS: list[tuple[str, Callable[[], Exception], type[httpx.TransportError], bool, type[TransportError]]] = [
+    # (id, aiohttp error, the httpx error the transport raises, surely not sent, what we raise)
+    ("server disconnected", aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError, False, TransportError),
+    (
+        "connection refused",
+        lambda: aiohttp.ClientConnectorError(connection_key(), ConnectionRefusedError(111, "Connection refused")),
+        httpx.ConnectError,
+        True,
+        TransportError,
+    ),
+    (
+        "DNS failure",
+        lambda: aiohttp.ClientConnectorDNSError(connection_key(), OSError(-2, "Name or service not known")),
+        httpx.ConnectError,
+        True,
+        TransportError,
+    ),
+    ("connect timeout", aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout, True, RequestTimeoutError),
+    ("socket read timeout", aiohttp.SocketTimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
+    ("timeout of unknown phase", aiohttp.ServerTimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
+    ("asyncio timeout", TimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
+    (
+        "connection reset",
+        lambda: aiohttp.ClientOSError(104, "Connection reset by peer"),
+        httpx.ReadError,
+        False,
+        TransportError,
+    ),
+    ("payload cut short", lambda: aiohttp.ClientPayloadError("truncated"), httpx.ReadError, False, TransportError),
+    ("not an http url", lambda: aiohttp.InvalidURL("ftp://x"), httpx.UnsupportedProtocol, False, TransportError),
+    ("any other aiohttp error", lambda: aiohttp.ClientError("odd"), httpx.RemoteProtocolError, False, TransportError),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_error", "httpx_type", "not_sent", "mapped"),
+    [row[1:] for row in AIOHTTP_ERRORS],
+    ids=[row[0] for row in AIOHTTP_ERRORS],
+)
+def test_aiohttp_errors_say_whether_the_request_left(
+    make_error: Callable[[], Exception],
+    httpx_type: type[httpx.TransportError],
+    not_sent: bool,
+    mapped: type[TransportError],
+) -> None:
+    cause = make_error()
+    wrapped = aiohttp_wrapped(cause)
+    assert type(wrapped) is httpx_type
+    assert request_surely_not_sent(wrapped) is not_sent
+    error = map_transport_error(wrapped)
+    assert type(error) is mapped
+    assert error.request_sent is not not_sent
+    assert f"({type(cause).__name__})" in str(error)
+
+
+def raising(error: httpx.TransportError) -> Callable[[httpx.Request], httpx.Response]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    return answer
+
+
+async def test_a_server_disconnect_during_submission_is_outcome_unknown_not_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+    service = FakeService(faults=deque([raising(aiohttp_wrapped(aiohttp.ServerDisconnectedError()))]))
+    hook = HappyHorseHook(async_transport=service.transport(), rng=lambda: 0.5)
+    with pytest.raises(SubmissionOutcomeUnknownError, match="ServerDisconnectedError"):
+        await hook.asubmit_job(VideoRequest.parse({"prompt": "a horse"}))
+    assert service.posts == 1
+
+
+async def test_an_aiohttp_connection_refusal_during_submission_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
+    refused = aiohttp_wrapped(aiohttp.ClientConnectorError(connection_key(), ConnectionRefusedError(111, "refused")))
+    service = FakeService(faults=deque([raising(refused)]))
+    hook = HappyHorseHook(
+        async_transport=service.transport(), sleep=lambda s: None, async_sleep=_no_sleep, rng=lambda: 0.5
+    )
+    job = await hook.asubmit_job(VideoRequest.parse({"prompt": "a horse"}))
+    assert job.job_id == JOB_ID
+    assert service.posts == 2
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None

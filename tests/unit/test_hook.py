@@ -21,14 +21,12 @@ import httpx
 import pytest
 from airflow.providers.common.compat.sdk import Connection
 
-from airflow_provider_happyhorse.client_core import PollSchedule
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     AuthenticationError,
     ConfigurationError,
     HappyHorseError,
     InvalidRequestError,
-    JobTimeoutError,
     MalformedResponseError,
     NotFoundError,
     RateLimitError,
@@ -39,22 +37,22 @@ from airflow_provider_happyhorse.exceptions import (
 )
 from airflow_provider_happyhorse.hooks.happyhorse import ConnectionSettings, HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
-from unit.conftest import (
+from support.clock import FakeClock
+from support.loopback import LoopbackServer, loopback_server_in_thread
+from support.service import (
     API_KEY,
     JOB_ID,
     ConnectionSetter,
-    LoopbackServer,
+    FakeService,
     Reply,
-    Script,
     envelope,
     fail,
     job_data,
-    loopback_server_in_thread,
     ok_job,
     reply,
+    scripted,
     succeeded_data,
 )
-from unit.fake_service import START, FakeClock
 
 REQUEST = VideoRequest.parse({"prompt": "a horse on a beach at dawn", "mode": "pro", "duration": 10})
 SUBMITTED = reply(200, envelope({"task_id": JOB_ID, "status": "IN_PROGRESS"}))
@@ -67,7 +65,7 @@ def half() -> float:
     return 0.5
 
 
-def make_hook(script: Script | None = None, clock: FakeClock | None = None, **kwargs: Any) -> HappyHorseHook:
+def make_hook(script: FakeService | None = None, clock: FakeClock | None = None, **kwargs: Any) -> HappyHorseHook:
     """A hook on ``happyhorse_default`` whose sync and async transports are the script; time is ``clock``."""
     clock = clock or FakeClock()
     transport = script.transport() if script is not None else None
@@ -93,7 +91,7 @@ def _no_leftover_shared_clients() -> Iterable[None]:
 
 
 def test_base_url_prefix_bearer_and_timeout_reach_the_server(connection: ConnectionSetter) -> None:
-    script = Script(SUBMITTED)
+    script = scripted(SUBMITTED)
     hook = make_hook(script)
     hook.submit_job(REQUEST)
     hook.get_job(JOB_ID)
@@ -122,7 +120,7 @@ def test_connection_forms_give_the_base_url(
     connection: ConnectionSetter, definition: dict[str, Any], base_url: str
 ) -> None:
     connection(**definition)
-    script = Script()
+    script = scripted()
     hook = make_hook(script)
     assert hook.settings.base_url == base_url
     assert hook.settings.api_key == API_KEY
@@ -132,7 +130,7 @@ def test_connection_forms_give_the_base_url(
 
 def test_a_connection_without_a_key_is_refused_before_sending(connection: ConnectionSetter) -> None:
     connection(password=None)
-    script = Script()
+    script = scripted()
     with pytest.raises(ConfigurationError, match=r"connection 'happyhorse_default' has no API key\. Put the key"):
         make_hook(script).get_job(JOB_ID)
     assert script.requests == []
@@ -165,28 +163,28 @@ def test_extras_change_limits_and_timeout(connection: ConnectionSetter) -> None:
         }
     )
     clock = FakeClock()
-    polls = Script(then=reply(500))
+    polls = scripted(then=reply(500))
     with pytest.raises(ServerError):
         make_hook(polls, clock).get_job(JOB_ID)
-    assert polls.gets == 2  # 1 retry
+    assert polls.status_calls == 2  # 1 retry
     assert clock.sleeps == [1.0]  # 2 s initial delay, half of it (rng 0.5)
     assert polls.requests[0].extensions["timeout"] == {"connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5}
 
     clock = FakeClock()
-    slow = Script(reply(502), reply(502), then=ok_job())
+    slow = scripted(reply(502), reply(502), then=ok_job())
     connection(extra={"max_retries": 4, "retry_initial_delay": 2, "retry_max_delay": 3})
     make_hook(slow, clock).get_job(JOB_ID)
     assert clock.sleeps == [1.0, 1.5]  # ceilings 2 then min(3, 4)
 
     clock = FakeClock()
     connection(extra={"max_retries": 1, "max_retry_after": 5})
-    limited = Script(reply(429, headers={"Retry-After": "100"}))
+    limited = scripted(reply(429, headers={"Retry-After": "100"}))
     make_hook(limited, clock).get_job(JOB_ID)
     assert clock.sleeps == [5.0]  # Retry-After capped by the extra
 
     clock = FakeClock()
     connection(extra={"submit_max_retries": 0})
-    submits = Script(then=reply(429))
+    submits = scripted(then=reply(429))
     with pytest.raises(RateLimitError):
         make_hook(submits, clock).submit_job(REQUEST)
     assert submits.posts == 1
@@ -203,7 +201,7 @@ def test_extras_change_limits_and_timeout(connection: ConnectionSetter) -> None:
 
 def test_submit_happy_path(connection: ConnectionSetter) -> None:
     clock = FakeClock()
-    script = Script(SUBMITTED)
+    script = scripted(SUBMITTED)
     job = make_hook(script, clock).submit_job(REQUEST)
     assert job == JobStatus(job_id=JOB_ID, status="IN_PROGRESS", state=JobState.PENDING)
     assert script.posts == 1
@@ -235,7 +233,7 @@ def test_a_submission_that_may_have_arrived_is_sent_exactly_once(
     connection: ConnectionSetter, after_send: Reply
 ) -> None:
     clock = FakeClock()
-    script = Script(after_send, then=SUBMITTED)
+    script = scripted(after_send, then=SUBMITTED)
     with pytest.raises(SubmissionOutcomeUnknownError) as caught:
         make_hook(script, clock).submit_job(REQUEST)
     assert script.posts == 1
@@ -293,7 +291,7 @@ def test_submission_is_retried_only_when_no_task_can_exist(
     connection: ConnectionSetter, failures: list[Reply], sleeps: list[float]
 ) -> None:
     clock = FakeClock()
-    script = Script(*failures, then=SUBMITTED)
+    script = scripted(*failures, then=SUBMITTED)
     job = make_hook(script, clock).submit_job(REQUEST)
     assert job.job_id == JOB_ID
     assert script.posts == len(failures) + 1
@@ -313,7 +311,7 @@ def test_submission_retries_are_bounded(
     connection: ConnectionSetter, forever: Reply, error_class: type[Exception]
 ) -> None:
     clock = FakeClock()
-    script = Script(then=forever)
+    script = scripted(then=forever)
     with pytest.raises(error_class):
         make_hook(script, clock).submit_job(REQUEST)
     assert script.posts == 4  # 1 + 3 retries by default
@@ -336,7 +334,7 @@ def test_server_errors_on_submission_are_outcome_unknown_not_retried(
     connection: ConnectionSetter, answer: Reply, status_code: int
 ) -> None:
     clock = FakeClock()
-    script = Script(answer, then=SUBMITTED)
+    script = scripted(answer, then=SUBMITTED)
     with pytest.raises(SubmissionOutcomeUnknownError) as caught:
         make_hook(script, clock).submit_job(REQUEST)
     assert script.posts == 1
@@ -355,7 +353,7 @@ def test_server_errors_on_submission_are_outcome_unknown_not_retried(
     ids=["not json", "no data", "no task id"],
 )
 def test_a_malformed_submission_answer_is_outcome_unknown(connection: ConnectionSetter, answer: Reply) -> None:
-    script = Script(answer, then=SUBMITTED)
+    script = scripted(answer, then=SUBMITTED)
     with pytest.raises(SubmissionOutcomeUnknownError) as caught:
         make_hook(script).submit_job(REQUEST)
     assert script.posts == 1
@@ -376,7 +374,7 @@ def test_client_errors_on_submission_fail_at_once(
     connection: ConnectionSetter, status_code: int, body: Any, error_class: type[HappyHorseError], message: str
 ) -> None:
     clock = FakeClock()
-    script = Script(reply(status_code, body, {"X-Request-Id": "req-77"}), then=SUBMITTED)
+    script = scripted(reply(status_code, body, {"X-Request-Id": "req-77"}), then=SUBMITTED)
     with pytest.raises(error_class) as caught:
         make_hook(script, clock).submit_job(REQUEST)
     assert script.posts == 1
@@ -405,10 +403,10 @@ TRANSIENT: list[tuple[str, Reply, type[HappyHorseError]]] = [
 @pytest.mark.parametrize("failure", [row[1] for row in TRANSIENT], ids=[row[0] for row in TRANSIENT])
 def test_status_polls_retry_transient_failures(connection: ConnectionSetter, failure: Reply) -> None:
     clock = FakeClock()
-    script = Script(failure, failure, then=reply(200, envelope(succeeded_data())))
+    script = scripted(failure, failure, then=reply(200, envelope(succeeded_data())))
     job = make_hook(script, clock).get_job(JOB_ID)
     assert job.state is JobState.SUCCEEDED
-    assert script.gets == 3
+    assert script.status_calls == 3
     assert clock.sleeps == [0.5, 1.0]
 
 
@@ -417,10 +415,10 @@ def test_status_poll_retries_stop_at_the_limit(
     connection: ConnectionSetter, failure: Reply, error_class: type[HappyHorseError]
 ) -> None:
     clock = FakeClock()
-    script = Script(then=failure)
+    script = scripted(then=failure)
     with pytest.raises(error_class):
         make_hook(script, clock).get_job(JOB_ID)
-    assert script.gets == 5
+    assert script.status_calls == 5
     assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
 
 
@@ -432,156 +430,18 @@ def test_status_polls_do_not_retry_client_errors(
     connection: ConnectionSetter, status_code: int, error_class: type[HappyHorseError]
 ) -> None:
     clock = FakeClock()
-    script = Script(then=reply(status_code))
+    script = scripted(then=reply(status_code))
     with pytest.raises(error_class):
         make_hook(script, clock).get_job(JOB_ID)
-    assert script.gets == 1
+    assert script.status_calls == 1
     assert clock.sleeps == []
 
 
 def test_a_poll_honours_retry_after(connection: ConnectionSetter) -> None:
     clock = FakeClock()
-    script = Script(reply(503, headers={"Retry-After": "20"}), reply(429, headers={"Retry-After": "0"}))
+    script = scripted(reply(503, headers={"Retry-After": "20"}), reply(429, headers={"Retry-After": "0"}))
     assert make_hook(script, clock).get_job(JOB_ID).state is JobState.PENDING
     assert clock.sleeps == [20.0, 0.0]
-
-
-# ---------------------------------------------------------------------------------------------------
-# wait_for_job, on a fake clock
-
-
-class TimedJob:
-    """One job that is pending until ``finish_after`` seconds after START, then ends ``final``."""
-
-    def __init__(
-        self,
-        clock: FakeClock,
-        *,
-        finish_after: float = 100.0,
-        final: str = "SUCCESS",
-        unknown_until: float = 0.0,
-        max_requests: int = 200,
-    ) -> None:
-        self.clock = clock
-        self.finish_after = finish_after
-        self.final = final
-        self.unknown_until = unknown_until
-        self.max_requests = max_requests
-        self.polled_at: list[float] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        elapsed = self.clock.elapsed()
-        self.polled_at.append(elapsed)
-        assert len(self.polled_at) <= self.max_requests, "polling does not stop"
-        if elapsed < self.unknown_until:
-            return httpx.Response(404, json={"code": 404, "message": "task not found"})
-        if elapsed < self.finish_after:
-            return httpx.Response(200, json=envelope(job_data("IN_PROGRESS")))
-        if self.final == "SUCCESS":
-            return httpx.Response(200, json=envelope(succeeded_data()))
-        return httpx.Response(200, json=envelope(job_data(self.final, error_message="policy violation")))
-
-
-def waiting_hook(job: TimedJob, clock: FakeClock) -> HappyHorseHook:
-    return HappyHorseHook(transport=httpx.MockTransport(job), sleep=clock.sleep, rng=half, clock=clock)
-
-
-SCHEDULE = PollSchedule(first_poll_after=60.0, min_interval=10.0, max_interval=120.0)
-
-
-def test_wait_for_job_polls_first_near_the_expected_finish_then_by_the_schedule(connection: ConnectionSetter) -> None:
-    clock = FakeClock()
-    job = TimedJob(clock, finish_after=100.0)
-    result = waiting_hook(job, clock).wait_for_job(
-        JOB_ID, schedule=SCHEDULE, deadline=START + timedelta(minutes=10), submitted_at=START
-    )
-    assert result.state is JobState.SUCCEEDED
-    assert result.video_url == "https://cdn.hh.test/v/clip.mp4"
-    assert clock.sleeps == [60.0, 10.0, 10.0, 10.0, 11.0]  # the floor, then 2 s + 10% of 90 s
-    assert job.polled_at == [60.0, 70.0, 80.0, 90.0, 101.0]
-
-
-def test_wait_for_job_says_how_the_job_is_doing_at_most_once_a_minute(
-    connection: ConnectionSetter, capsys: pytest.CaptureFixture[str]
-) -> None:
-    clock = FakeClock()
-    job = TimedJob(clock, finish_after=400.0)
-    schedule = PollSchedule(first_poll_after=10.0, min_interval=10.0, max_interval=10.0)
-    waiting_hook(job, clock).wait_for_job(
-        JOB_ID, schedule=schedule, deadline=START + timedelta(minutes=10), submitted_at=START
-    )
-    told = [line for line in capsys.readouterr().out.splitlines() if "is still IN_PROGRESS" in line]
-    assert len(job.polled_at) >= 39
-    # About 400 s of polling every 10 s: one line a minute, not one per poll.
-    assert len(told) == 6
-    assert f"Job {JOB_ID} is still IN_PROGRESS, 60 s after submission (6 polls so far" in told[0]
-
-
-def test_wait_for_job_returns_a_failed_job(connection: ConnectionSetter) -> None:
-    clock = FakeClock()
-    job = TimedJob(clock, finish_after=30.0, final="FAILED")
-    result = waiting_hook(job, clock).wait_for_job(
-        JOB_ID, schedule=SCHEDULE, deadline=START + timedelta(minutes=10), submitted_at=START
-    )
-    assert (result.state, result.error_message) == (JobState.FAILED, "policy violation")
-    assert job.polled_at == [60.0]
-
-
-def test_wait_for_job_stops_at_the_deadline_without_sleeping_past_it(connection: ConnectionSetter) -> None:
-    clock = FakeClock()
-    job = TimedJob(clock, finish_after=10_000.0)
-    deadline = START + timedelta(seconds=95)
-    with pytest.raises(JobTimeoutError) as caught:
-        waiting_hook(job, clock).wait_for_job(JOB_ID, schedule=SCHEDULE, deadline=deadline, submitted_at=START)
-    assert caught.value.job_id == JOB_ID
-    assert clock.now == deadline
-    assert job.polled_at == [60.0, 70.0, 80.0, 90.0, 95.0]
-    assert clock.sleeps == [60.0, 10.0, 10.0, 10.0, 5.0]
-
-
-def test_wait_for_job_tolerates_not_found_within_the_grace(connection: ConnectionSetter) -> None:
-    clock = FakeClock()
-    job = TimedJob(clock, unknown_until=20.0, finish_after=40.0)
-    schedule = PollSchedule(first_poll_after=5.0, min_interval=10.0, max_interval=60.0)
-    result = waiting_hook(job, clock).wait_for_job(
-        JOB_ID, schedule=schedule, deadline=START + timedelta(minutes=10), submitted_at=START
-    )
-    assert result.state is JobState.SUCCEEDED
-    assert job.polled_at == [5.0, 15.0, 25.0, 35.0, 45.0]
-
-
-def test_wait_for_job_gives_up_on_not_found_after_the_grace(connection: ConnectionSetter) -> None:
-    clock = FakeClock()
-    job = TimedJob(clock, unknown_until=10_000.0)
-    schedule = PollSchedule(first_poll_after=5.0, min_interval=10.0, max_interval=60.0)
-    with pytest.raises(NotFoundError):
-        waiting_hook(job, clock).wait_for_job(
-            JOB_ID, schedule=schedule, deadline=START + timedelta(minutes=10), submitted_at=START
-        )
-    assert job.polled_at == [5.0, 15.0, 25.0, 35.0]
-
-
-def test_wait_for_job_does_not_spin_on_not_found_at_the_deadline(connection: ConnectionSetter) -> None:
-    # A deadline inside the not-found grace: at the deadline the delay is 0, so it must stop, not spin.
-    clock = FakeClock()
-    job = TimedJob(clock, unknown_until=10_000.0, max_requests=10)
-    with pytest.raises(NotFoundError):
-        waiting_hook(job, clock).wait_for_job(
-            JOB_ID, schedule=SCHEDULE, deadline=START + timedelta(seconds=12), submitted_at=START
-        )
-    assert job.polled_at == [12.0]
-
-
-def test_wait_for_job_rides_out_transient_errors(connection: ConnectionSetter) -> None:
-    clock = FakeClock()
-    inner = TimedJob(clock, finish_after=100.0)
-    outage = Script(*[reply(503)] * 5, then=inner)  # one whole get_job (5 attempts) fails
-    hook = HappyHorseHook(transport=outage.transport(), sleep=clock.sleep, rng=half, clock=clock)
-    result = hook.wait_for_job(JOB_ID, schedule=SCHEDULE, deadline=START + timedelta(minutes=10), submitted_at=START)
-    assert result.state is JobState.SUCCEEDED
-    # First poll at 60 s, four backoff waits (0.5+1+2+4), then the schedule's 10 s floor.
-    assert clock.sleeps[:6] == [60.0, 0.5, 1.0, 2.0, 4.0, 10.0]
-    assert outage.gets == 5 + len(inner.polled_at)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -625,7 +485,7 @@ def test_test_connection_tells_the_cases_apart(
     connection: ConnectionSetter, answers: list[Reply], ok: bool, fragment: str
 ) -> None:
     clock = FakeClock()
-    script = Script(*answers, then=reply(599, "the check sent more requests than it should"))
+    script = scripted(*answers, then=reply(599, "the check sent more requests than it should"))
     result_ok, message = make_hook(script, clock).test_connection()
     assert (result_ok, fragment in message) == (ok, True), message
     assert API_KEY not in message
@@ -648,7 +508,7 @@ def test_test_connection_names_a_broken_connection_without_its_random_id(
     connection: ConnectionSetter, definition: dict[str, Any], fragment: str
 ) -> None:
     connection(**definition)
-    script = Script()
+    script = scripted()
     ok, message = make_hook(script).test_connection()
     assert ok is False
     assert message.startswith(fragment), message
@@ -729,7 +589,7 @@ def test_the_key_is_in_no_exception_repr_or_log(
     errors: list[HappyHorseError] = []
 
     # A scripted run with retries and every kind of failure.
-    script = Script(
+    script = scripted(
         fail(httpx.ConnectError),
         reply(429, headers={"Retry-After": "1"}),
         fail(httpx.ReadTimeout),  # the submission: outcome unknown
@@ -802,7 +662,7 @@ async def test_the_key_is_in_no_exception_or_log_on_the_async_path(
     debug_everything(caplog)
     texts: list[str] = []
     errors: list[HappyHorseError] = []
-    script = Script(reply(503), fail(httpx.ReadTimeout), reply(401), then=ok_job())
+    script = scripted(reply(503), fail(httpx.ReadTimeout), reply(401), then=ok_job())
     hook = make_hook(script)
     async_calls: list[Callable[[], Awaitable[object]]] = [
         lambda: hook.asubmit_job(REQUEST),
@@ -845,7 +705,7 @@ def test_settings_repr_hides_the_key() -> None:
 
 async def test_async_submit_and_get_through_the_async_transport(connection: ConnectionSetter) -> None:
     clock = FakeClock()
-    script = Script(
+    script = scripted(
         fail(httpx.ConnectError), SUBMITTED, reply(502), reply(429, headers={"Retry-After": "3"}), then=ok_job("QUEUED")
     )
     hook = HappyHorseHook(async_transport=script.transport(), async_sleep=clock.async_sleep, rng=half)
@@ -872,7 +732,7 @@ class SyncLookupForbidden(HappyHorseHook):
     reason="before Airflow 3.3.2 the only connection lookup is the blocking one (run in a worker thread)",
 )
 async def test_async_calls_fetch_the_connection_asynchronously(connection: ConnectionSetter) -> None:
-    script = Script()
+    script = scripted()
     hook = SyncLookupForbidden(async_transport=script.transport())
     assert (await hook.aget_job(JOB_ID)).job_id == JOB_ID
     assert (await hook.aget_settings()).base_url == "http://hh.test/prefix"
@@ -893,7 +753,7 @@ async def test_async_calls_run_the_blocking_lookup_off_the_event_loop(connection
             lookup_threads.append(threading.get_ident())
             return super().get_connection(conn_id)
 
-    hook = ThreadRecordingHook(async_transport=Script().transport())
+    hook = ThreadRecordingHook(async_transport=scripted().transport())
     assert (await hook.aget_job(JOB_ID)).job_id == JOB_ID
     assert lookup_threads
     assert threading.get_ident() not in lookup_threads
@@ -901,7 +761,7 @@ async def test_async_calls_run_the_blocking_lookup_off_the_event_loop(connection
 
 async def test_async_submission_rule(connection: ConnectionSetter) -> None:
     clock = FakeClock()
-    script = Script(fail(httpx.ReadTimeout), then=SUBMITTED)
+    script = scripted(fail(httpx.ReadTimeout), then=SUBMITTED)
     hook = HappyHorseHook(async_transport=script.transport(), async_sleep=clock.async_sleep, rng=half)
     with pytest.raises(SubmissionOutcomeUnknownError):
         await hook.asubmit_job(REQUEST)
@@ -911,15 +771,15 @@ async def test_async_submission_rule(connection: ConnectionSetter) -> None:
 
 async def test_async_poll_retries_are_bounded(connection: ConnectionSetter) -> None:
     clock = FakeClock()
-    script = Script(then=reply(504))
+    script = scripted(then=reply(504))
     hook = HappyHorseHook(async_transport=script.transport(), async_sleep=clock.async_sleep, rng=half)
     with pytest.raises(ServerError):
         await hook.aget_job(JOB_ID)
-    assert script.gets == 5
+    assert script.status_calls == 5
     assert clock.sleeps == [0.5, 1.0, 2.0, 4.0]
     with pytest.raises(ServerError):
-        await hook.aget_job(JOB_ID, max_attempts=1)
-    assert script.gets == 6
+        await hook.aget_job(JOB_ID, max_retries=0)
+    assert script.status_calls == 6
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -998,8 +858,8 @@ async def test_one_hook_used_by_several_tasks_keeps_the_client_for_each(connecti
 class ClosingTransport(httpx.MockTransport):
     """A scripted transport that counts how often its client closed it."""
 
-    def __init__(self, script: Script) -> None:
-        super().__init__(script)
+    def __init__(self, script: FakeService) -> None:
+        super().__init__(script.handle)
         self.closed = 0
 
     async def aclose(self) -> None:
@@ -1007,7 +867,7 @@ class ClosingTransport(httpx.MockTransport):
 
 
 async def test_the_last_user_closes_the_shared_client(connection: ConnectionSetter) -> None:
-    transport = ClosingTransport(Script())
+    transport = ClosingTransport(scripted())
     first, second = HappyHorseHook(async_transport=transport), HappyHorseHook(async_transport=transport)
     await first.aget_job(JOB_ID)
     assert transport.closed == 1  # a lone call opens and closes its client
@@ -1022,7 +882,7 @@ async def test_the_last_user_closes_the_shared_client(connection: ConnectionSett
 
 
 async def test_the_shared_client_is_closed_even_when_a_call_fails(connection: ConnectionSetter) -> None:
-    transport = ClosingTransport(Script(then=reply(401)))
+    transport = ClosingTransport(scripted(then=reply(401)))
     hook = HappyHorseHook(async_transport=transport)
     with pytest.raises(AuthenticationError):
         await hook.aget_job(JOB_ID)

@@ -15,7 +15,9 @@ from airflow_provider_happyhorse.job_store import JobRecordStore
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
-from unit.fake_service import API_KEY, CONN_JSON, DictStore, FakeClock, FakeService, make_context, raise_error, respond
+from support.clock import FakeClock
+from support.context import DictStore, make_context
+from support.service import API_KEY, CONN_JSON, FakeService, fail, reply
 
 HAS_NEVER_EXPIRE = hasattr(importlib.import_module("airflow.sdk.execution_time.context"), "NEVER_EXPIRE")
 
@@ -226,7 +228,7 @@ def test_changed_request_is_not_reattached() -> None:
 
 @pytest.mark.parametrize(
     "fault",
-    [raise_error(httpx.ReadTimeout), raise_error(httpx.RemoteProtocolError), respond(502, "bad gateway")],
+    [fail(httpx.ReadTimeout), fail(httpx.RemoteProtocolError), reply(502, "bad gateway")],
 )
 def test_outcome_unknown_fails_then_the_retry_refuses_to_pay_again(fault: Any) -> None:
     service = FakeService(FakeClock())
@@ -244,7 +246,7 @@ def test_outcome_unknown_fails_then_the_retry_refuses_to_pay_again(fault: Any) -
 def test_surely_not_created_submission_clears_the_marker() -> None:
     service = FakeService(FakeClock())
     store = DictStore()
-    service.faults.extend([raise_error(httpx.ConnectError)] * 4)  # every attempt the policy allows
+    service.faults.extend([fail(httpx.ConnectError)] * 4)  # every attempt the policy allows
     with pytest.raises(AirflowException, match="ConnectError"):
         make_operator(service).execute(make_context(store))
     assert service.posts == 4
@@ -256,7 +258,7 @@ def test_surely_not_created_submission_clears_the_marker() -> None:
 @pytest.mark.parametrize(("status", "error"), [(401, "AuthenticationError"), (402, "AccountError")])
 def test_auth_and_account_errors_fail_without_retry(status: int, error: str) -> None:
     service = FakeService(FakeClock())
-    service.faults.append(respond(status, {"code": status, "message": "no"}))
+    service.faults.append(reply(status, {"code": status, "message": "no"}))
     with pytest.raises(AirflowFailException, match=error):
         make_operator(service).execute(make_context(DictStore()))
     assert service.posts == 1
@@ -441,7 +443,7 @@ def test_a_writable_destination_is_checked_and_left_clean(tmp_path: Any) -> None
 def test_the_refusal_after_an_unknown_outcome_names_the_command_and_the_ui() -> None:
     service = FakeService(FakeClock())
     store = DictStore()
-    service.faults.append(raise_error(httpx.ReadTimeout))
+    service.faults.append(fail(httpx.ReadTimeout))
     with pytest.raises(AirflowException):
         make_operator(service).execute(make_context(store))
     with pytest.raises(AirflowFailException) as refused:
@@ -458,9 +460,9 @@ def test_the_refusal_after_an_unknown_outcome_names_the_command_and_the_ui() -> 
 @pytest.mark.parametrize(
     ("fault", "retries", "fragment"),
     [
-        (respond(404, {"code": 404, "message": "not found"}), False, "has no /api/generate (NotFoundError (HTTP 404)"),
-        (respond(401, {"code": 401, "message": "bad key"}), False, "refused the API key (AuthenticationError"),
-        (raise_error(httpx.ConnectError), True, "Could not reach HappyHorse at http://hh.test (connection 'happyh"),
+        (reply(404, {"code": 404, "message": "not found"}), False, "has no /api/generate (NotFoundError (HTTP 404)"),
+        (reply(401, {"code": 401, "message": "bad key"}), False, "refused the API key (AuthenticationError"),
+        (fail(httpx.ConnectError), True, "Could not reach HappyHorse at http://hh.test (connection 'happyh"),
     ],
     ids=["wrong prefix", "wrong key", "unreachable"],
 )

@@ -7,7 +7,9 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
-from unit.fake_service import CONN_JSON, FakeClock, FakeService, make_context, respond
+from support.clock import FakeClock
+from support.context import make_context
+from support.service import CONN_JSON, FakeService, reply
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +19,7 @@ def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_sensor(service: FakeService, **kwargs: object) -> HappyHorseJobSensor:
     sensor = HappyHorseJobSensor(task_id="wait", job_id=service.job_id, poke_interval=5, timeout=600, **kwargs)
-    sensor.hook = HappyHorseHook(transport=service.transport(), sleep=service.clock.sleep)  # type: ignore[misc]
+    sensor.hook = HappyHorseHook(transport=service.transport(), clock=service.clock)  # type: ignore[misc]
     return sensor
 
 
@@ -55,6 +57,6 @@ def test_poke_pending_then_failed() -> None:
 
 def test_poke_with_a_bad_key_fails_without_retrying() -> None:
     service = FakeService(FakeClock())
-    service.faults.append(respond(401, {"code": 401, "message": "invalid api key"}))
+    service.faults.append(reply(401, {"code": 401, "message": "invalid api key"}))
     with pytest.raises(AirflowFailException, match="AuthenticationError"):
         make_sensor(service, deferrable=False).poke(make_context(None))

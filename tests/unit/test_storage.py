@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, TaskDeferred
 
@@ -15,9 +13,10 @@ from airflow_provider_happyhorse.exceptions import ResultUnavailableError, Trans
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.storage import StoredClip, store_clip
-from unit.fake_service import API_KEY, CONN_JSON, DictStore, FakeClock, FakeService, make_context
+from support.clock import FakeClock
+from support.context import DictStore, make_context
+from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, serve_clip
 
-CLIP = bytes(range(256)) * 4096  # 1 MiB, not all one byte
 URL = "http://cdn.test/files/n92abc123hh10.mp4"
 
 
@@ -26,39 +25,8 @@ def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
 
 
-class ChunkStream(httpx.SyncByteStream):
-    def __init__(self, chunks: list[bytes], fail_after: int | None = None) -> None:
-        self.chunks = chunks
-        self.fail_after = fail_after
-
-    def __iter__(self) -> Iterator[bytes]:
-        for index, chunk in enumerate(self.chunks):
-            if self.fail_after is not None and index == self.fail_after:
-                raise httpx.ReadError("connection reset mid-download")
-            yield chunk
-
-
-class FileServer:
-    """Serves CLIP in 64 KiB chunks; ``script`` overrides the next answers."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.script: list[Callable[[], httpx.Response]] = []
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.script:
-            return self.script.pop(0)()
-        return ok()
-
-    def hook(self) -> HappyHorseHook:
-        return HappyHorseHook(transport=httpx.MockTransport(self.handle), sleep=lambda s: None, rng=lambda: 0.5)
-
-
-def ok(body: bytes = CLIP, *, length: int | None = None, fail_after: int | None = None) -> httpx.Response:
-    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
-    headers = {"Content-Length": str(len(body) if length is None else length), "Content-Type": "video/mp4"}
-    return httpx.Response(200, headers=headers, stream=ChunkStream(chunks, fail_after))
+def file_hook(service: FakeService) -> HappyHorseHook:
+    return HappyHorseHook(transport=service.transport(), sleep=lambda s: None, rng=lambda: 0.5)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -66,9 +34,9 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def test_stores_streamed_clip_with_size_and_checksum(tmp_path: Path) -> None:
-    server = FileServer()
+    server = FakeService()
     destination = tmp_path / "out" / "clip.mp4"
-    clip, downloaded = store_clip(server.hook(), job_id="j1", url=URL, destination=str(destination))
+    clip, downloaded = store_clip(file_hook(server), job_id="j1", url=URL, destination=str(destination))
     assert downloaded
     assert destination.read_bytes() == CLIP
     assert clip == StoredClip(path=f"file://{destination}", size=len(CLIP), sha256=hashlib.sha256(CLIP).hexdigest())
@@ -78,52 +46,52 @@ def test_stores_streamed_clip_with_size_and_checksum(tmp_path: Path) -> None:
 
 
 def test_truncated_download_never_reaches_the_final_path(tmp_path: Path) -> None:
-    server = FileServer()
-    server.script = [lambda: ok(CLIP[:1000], length=len(CLIP))] * 5
+    server = FakeService()
+    server.file_faults.extend([serve_clip(CLIP[:1000], length=len(CLIP))] * 5)
     destination = tmp_path / "clip.mp4"
     with pytest.raises(TransportError, match="stopped at 1000 of"):
-        store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+        store_clip(file_hook(server), job_id="j1", url=URL, destination=destination)
     assert not destination.exists()
     assert leftovers(tmp_path) == []
-    assert len(server.requests) == 5  # the connection's retry limit
+    assert server.downloads == 5  # the connection's retry limit
 
 
 def test_connection_drop_mid_stream_is_retried(tmp_path: Path) -> None:
-    server = FileServer()
-    server.script = [lambda: ok(fail_after=3)]
+    server = FakeService()
+    server.file_faults.append(serve_clip(fail_after=3))
     destination = tmp_path / "clip.mp4"
-    clip, _ = store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+    clip, _ = store_clip(file_hook(server), job_id="j1", url=URL, destination=destination)
     assert destination.read_bytes() == CLIP
     assert clip.size == len(CLIP)
-    assert len(server.requests) == 2
+    assert server.downloads == 2
 
 
 @pytest.mark.parametrize("status", [404, 410])
 def test_expired_result_url_names_the_job(tmp_path: Path, status: int) -> None:
-    server = FileServer()
-    server.script = [lambda: httpx.Response(status, text="gone")]
+    server = FakeService()
+    server.file_faults.append(reply(status, "gone"))
     destination = tmp_path / "clip.mp4"
     with pytest.raises(ResultUnavailableError, match=rf"job n92dead cannot be fetched .* HTTP {status}"):
-        store_clip(server.hook(), job_id="n92dead", url=URL, destination=destination)
+        store_clip(file_hook(server), job_id="n92dead", url=URL, destination=destination)
     assert not destination.exists()
-    assert len(server.requests) == 1
+    assert server.downloads == 1
 
 
 def test_same_complete_file_is_not_downloaded_again(tmp_path: Path) -> None:
-    server = FileServer()
+    server = FakeService()
     destination = tmp_path / "clip.mp4"
-    first, _ = store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
-    again, downloaded = store_clip(server.hook(), job_id="j1", url=URL, destination=destination, known=first)
+    first, _ = store_clip(file_hook(server), job_id="j1", url=URL, destination=destination)
+    again, downloaded = store_clip(file_hook(server), job_id="j1", url=URL, destination=destination, known=first)
     assert (again, downloaded) == (first, False)
-    assert len(server.requests) == 1
+    assert server.downloads == 1
 
 
 def test_damaged_file_is_downloaded_again(tmp_path: Path) -> None:
-    server = FileServer()
+    server = FakeService()
     destination = tmp_path / "clip.mp4"
-    first, _ = store_clip(server.hook(), job_id="j1", url=URL, destination=destination)
+    first, _ = store_clip(file_hook(server), job_id="j1", url=URL, destination=destination)
     destination.write_bytes(CLIP[:-1] + b"x")
-    again, downloaded = store_clip(server.hook(), job_id="j1", url=URL, destination=destination, known=first)
+    again, downloaded = store_clip(file_hook(server), job_id="j1", url=URL, destination=destination, known=first)
     assert downloaded
     assert again == first
     assert destination.read_bytes() == CLIP
@@ -132,7 +100,7 @@ def test_damaged_file_is_downloaded_again(tmp_path: Path) -> None:
 def test_partial_left_by_a_killed_try_is_removed(tmp_path: Path) -> None:
     (tmp_path / ".clip.mp4.j1.deadbeef.partial").write_bytes(b"half a video")
     (tmp_path / ".other.mp4.j2.cafe.partial").write_bytes(b"someone else's")
-    store_clip(FileServer().hook(), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
+    store_clip(file_hook(FakeService()), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
     assert leftovers(tmp_path) == [".other.mp4.j2.cafe.partial"]
 
 
@@ -149,12 +117,10 @@ def finished_event(service: FakeService) -> dict[str, Any]:
     }
 
 
-def operator_with_files(service: FakeService, server: FileServer, **kwargs: Any) -> GenerateVideoOperator:
-    def route(request: httpx.Request) -> httpx.Response:
-        return server.handle(request) if request.url.host == "cdn.test" else service.handle(request)
-
+def operator_with_files(service: FakeService, **kwargs: Any) -> GenerateVideoOperator:
+    """An operator whose hook talks to ``service``, which also serves the clip."""
     operator = GenerateVideoOperator(task_id="video", prompt="a horse", **kwargs)
-    operator.hook = HappyHorseHook(transport=httpx.MockTransport(route), sleep=service.clock.sleep)  # type: ignore[misc]
+    operator.hook = HappyHorseHook(transport=service.transport(), sleep=service.clock.sleep)  # type: ignore[misc]
     return operator
 
 
@@ -162,14 +128,13 @@ def test_operator_stores_clip_emits_asset_event_and_skips_on_retry(tmp_path: Pat
     from airflow.sdk.execution_time.context import OutletEventAccessors
 
     service = FakeService(FakeClock())
-    server = FileServer()
     destination = tmp_path / "daily" / "2026-01-01.mp4"
     alias = AssetAlias("happyhorse_clips")
     named = Asset("happyhorse://daily")
     store = DictStore()
     results = []
     for _ in range(2):  # a first try, then a retry of the same task instance
-        operator = operator_with_files(service, server, output_path=str(destination), outlets=[alias, named])
+        operator = operator_with_files(service, output_path=str(destination), outlets=[alias, named])
         context = make_context(store)
         context["outlet_events"] = OutletEventAccessors()
         results.append(operator.execute_complete(context, finished_event(service)))
@@ -178,7 +143,7 @@ def test_operator_stores_clip_emits_asset_event_and_skips_on_retry(tmp_path: Pat
     assert first["stored_path"] == f"file://{destination}"
     assert (first["stored_size"], first["stored_sha256"]) == (len(CLIP), digest)
     assert second["stored_sha256"] == digest
-    assert len(server.requests) == 1  # the retry found the same complete file
+    assert service.downloads == 1  # the retry found the same complete file
     events = context["outlet_events"]
     [alias_event] = events[alias].asset_alias_events
     assert alias_event.dest_asset_key.uri == f"file://{destination}"
@@ -191,9 +156,8 @@ def test_operator_stores_clip_emits_asset_event_and_skips_on_retry(tmp_path: Pat
 
 def test_operator_fails_clearly_when_the_url_expired(tmp_path: Path) -> None:
     service = FakeService(FakeClock())
-    server = FileServer()
-    server.script = [lambda: httpx.Response(410)]
-    operator = operator_with_files(service, server, output_path=str(tmp_path / "x.mp4"))
+    service.file_faults.append(reply(410, b""))
+    operator = operator_with_files(service, output_path=str(tmp_path / "x.mp4"))
     # No retry: a retry re-attaches to the same job and its same expired URL.
     with pytest.raises(AirflowFailException) as failed:
         operator.execute_complete(make_context(DictStore()), finished_event(service))
@@ -207,10 +171,9 @@ def test_operator_fails_clearly_when_the_url_expired(tmp_path: Path) -> None:
 
 def test_on_expired_regenerate_pays_once_more_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     service = FakeService(FakeClock())
-    server = FileServer()
-    server.script = [lambda: httpx.Response(410)]
+    service.file_faults.append(reply(410, b""))
     store = DictStore()
-    operator = operator_with_files(service, server, output_path=str(tmp_path / "x.mp4"), on_expired="regenerate")
+    operator = operator_with_files(service, output_path=str(tmp_path / "x.mp4"), on_expired="regenerate")
     with pytest.raises(TaskDeferred):
         operator.execute_complete(make_context(store), finished_event(service))
     assert service.posts == 1
@@ -223,11 +186,11 @@ def test_on_expired_regenerate_pays_once_more_and_says_so(tmp_path: Path, capsys
 
 def test_openlineage_facets_name_the_stored_clip_and_job(tmp_path: Path) -> None:
     service = FakeService(FakeClock())
-    operator = operator_with_files(service, FileServer(), output_path=f"s3://videos/daily/{service.job_id}.mp4")
+    operator = operator_with_files(service, output_path=f"s3://videos/daily/{service.job_id}.mp4")
     operator._result = None
     assert operator.get_openlineage_facets_on_complete(None) is None
     destination = tmp_path / "clip.mp4"
-    operator = operator_with_files(service, FileServer(), output_path=str(destination))
+    operator = operator_with_files(service, output_path=str(destination))
     operator.execute_complete(make_context(DictStore()), finished_event(service))
     lineage = operator.get_openlineage_facets_on_complete(None)
     [output] = lineage.outputs

@@ -15,7 +15,8 @@ from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
-from unit.fake_service import API_KEY, CONN_JSON, START, FakeClock, FakeService, raise_error, respond
+from support.clock import START, FakeClock
+from support.service import API_KEY, CONN_JSON, FakeService, fail, reply
 
 
 @pytest.fixture(autouse=True)
@@ -39,11 +40,10 @@ def make_trigger(service: FakeService, **overrides: Any) -> HappyHorseJobTrigger
     trigger = HappyHorseJobTrigger(**kwargs)
     clock = service.clock
     transport = service.transport()
-    # Seams: the hook's transport and the trigger's time; nothing inside the trigger is patched.
-    trigger._make_hook = lambda: HappyHorseHook("happyhorse_default", async_transport=transport)  # type: ignore[method-assign]
-    trigger._now = clock  # type: ignore[method-assign]
-    trigger._sleep = clock.async_sleep  # type: ignore[method-assign]
-    trigger._rng = lambda: 0.5  # type: ignore[method-assign]  # no jitter
+    # The one seam: the hook, with the service's transport and the fake clock (no jitter).
+    trigger._make_hook = lambda: HappyHorseHook(  # type: ignore[method-assign]
+        "happyhorse_default", async_transport=transport, async_sleep=clock.async_sleep, rng=lambda: 0.5, clock=clock
+    )
     return trigger
 
 
@@ -162,7 +162,7 @@ async def test_failed_job_event_carries_reason(final_status: str, reason_key: st
     clock = FakeClock()
     service = FakeService(clock, finish_after=0.0, final_status=final_status)
     body = {"task_id": service.job_id, "status": final_status, reason_key: "nsfw prompt"}
-    service.faults.append(respond(200, {"code": 200, "message": "success", "data": body}))
+    service.faults.append(reply(200, {"code": 200, "message": "success", "data": body}))
     [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
     assert event.payload == {
         "status": "failed",
@@ -178,7 +178,7 @@ async def test_failed_job_event_carries_reason(final_status: str, reason_key: st
 async def test_failure_reason_from_top_level_message() -> None:
     service = FakeService(FakeClock())
     body = {"code": 200, "message": "quota exceeded", "data": {"task_id": service.job_id, "status": "FAILED"}}
-    service.faults.append(respond(200, body))
+    service.faults.append(reply(200, body))
     [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
     assert event.payload["status"] == "failed"
     assert event.payload["message"] == "quota exceeded"
@@ -208,15 +208,15 @@ async def test_deadline_before_first_poll_still_polls_once() -> None:
 
 
 STORM = [
-    respond(429, {"code": 429, "message": "slow down"}, {"Retry-After": "7"}),
-    respond(503, {"code": 503, "message": "busy"}),
-    respond(502, "<html>bad gateway</html>"),
-    respond(200, "not json at all"),
-    respond(200, {"code": 200, "message": "success"}),
-    raise_error(httpx.ReadTimeout),
-    raise_error(httpx.ConnectError),
-    raise_error(httpx.RemoteProtocolError),
-    respond(500, {"error": {"code": "internal", "message": "boom"}}),
+    reply(429, {"code": 429, "message": "slow down"}, {"Retry-After": "7"}),
+    reply(503, {"code": 503, "message": "busy"}),
+    reply(502, "<html>bad gateway</html>"),
+    reply(200, "not json at all"),
+    reply(200, {"code": 200, "message": "success"}),
+    fail(httpx.ReadTimeout),
+    fail(httpx.ConnectError),
+    fail(httpx.RemoteProtocolError),
+    reply(500, {"error": {"code": "internal", "message": "boom"}}),
 ]
 
 
@@ -238,10 +238,10 @@ async def test_storm_of_transient_errors_never_ends_it_early() -> None:
     [
         # The server closed a kept-alive connection as it was used: poll again after the retry
         # policy's first backoff (1 s, full jitter; the test's draw halves it), not a whole interval.
-        (raise_error(httpx.RemoteProtocolError), 0.5),
-        (raise_error(httpx.ReadTimeout), 0.5),
+        (fail(httpx.RemoteProtocolError), 0.5),
+        (fail(httpx.ReadTimeout), 0.5),
         # A server that answered busy waits for the schedule (2 s + 10% of 30 s, over the 5 s floor).
-        (respond(503, {"code": 503, "message": "busy"}), 5.0),
+        (reply(503, {"code": 503, "message": "busy"}), 5.0),
     ],
     ids=["dropped connection", "read timeout", "503"],
 )
@@ -256,7 +256,7 @@ async def test_a_failed_connection_is_polled_again_soon(fault: Any, second_wait:
 
 async def test_transient_errors_until_deadline_give_timeout() -> None:
     service = FakeService(FakeClock())
-    service.faults.extend([respond(503, {"code": 503, "message": "busy"})] * 1000)
+    service.faults.extend([reply(503, {"code": 503, "message": "busy"})] * 1000)
     deadline = START + timedelta(seconds=120)
     [event] = await run_to_end(make_trigger(service, deadline=deadline.isoformat(), first_poll_after=10.0))
     assert event.payload["status"] == "timeout"
@@ -270,7 +270,7 @@ async def test_transient_errors_until_deadline_give_timeout() -> None:
 )
 async def test_permanent_errors_end_with_error_event(status: int, error_type: str) -> None:
     service = FakeService(FakeClock())
-    service.faults.append(respond(status, {"code": status, "message": "nope"}))
+    service.faults.append(reply(status, {"code": status, "message": "nope"}))
     [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
     assert event.payload["status"] == "error"
     assert event.payload["error_type"] == error_type
@@ -281,7 +281,7 @@ async def test_permanent_errors_end_with_error_event(status: int, error_type: st
 
 async def test_not_found_within_grace_is_retried_then_final() -> None:
     service = FakeService(FakeClock(), job_id="n92unknown")
-    not_found = respond(404, {"code": 404, "message": "task not found"})
+    not_found = reply(404, {"code": 404, "message": "task not found"})
     service.faults.extend([not_found] * 50)
     [event] = await run_to_end(make_trigger(service, first_poll_after=10.0))
     assert event.payload["status"] == "error"

@@ -14,7 +14,7 @@ import os
 
 from airflow.sdk import DAG
 
-from airflow_provider_happyhorse.client_core import expected_render_seconds
+from airflow_provider_happyhorse import expected_render_seconds
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 
 VIDEOS = int(os.environ.get("BENCH_BACKFILL_VIDEOS", "500"))

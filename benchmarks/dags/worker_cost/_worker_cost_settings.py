@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow_provider_happyhorse.client_core import expected_render_seconds
+from airflow_provider_happyhorse import expected_render_seconds
 
 # How many videos per variant; the same request shapes, in the same order, for every variant.
 VIDEOS = int(os.environ.get("BENCH_WC_VIDEOS", "10"))

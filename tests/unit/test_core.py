@@ -3,42 +3,35 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_happyhorse import client_core
-from airflow_provider_happyhorse.aiohttp_transport import httpx_error as aiohttp_httpx_error
-from airflow_provider_happyhorse.client_core import (
-    PollSchedule,
-    RetryPolicy,
-    Send,
-    Sleep,
-    build_status_request,
-    build_submit_request,
-    expected_render_seconds,
-    first_poll_for,
-    is_retryable_poll_error,
-    is_retryable_submit_error,
+from airflow_provider_happyhorse import core
+from airflow_provider_happyhorse.core.flows import Send, Sleep, status_flow, submit_flow
+from airflow_provider_happyhorse.core.requests import build_status_request, build_submit_request, normalize_base_url
+from airflow_provider_happyhorse.core.responses import (
     map_transport_error,
-    normalize_base_url,
     parse_job_response,
     parse_retry_after,
     parse_submit_response,
     request_surely_not_sent,
-    status_flow,
-    submission_error,
-    submit_flow,
 )
+from airflow_provider_happyhorse.core.retries import (
+    RetryPolicy,
+    is_retryable_poll_error,
+    is_retryable_submit_error,
+    submission_error,
+)
+from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
+from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     APIStatusError,
@@ -54,7 +47,7 @@ from airflow_provider_happyhorse.exceptions import (
     TransportError,
 )
 from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
-from unit.conftest import API_KEY, BASE_URL, JOB_ID, envelope, job_data, succeeded_data
+from support.service import API_KEY, BASE_URL, JOB_ID, envelope, job_data, succeeded_data
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 VIDEO = "https://cdn.hh.test/v/clip.mp4"
@@ -476,7 +469,8 @@ def transport_error(exc_type: type[httpx.TransportError]) -> httpx.TransportErro
     return exc_type("scripted", request=httpx.Request("GET", "http://hh.test"))
 
 
-POLICY = RetryPolicy(max_attempts=4, submit_max_attempts=3, initial_delay=1.0, max_delay=30.0)
+POLICY = RetryPolicy(max_retries=3, submit_max_retries=2, initial_delay=1.0, max_delay=30.0)
+SETTINGS = ConnectionSettings(base_url=BASE_URL, api_key=API_KEY, policy=POLICY)
 
 
 def half() -> float:
@@ -508,7 +502,7 @@ def half() -> float:
     ids=["ok", "5xx then malformed success", "429 Retry-After", "transport", "malformed", "exhausted", "401", "404"],
 )
 def test_status_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], result: Any) -> None:
-    actions, outcome = drive(status_flow(BASE_URL, API_KEY, JOB_ID, POLICY, rng=half), outcomes)
+    actions, outcome = drive(status_flow(SETTINGS, JOB_ID, rng=half), outcomes)
     assert sum(isinstance(action, Send) for action in actions) == sends
     assert [action.seconds for action in actions if isinstance(action, Sleep)] == sleeps
     if isinstance(result, JobState):
@@ -518,8 +512,8 @@ def test_status_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], r
         assert type(outcome) is result
 
 
-def test_status_flow_max_attempts_override() -> None:
-    actions, outcome = drive(status_flow(BASE_URL, API_KEY, JOB_ID, POLICY, max_attempts=1, rng=half), [answer(503)])
+def test_status_flow_max_retries_override() -> None:
+    actions, outcome = drive(status_flow(SETTINGS, JOB_ID, max_retries=0, rng=half), [answer(503)])
     assert [type(action) for action in actions] == [Send]
     assert isinstance(outcome, ServerError)
 
@@ -527,10 +521,8 @@ def test_status_flow_max_attempts_override() -> None:
 def test_flows_report_each_retry() -> None:
     seen: list[tuple[str, int, float]] = []
     flow = status_flow(
-        BASE_URL,
-        API_KEY,
+        SETTINGS,
         JOB_ID,
-        POLICY,
         rng=half,
         on_retry=lambda e, n, d: seen.append((type(e).__name__, n, d)),
     )
@@ -590,7 +582,7 @@ def test_flows_report_each_retry() -> None:
     ],
 )
 def test_submit_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], result: type[Any]) -> None:
-    actions, outcome = drive(submit_flow(BASE_URL, API_KEY, REQUEST, POLICY, rng=half), outcomes)
+    actions, outcome = drive(submit_flow(SETTINGS, REQUEST, rng=half), outcomes)
     assert sum(isinstance(action, Send) for action in actions) == sends
     assert [action.seconds for action in actions if isinstance(action, Sleep)] == sleeps
     assert type(outcome) is result
@@ -601,7 +593,7 @@ def test_submit_flow(outcomes: list[Outcome], sends: int, sleeps: list[float], r
 
 
 def test_a_flow_refuses_to_be_fed_nonsense() -> None:
-    flow = status_flow(BASE_URL, API_KEY, JOB_ID, POLICY)
+    flow = status_flow(SETTINGS, JOB_ID)
     next(flow)
     with pytest.raises(TypeError, match="response or a transport error"):
         flow.send(None)
@@ -612,22 +604,22 @@ def test_a_flow_refuses_to_be_fed_nonsense() -> None:
 
 
 @pytest.mark.parametrize(
-    ("attempt", "ceiling"),
+    ("retry", "ceiling"),
     [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 16.0), (6, 30.0), (7, 30.0), (50, 30.0)],
 )
-def test_backoff_grows_exponentially_up_to_the_cap(attempt: int, ceiling: float) -> None:
+def test_backoff_grows_exponentially_up_to_the_cap(retry: int, ceiling: float) -> None:
     policy = RetryPolicy()
-    assert policy.backoff(attempt, None, lambda: 1.0) == ceiling
-    assert policy.backoff(attempt, None, lambda: 0.0) == 0.0
-    assert policy.backoff(attempt, None, lambda: 0.25) == ceiling * 0.25
+    assert policy.backoff(retry, None, lambda: 1.0) == ceiling
+    assert policy.backoff(retry, None, lambda: 0.0) == 0.0
+    assert policy.backoff(retry, None, lambda: 0.25) == ceiling * 0.25
 
 
 @pytest.mark.parametrize("draw", [0.0, 0.01, 0.3, 0.5, 0.77, 0.999999])
-@pytest.mark.parametrize("attempt", [1, 2, 3, 8])
-def test_backoff_is_full_jitter_within_the_cap(draw: float, attempt: int) -> None:
+@pytest.mark.parametrize("retry", [1, 2, 3, 8])
+def test_backoff_is_full_jitter_within_the_cap(draw: float, retry: int) -> None:
     policy = RetryPolicy(initial_delay=0.5, max_delay=3.0)
-    ceiling = min(3.0, 0.5 * 2 ** (attempt - 1))
-    delay = policy.backoff(attempt, None, lambda: draw)
+    ceiling = min(3.0, 0.5 * 2 ** (retry - 1))
+    delay = policy.backoff(retry, None, lambda: draw)
     assert delay == pytest.approx(ceiling * draw)
     assert 0.0 <= delay <= 3.0
 
@@ -648,7 +640,7 @@ def test_backoff_honours_retry_after_capped(retry_after: float, cap: float, expe
 
 def test_default_policy_constants() -> None:
     policy = RetryPolicy()
-    assert (policy.max_attempts, policy.submit_max_attempts) == (5, 4)
+    assert (policy.max_retries, policy.submit_max_retries) == (4, 3)
     assert (policy.initial_delay, policy.max_delay, policy.max_retry_after) == (1.0, 30.0, 300.0)
 
 
@@ -766,92 +758,11 @@ def test_httpx_transport_errors(
     assert str(error) == f"{exc_type.__name__}: scripted"
 
 
-def aiohttp_wrapped(error: Exception) -> httpx.TransportError:
-    """The exception the async path's transport raises for an aiohttp error."""
-    wrapped = aiohttp_httpx_error(error, httpx.Request("POST", "http://hh.test/api/generate"))  # type: ignore[arg-type]
-    wrapped.__cause__ = error
-    return wrapped
-
-
-def connection_key() -> ConnectionKey:
-    return ConnectionKey("hh.test", 443, True, True, None, None, None, None)
-
-
-AIOHTTP_ERRORS: list[tuple[str, Callable[[], Exception], type[httpx.TransportError], bool, type[TransportError]]] = [
-    # (id, aiohttp error, the httpx error the transport raises, surely not sent, what we raise)
-    ("server disconnected", aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError, False, TransportError),
-    (
-        "connection refused",
-        lambda: aiohttp.ClientConnectorError(connection_key(), ConnectionRefusedError(111, "Connection refused")),
-        httpx.ConnectError,
-        True,
-        TransportError,
-    ),
-    (
-        "DNS failure",
-        lambda: aiohttp.ClientConnectorDNSError(connection_key(), OSError(-2, "Name or service not known")),
-        httpx.ConnectError,
-        True,
-        TransportError,
-    ),
-    ("connect timeout", aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout, True, RequestTimeoutError),
-    ("socket read timeout", aiohttp.SocketTimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
-    ("timeout of unknown phase", aiohttp.ServerTimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
-    ("asyncio timeout", TimeoutError, httpx.ReadTimeout, False, RequestTimeoutError),
-    (
-        "connection reset",
-        lambda: aiohttp.ClientOSError(104, "Connection reset by peer"),
-        httpx.ReadError,
-        False,
-        TransportError,
-    ),
-    ("payload cut short", lambda: aiohttp.ClientPayloadError("truncated"), httpx.ReadError, False, TransportError),
-    ("not an http url", lambda: aiohttp.InvalidURL("ftp://x"), httpx.UnsupportedProtocol, False, TransportError),
-    ("any other aiohttp error", lambda: aiohttp.ClientError("odd"), httpx.RemoteProtocolError, False, TransportError),
-]
-
-
-@pytest.mark.parametrize(
-    ("make_error", "httpx_type", "not_sent", "mapped"),
-    [row[1:] for row in AIOHTTP_ERRORS],
-    ids=[row[0] for row in AIOHTTP_ERRORS],
-)
-def test_aiohttp_errors_say_whether_the_request_left(
-    make_error: Callable[[], Exception],
-    httpx_type: type[httpx.TransportError],
-    not_sent: bool,
-    mapped: type[TransportError],
-) -> None:
-    cause = make_error()
-    wrapped = aiohttp_wrapped(cause)
-    assert type(wrapped) is httpx_type
-    assert request_surely_not_sent(wrapped) is not_sent
-    error = map_transport_error(wrapped)
-    assert type(error) is mapped
-    assert error.request_sent is not not_sent
-    assert f"({type(cause).__name__})" in str(error)
-
-
 def test_an_error_is_named_once_when_its_cause_has_the_same_name() -> None:
     request = httpx.Request("GET", "http://hh.test/api/status")
     outer = httpx.ConnectError("[Errno 111] Connection refused", request=request)
     outer.__cause__ = httpx.ConnectError("[Errno 111] Connection refused", request=request)
     assert str(map_transport_error(outer)) == "ConnectError: [Errno 111] Connection refused"
-
-
-def test_a_server_disconnect_during_submission_is_outcome_unknown_not_a_retry() -> None:
-    disconnect = aiohttp_wrapped(aiohttp.ServerDisconnectedError())
-    actions, outcome = drive(submit_flow(BASE_URL, API_KEY, REQUEST, POLICY, rng=half), [disconnect, ok()])
-    assert sum(isinstance(action, Send) for action in actions) == 1
-    assert isinstance(outcome, SubmissionOutcomeUnknownError)
-    assert "ServerDisconnectedError" in str(outcome)
-
-
-def test_an_aiohttp_connection_refusal_during_submission_is_retried() -> None:
-    refused = aiohttp_wrapped(aiohttp.ClientConnectorError(connection_key(), ConnectionRefusedError(111, "refused")))
-    actions, outcome = drive(submit_flow(BASE_URL, API_KEY, REQUEST, POLICY, rng=half), [refused, ok()])
-    assert sum(isinstance(action, Send) for action in actions) == 2
-    assert isinstance(outcome, JobStatus)
 
 
 def test_requests_carry_their_timeout() -> None:
@@ -1013,8 +924,11 @@ def test_expected_render_seconds(mode: str, duration: float, sound: bool, second
     assert expected_render_seconds(mode, duration, sound) == pytest.approx(seconds)
 
 
-def test_core_module_has_no_io_of_its_own() -> None:
-    # The core builds and reads; only the hook sends. No clients, sockets or sleeps hide in it.
-    source = Path(client_core.__file__).read_text(encoding="utf-8")
-    for forbidden in ("httpx.Client(", "httpx.AsyncClient(", "time.sleep", "asyncio.sleep", "socket."):
-        assert forbidden not in source
+def test_core_has_no_io_of_its_own() -> None:
+    # The core builds and reads; only the hook sends. No clients, sockets, sleeps or Airflow hide in it.
+    modules = sorted(Path(core.__file__).parent.glob("*.py"))
+    assert {path.stem for path in modules} >= {"requests", "responses", "retries", "flows", "schedule", "wait"}
+    for path in modules:
+        source = path.read_text(encoding="utf-8")
+        for forbidden in ("httpx.Client(", "httpx.AsyncClient(", "time.sleep", "asyncio", "socket.", "import airflow"):
+            assert forbidden not in source, (path.name, forbidden)

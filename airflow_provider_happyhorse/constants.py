@@ -1,0 +1,63 @@
+"""
+Every default and limit of the package, in one place. Connection extras, operator and sensor arguments
+override the defaults; the limits are the API contract's (``docs/happyhorse-api.md``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+# -- the service --------------------------------------------------------------------------------------
+DEFAULT_BASE_URL = "https://happyhorse.app"
+GENERATE_PATH = "/api/generate"
+STATUS_PATH = "/api/status"
+USER_AGENT = "airflow-provider-happyhorse"
+# The connection check asks for the status of this made-up job (no job is created).
+CHECK_JOB_ID = "airflow-connection-test"
+
+# -- the request's limits -------------------------------------------------------------------------------
+MAX_PROMPT_CHARS = 2500
+MIN_DURATION = 3
+MAX_DURATION = 15
+
+# -- one HTTP request (connection extras: timeout, max_connections) -------------------------------------
+DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds per request
+DEFAULT_MAX_CONNECTIONS = 100  # the async pool shared by a triggerer's triggers
+
+# -- retries of one call (connection extras of the same names). A retry is a request sent again after a
+# failed one: a call with max_retries=4 sends at most 5 requests.
+DEFAULT_MAX_RETRIES = 4  # status requests outside a wait
+DEFAULT_SUBMIT_MAX_RETRIES = 3  # submissions, and only where no job can have been created
+DEFAULT_RETRY_INITIAL_DELAY = 1.0
+DEFAULT_RETRY_MAX_DELAY = 30.0
+DEFAULT_MAX_RETRY_AFTER = 300.0  # a server's Retry-After is honoured up to this many seconds
+
+# -- waiting for a job ------------------------------------------------------------------------------------
+DEFAULT_RENDER_TIMEOUT = timedelta(hours=1)  # GenerateVideoOperator(timeout=...)
+DEFAULT_MIN_POLL_INTERVAL = 2.0  # GenerateVideoOperator(poll_interval=...)
+DEFAULT_MAX_POLL_INTERVAL = 120.0  # max_poll_interval of the operator and the sensor
+# 404 right after submission can be eventual consistency on the service; only later is it final.
+NOT_FOUND_GRACE = timedelta(seconds=30)
+# A worker that waits (blocking mode, a poking sensor) says how a job is doing at most this often.
+PROGRESS_LOG_INTERVAL = timedelta(minutes=1)
+# Extra time the scheduler allows a deferred task beyond the trigger's own deadline (a backstop only).
+DEFERRAL_GRACE = timedelta(minutes=5)
+
+# A render-time model for the first poll: base + per second of video, pro and audio slower. Tuned on
+# the contract's figures (a 5 s std clip with sound in about 40-60 s); users can override it.
+RENDER_BASE_SECONDS = 20.0
+RENDER_SECONDS_PER_VIDEO_SECOND = 3.0
+RENDER_PRO_FACTOR = 1.5
+RENDER_AUDIO_FACTOR = 1.2
+# How far real renders stray from the model either way (the emulator's default jitter).
+RENDER_SPREAD = 0.1
+# Detection target: see a finished job within DETECTION_SLACK + DETECTION_SHARE x its render time.
+DETECTION_SLACK = 2.0
+DETECTION_SHARE = 0.1
+# Jitter shortens each wait by up to this share, so jobs submitted together spread out.
+POLL_JITTER = 0.1
+# Polls end their waits on whole ticks of the wall clock: see PollSchedule.next_delay.
+POLL_TICK = 1.0
+
+# -- storing the clip -----------------------------------------------------------------------------------
+CHUNK_SIZE = 1024 * 1024  # reading and writing clips

@@ -1,0 +1,199 @@
+"""
+Flows: generators that yield what to do (send a request, sleep) and return the result. The hook drives
+them, sync and async alike, and only sends and sleeps; tests drive them with scripted outcomes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from airflow_provider_happyhorse.constants import CHECK_JOB_ID, STATUS_PATH
+from airflow_provider_happyhorse.core.requests import build_status_request, build_submit_request
+from airflow_provider_happyhorse.core.responses import (
+    error_for_status,
+    json_body,
+    map_transport_error,
+    parse_job_response,
+    parse_submit_response,
+    redact,
+)
+from airflow_provider_happyhorse.core.retries import (
+    RetryPolicy,
+    is_retryable_poll_error,
+    is_retryable_submit_error,
+    retry_after_of,
+    submission_error,
+)
+from airflow_provider_happyhorse.core.settings import ConnectionSettings
+from airflow_provider_happyhorse.exceptions import AccountError, AuthenticationError, HappyHorseError, NotFoundError
+from airflow_provider_happyhorse.models import JobStatus, VideoRequest
+
+
+@dataclass(frozen=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+    reason: str
+
+
+Action = Send | Sleep
+Outcome = httpx.Response | httpx.TransportError | None
+T = TypeVar("T")
+Flow = Generator[Action, Outcome, T]
+# (the error, which retry this is (from 1), the wait before it): the hook logs it.
+OnRetry = Callable[[HappyHorseError, int, float], None]
+
+
+def _response(outcome: Outcome) -> httpx.Response:
+    """What a Send got back, as a response; a transport error raises its typed error."""
+    if isinstance(outcome, httpx.TransportError):
+        raise map_transport_error(outcome) from None
+    if not isinstance(outcome, httpx.Response):
+        raise TypeError(f"a flow must be sent a response or a transport error, not {outcome!r}")
+    return outcome
+
+
+def call(
+    request: httpx.Request,
+    parse: Callable[[httpx.Response], T],
+    *,
+    max_retries: int,
+    retryable: Callable[[HappyHorseError], bool],
+    policy: RetryPolicy,
+    rng: Callable[[], float],
+    on_retry: OnRetry | None,
+    secret: str,
+) -> Flow[T]:
+    """Send ``request`` and parse the answer; send it again, after the policy's wait, where ``retryable`` allows."""
+    retries = 0
+    while True:
+        outcome = yield Send(request)
+        try:
+            return parse(_response(outcome))
+        except HappyHorseError as error:
+            redact(error, secret)
+            if retries >= max_retries or not retryable(error):
+                raise
+            retries += 1
+            delay = policy.backoff(retries, retry_after_of(error), rng)
+            if on_retry is not None:
+                on_retry(error, retries, delay)
+            yield Sleep(delay, reason=str(error))
+
+
+def submit_flow(
+    settings: ConnectionSettings,
+    request: VideoRequest,
+    *,
+    rng: Callable[[], float] = random.random,
+    on_retry: OnRetry | None = None,
+) -> Flow[JobStatus]:
+    """Submit once; send again only where the contract's submission rule allows."""
+    try:
+        return (
+            yield from call(
+                build_submit_request(settings.base_url, settings.api_key, request, timeout=settings.timeout),
+                parse_submit_response,
+                max_retries=settings.policy.submit_max_retries,
+                retryable=is_retryable_submit_error,
+                policy=settings.policy,
+                rng=rng,
+                on_retry=on_retry,
+                secret=settings.api_key,
+            )
+        )
+    except HappyHorseError as error:
+        raised = submission_error(error)
+        if raised is error:
+            raise
+        raise raised from None
+
+
+def status_flow(
+    settings: ConnectionSettings,
+    job_id: str,
+    *,
+    max_retries: int | None = None,
+    rng: Callable[[], float] = random.random,
+    on_retry: OnRetry | None = None,
+) -> Flow[JobStatus]:
+    """A job's status; ``max_retries`` defaults to the connection's (a wait's polls use 0)."""
+    return (
+        yield from call(
+            build_status_request(settings.base_url, settings.api_key, job_id, timeout=settings.timeout),
+            parse_job_response,
+            max_retries=settings.policy.max_retries if max_retries is None else max_retries,
+            retryable=is_retryable_poll_error,
+            policy=settings.policy,
+            rng=rng,
+            on_retry=on_retry,
+            secret=settings.api_key,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Connection check: is this HappyHorse, and did it check the key? (No job is created.)
+
+
+def _looks_like_happyhorse(response: httpx.Response) -> bool:
+    """A JSON body in one of the service's two documented shapes (code + message, or error)."""
+    body = json_body(response)
+    return isinstance(body, dict) and (("code" in body and "message" in body) or isinstance(body.get("error"), dict))
+
+
+def _shown(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return f"HTTP {response.status_code}, {kind}: {text[:120]!r}"
+
+
+def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
+    """
+    Ask for the status of a job that does not exist, with the key and then without it. HappyHorse
+    answers 404 in its own error shape with a valid key and 401 without one; anything else is a wrong
+    key, a foreign server, a wrong path prefix, or a host that cannot be reached, each said apart.
+    """
+    base_url = settings.base_url
+    status_url = base_url + STATUS_PATH
+    keyed = yield Send(build_status_request(base_url, settings.api_key, CHECK_JOB_ID, timeout=settings.timeout))
+    if isinstance(keyed, httpx.TransportError):
+        return False, (
+            f"Could not reach {base_url}: {map_transport_error(keyed)}. Check the Base URL's host and port, "
+            "and that this machine can reach it (the environment's proxy settings apply)."
+        )
+    keyed = _response(keyed)
+    if not _looks_like_happyhorse(keyed) or keyed.status_code < 400:
+        # A job for a made-up id is no better a sign than a foreign body.
+        return False, (
+            f"{base_url} does not answer like HappyHorse: GET {status_url} gave {_shown(keyed)}. Check the "
+            "Base URL: it is the address the API's /api/... paths hang from, e.g. https://happyhorse.app."
+        )
+    error = error_for_status(keyed.status_code, json_body(keyed), keyed)
+    if isinstance(error, AuthenticationError):
+        return False, (
+            f"The API key was refused by {base_url} (HTTP 401: {error.message}). Copy the key again from "
+            "the HappyHorse dashboard's API Keys page into the API key field."
+        )
+    if isinstance(error, AccountError):
+        return False, f"{base_url} accepted no work for this key (HTTP {error.status_code}: {error.message})."
+    if not isinstance(error, NotFoundError):
+        return False, f"{base_url} answered GET {status_url} with {_shown(keyed)}: it may be in trouble; try again."
+    anonymous = yield Send(build_status_request(base_url, None, CHECK_JOB_ID, timeout=settings.timeout))
+    if isinstance(anonymous, httpx.Response) and anonymous.status_code == 401:
+        return True, f"Connected to {base_url}: HappyHorse checked the API key and accepted it."
+    got = _shown(anonymous) if isinstance(anonymous, httpx.Response) else str(anonymous)
+    return False, (
+        f"{base_url} answers GET {status_url} without checking the API key (without a key: {got}), so it "
+        "is not HappyHorse's API there: the Base URL or its path prefix is wrong. The API's paths are "
+        "/api/generate and /api/status under the Base URL."
+    )

@@ -1,0 +1,84 @@
+"""
+Whether and how long to wait before sending a failed request again. A retry is a request sent again
+after a failed one; ``max_retries=4`` means at most five requests for one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from airflow_provider_happyhorse.constants import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_SUBMIT_MAX_RETRIES,
+)
+from airflow_provider_happyhorse.exceptions import (
+    APIStatusError,
+    HappyHorseError,
+    MalformedResponseError,
+    RateLimitError,
+    ServerError,
+    SubmissionOutcomeUnknownError,
+    TransportError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; a server's ``Retry-After`` wins, capped."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    submit_max_retries: int = DEFAULT_SUBMIT_MAX_RETRIES
+    initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+
+    def backoff(self, retry: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+        """The wait before retry number ``retry`` (counting from 1)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        ceiling: float = min(self.max_delay, self.initial_delay * 2.0 ** (retry - 1))
+        return ceiling * rng()
+
+
+def retry_after_of(error: HappyHorseError) -> float | None:
+    return error.retry_after if isinstance(error, APIStatusError) else None
+
+
+def is_retryable_poll_error(error: HappyHorseError) -> bool:
+    """Status polls are free and idempotent: retry anything transient."""
+    return isinstance(error, (RateLimitError, ServerError, TransportError, MalformedResponseError))
+
+
+def poll_retry_delay(
+    error: HappyHorseError, failures_in_a_row: int, policy: RetryPolicy, rng: Callable[[], float]
+) -> float | None:
+    """
+    How soon a wait repeats a failed poll, when sooner than its next poll: after a connection failure
+    (a kept-alive connection the server closed as it was used, a reset, a timeout) the retry policy's
+    backoff. A server that answered (429, 5xx) waits for the schedule or its ``Retry-After``.
+    """
+    if isinstance(error, TransportError):
+        return policy.backoff(failures_in_a_row, None, rng)
+    return None
+
+
+def is_retryable_submit_error(error: HappyHorseError) -> bool:
+    """The contract's submission rule: retry only when no task can have been created."""
+    if isinstance(error, TransportError):
+        return not error.request_sent
+    if isinstance(error, RateLimitError):
+        return True
+    return isinstance(error, ServerError) and error.status_code == 503 and error.retry_after is not None
+
+
+def submission_error(error: HappyHorseError) -> HappyHorseError:
+    """What a failed submission raises: errors that may hide a created job become 'outcome unknown'."""
+    if isinstance(error, (TransportError, MalformedResponseError, ServerError)) and not (
+        is_retryable_submit_error(error)
+    ):
+        return SubmissionOutcomeUnknownError(error)
+    return error

@@ -1,0 +1,77 @@
+"""What a HappyHorse connection resolves to, read from its fields and extras (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from airflow_provider_happyhorse.constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
+from airflow_provider_happyhorse.core.requests import normalize_base_url
+from airflow_provider_happyhorse.core.retries import RetryPolicy
+from airflow_provider_happyhorse.exceptions import ConfigurationError
+
+# Connection extras read as numbers, with what they set. Retries count requests sent again after a
+# failed one (the same word as RetryPolicy's fields).
+_RETRY_EXTRAS = {
+    "max_retries": ("max_retries", int),
+    "submit_max_retries": ("submit_max_retries", int),
+    "retry_initial_delay": ("initial_delay", float),
+    "retry_max_delay": ("max_delay", float),
+    "max_retry_after": ("max_retry_after", float),
+}
+
+
+class ConnectionFields(Protocol):
+    """The fields of an Airflow connection that settings are read from."""
+
+    conn_id: str
+    host: str | None
+    password: str | None
+    schema: str | None
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a connection resolves to. The key is kept out of repr()."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_connection(cls, conn: ConnectionFields, extra: Mapping[str, Any]) -> ConnectionSettings:
+        """
+        Settings from a connection and its (already parsed) extra; the caller masks the key. An unusable
+        connection raises ``ConfigurationError`` before anything is sent.
+        """
+        subject = f"The HappyHorse connection {conn.conn_id!r}"
+        if not conn.password:
+            raise ConfigurationError(
+                subject,
+                "has no API key",
+                "Put the key from the HappyHorse dashboard's API Keys page in its API key field; then clear the task.",
+            )
+        try:
+            base_url = normalize_base_url(conn.host, scheme=extra.get("scheme"), path_prefix=conn.schema)
+        except ValueError as error:
+            raise ConfigurationError(
+                subject,
+                f"has an unusable Base URL ({error})",
+                "Set it to the service's URL, e.g. https://happyhorse.app.",
+            ) from None
+        try:
+            policy = RetryPolicy(
+                **{name: kind(extra[key]) for key, (name, kind) in _RETRY_EXTRAS.items() if key in extra}
+            )
+            timeout = float(extra.get("timeout", DEFAULT_REQUEST_TIMEOUT))
+            max_connections = int(extra.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(
+                subject, f"has an extra that is not a number ({error})", 'Fix its extra JSON, e.g. {"timeout": 30}.'
+            ) from None
+        return cls(
+            base_url=base_url, api_key=conn.password, timeout=timeout, max_connections=max_connections, policy=policy
+        )

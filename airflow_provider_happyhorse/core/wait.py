@@ -1,0 +1,161 @@
+"""
+The one wait for a job, as a flow with no I/O: the poll schedule, a queued job's longer wait, a
+server's ``Retry-After``, the backoff after a failed connection, the not-found grace, the deadline and
+the warning for a status the contract does not name. Blocking mode (``HappyHorseHook.wait_for_job``),
+the trigger (``HappyHorseHook.await_job``) and the sensor's poke (``HappyHorseHook.wait_in_steps``)
+only drive it; it returns the one :class:`JobEvent` that ends the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from airflow_provider_happyhorse.constants import NOT_FOUND_GRACE
+from airflow_provider_happyhorse.core.flows import Flow, Sleep, status_flow
+from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, poll_retry_delay, retry_after_of
+from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.settings import ConnectionSettings
+from airflow_provider_happyhorse.exceptions import HappyHorseError, NotFoundError
+from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus
+
+# What the wait has to say, as a logging call: (level, message, *arguments).
+Say = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class WaitPlan:
+    """
+    One job's wait. ``started_at`` is its submission, or for a sensor (``since`` says which) when it
+    began waiting: the schedule and the not-found grace count from it. ``progress_every``: say how
+    the job is doing at most this often (a waiting worker's log); None says nothing while it is healthy
+    (the triggerer, where thousands of jobs wait).
+    """
+
+    job_id: str
+    started_at: datetime
+    deadline: datetime
+    schedule: PollSchedule
+    since: str = "submission"
+    progress_every: timedelta | None = None
+
+
+def wait_flow(
+    settings: ConnectionSettings,
+    plan: WaitPlan,
+    *,
+    clock: Callable[[], datetime],
+    rng: Callable[[], float],
+    say: Say,
+) -> Flow[JobEvent]:
+    """Poll until the job is final, a permanent error or the deadline; each poll is one request."""
+    job_id, deadline = plan.job_id, plan.deadline
+    polls = transient_errors = failures_in_a_row = 0
+    warned_status: str | None = None  # the last unknown status reported
+    at_least: float | None = None  # wait at least this long (Retry-After, a queued job)
+    at_most: float | None = None  # wait at most this long (a connection failure)
+    last_error: HappyHorseError | None = None
+    last_told = plan.started_at
+
+    def ended(event: JobEvent) -> JobEvent:
+        return event.model_copy(update={"polls": polls, "transient_errors": transient_errors})
+
+    while True:
+        now = clock()
+        remaining = max((deadline - now).total_seconds(), 0.0)
+        delay = plan.schedule.next_delay(
+            elapsed=(now - plan.started_at).total_seconds(),
+            polls_done=polls,
+            remaining=remaining,
+            rng=rng,
+            now=now.timestamp(),
+        )
+        if at_least is not None:
+            delay = min(max(delay, at_least), remaining)
+        if at_most is not None:
+            delay = min(delay, at_most)
+        at_least = at_most = None
+        if last_error is not None:
+            say(
+                logging.WARNING,
+                "Status of job %s unavailable (%s); transient error %d, polling again in %.1f s",
+                job_id,
+                last_error,
+                transient_errors,
+                delay,
+            )
+            last_error = None
+        yield Sleep(delay, reason="the next poll")
+        polls += 1
+        try:
+            job = yield from status_flow(settings, job_id, max_retries=0, rng=rng)
+        except NotFoundError as error:
+            now = clock()
+            if now - plan.started_at <= NOT_FOUND_GRACE and now < deadline:
+                say(logging.INFO, "Job %s not found yet (%s); polling again", job_id, error)
+                continue
+            say(logging.ERROR, "Polling job %s failed: %s", job_id, error)
+            return ended(JobEvent.from_error(job_id, error, finished_at=now.isoformat()))
+        except HappyHorseError as error:
+            now = clock()
+            if not is_retryable_poll_error(error):
+                say(logging.ERROR, "Polling job %s failed: %s", job_id, error)
+                return ended(JobEvent.from_error(job_id, error, finished_at=now.isoformat()))
+            transient_errors += 1
+            failures_in_a_row += 1
+            if now >= deadline:
+                return ended(_timed_out(plan, str(error), now, say))
+            at_least = retry_after_of(error)
+            at_most = poll_retry_delay(error, failures_in_a_row, settings.policy, rng)
+            last_error = error
+            continue
+        failures_in_a_row = 0
+        now = clock()
+        if job.state is not JobState.PENDING:
+            return ended(_final(plan, job, polls, now, say))
+        if not job.is_known_status and job.status != warned_status:
+            warned_status = job.status
+            say(logging.WARNING, "Job %s reports unknown status %r; treating it as still running", job_id, job.status)
+        if job.is_queued:
+            # Still queued behind other renders: a whole render is still ahead of it.
+            at_least = plan.schedule.first_poll_after
+        if now >= deadline:
+            return ended(_timed_out(plan, f"last status {job.status}", now, say))
+        if plan.progress_every is not None and now - last_told >= plan.progress_every:
+            last_told = now
+            say(
+                logging.INFO,
+                "Job %s is still %s, %.0f s after %s (%d %s so far; deadline %s)",
+                job_id,
+                job.status,
+                (now - plan.started_at).total_seconds(),
+                plan.since,
+                polls,
+                "poll" if polls == 1 else "polls",
+                deadline.isoformat(timespec="seconds"),
+            )
+
+
+def _final(plan: WaitPlan, job: JobStatus, polls: int, now: datetime, say: Say) -> JobEvent:
+    if job.state is JobState.FAILED:
+        say(logging.INFO, "Job %s ended %s: %s", job.job_id, job.status, job.error_message)
+    else:
+        say(
+            logging.INFO,
+            "Job %s is %s, seen by poll %d, %.0f s after %s (the service finished it at or before then): %s",
+            job.job_id,
+            job.status,
+            polls,
+            (now - plan.started_at).total_seconds(),
+            plan.since,
+            job.video_url,
+        )
+    return JobEvent.from_job(job, finished_at=now.isoformat())
+
+
+def _timed_out(plan: WaitPlan, detail: str, now: datetime, say: Say) -> JobEvent:
+    deadline = plan.deadline.isoformat()
+    say(logging.WARNING, "Job %s still running at its deadline %s (%s)", plan.job_id, deadline, detail)
+    return JobEvent.timed_out(plan.job_id, deadline=deadline, detail=detail, finished_at=now.isoformat())
