@@ -225,12 +225,16 @@ def _download(
 
 
 def _remove_stale_partials(final: Any) -> None:
-    """Partial files a killed try left beside the destination (never the destination itself)."""
+    """
+    Partial files and write checks a killed try left beside the destination (never the destination
+    itself, nor another destination's files).
+    """
     parent = final.parent
     if not parent.exists():
         return
-    for leftover in parent.glob(f".{final.name}.*{PARTIAL_SUFFIX}"):
-        _unlink_quietly(leftover)
+    for suffix in (PARTIAL_SUFFIX, CHECK_SUFFIX):
+        for leftover in parent.glob(f".{final.name}.*{suffix}"):
+            _unlink_quietly(leftover)
 
 
 def _unlink_quietly(path: Any) -> None:

@@ -40,7 +40,7 @@ def killed_by_sigkill(view: TaskView, attempt: int) -> bool:
 
 class WorkerKillTrial(VideoBatchTrial):
     item = "1"
-    title = "Worker SIGKILL right after submitting (fault point after_submit)"
+    title = "Worker SIGKILL right after submitting"
     dag_id = "rel_worker_kill"
 
     def __init__(self, plan: Plan) -> None:
@@ -86,7 +86,7 @@ class WorkerKillTrial(VideoBatchTrial):
 
 class DownloadKillTrial(VideoBatchTrial):
     item = "8"
-    title = "Worker SIGKILL mid-download of the clip (fault point during_download)"
+    title = "Worker SIGKILL mid-download of the clip"
     dag_id = "rel_download_kill"
 
     def __init__(self, plan: Plan) -> None:

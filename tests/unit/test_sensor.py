@@ -60,3 +60,17 @@ def test_poke_with_a_bad_key_fails_without_retrying() -> None:
     service.faults.append(reply(401, {"code": 401, "message": "invalid api key"}))
     with pytest.raises(AirflowFailException, match="AuthenticationError"):
         make_sensor(service, deferrable=False).poke(make_context(None))
+
+
+def test_reschedule_mode_counts_from_the_first_poke_and_gives_up_on_an_unknown_job() -> None:
+    # Each poke is a new process: the not-found grace counts from Airflow's first reschedule date.
+    service = FakeService(FakeClock(), known_after=10_000.0)
+    context = make_context(None)
+    first_poke = service.clock.now
+    context["ti"].get_first_reschedule_date = lambda ctx: first_poke
+    service.clock.advance(20)
+    assert make_sensor(service, deferrable=False, mode="reschedule").poke(context) is False  # within the grace
+    service.clock.advance(20)
+    with pytest.raises(AirflowException, match="task not found"):
+        make_sensor(service, deferrable=False, mode="reschedule").poke(context)
+    assert service.status_calls == 2

@@ -99,9 +99,11 @@ def test_damaged_file_is_downloaded_again(tmp_path: Path) -> None:
 
 def test_partial_left_by_a_killed_try_is_removed(tmp_path: Path) -> None:
     (tmp_path / ".clip.mp4.j1.deadbeef.partial").write_bytes(b"half a video")
+    (tmp_path / ".clip.mp4.0badf00d.happyhorse-write-check").write_bytes(b"")  # a check killed midway
     (tmp_path / ".other.mp4.j2.cafe.partial").write_bytes(b"someone else's")
     store_clip(file_hook(FakeService()), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
     assert leftovers(tmp_path) == [".other.mp4.j2.cafe.partial"]
+    assert not (tmp_path / ".clip.mp4.0badf00d.happyhorse-write-check").exists()
 
 
 # -- through the operator --------------------------------------------------------------------------------
