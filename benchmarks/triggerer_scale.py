@@ -3,6 +3,7 @@ provider's async polling pattern, against the emulator in another process. Print
 ``benchmarks/results/triggerer_scale.json``.
 
     .venv/bin/python benchmarks/triggerer_scale.py [--jobs 100 1000 5000] [--speed 0.5] [--quick]
+        [--clients happyhorse http_provider] [--freeze on off]
 
 How it works (issue 8, item 2):
 
@@ -36,6 +37,14 @@ How it works (issue 8, item 2):
   collector pauses are timed apart (``gc.callbacks``) since they are a large part of the stalls;
   detection delay: the time the event reached the consumer minus the job's finish time from
   ``GET /_emulator/jobs``, over the job's render time (finish - start) when checked against the target.
+- ``--freeze on off`` measures ``HappyHorseJobTrigger`` once per setting, in that order (``--freeze on off on
+  off`` measures each twice, interleaved), each in a fresh child process given
+  ``AIRFLOW__HAPPYHORSE__FREEZE_TRIGGERER_HEAP=True`` or ``False``: whether its first trigger moves the heap to
+  the collector's permanent generation (``freeze_heap_once``). The HTTP provider's pattern, which starts no
+  HappyHorse trigger and so freezes nothing, is measured once per job count. Without the switch the child
+  inherits the environment (the trigger's default is to freeze). Every row records what the child did
+  (``gc.get_freeze_count()`` at the window's end) and the machine's load average before it started; with the
+  switch the table shows whether the heap was frozen and the longest collector pause.
 """
 
 from __future__ import annotations
@@ -75,6 +84,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 CLIENTS = ("happyhorse", "http_provider")
 CLIENT_LABELS = {"happyhorse": "HappyHorseJobTrigger", "http_provider": "HttpAsyncHook, session per poll"}
+# --freeze: the trigger's [happyhorse] freeze_triggerer_heap, set in the measured process's environment.
+FREEZE_ENV = "AIRFLOW__HAPPYHORSE__FREEZE_TRIGGERER_HEAP"
+FREEZE_SETTINGS = {"on": "True", "off": "False"}
 # Production poll parameters in real seconds (the operator's defaults); the benchmark multiplies them by --speed.
 # Only --speed 1 keeps the schedule's fixed 2 s detection slack at its real weight.
 REAL_MIN_POLL_INTERVAL = 2.0
@@ -313,6 +325,7 @@ async def _window(
     done, pending = await asyncio.wait(tasks, timeout=guard)
     cpu_seconds, wall_seconds = time.process_time() - cpu_started, time.monotonic() - wall_started
     longest, stalls, iterations = selector.longest, selector.stalls, selector.iterations
+    frozen = gc.get_freeze_count()  # objects in the permanent generation: non-zero if the heap was frozen
     gc.callbacks.remove(on_gc)
     for task in pending:
         task.cancel()
@@ -341,6 +354,7 @@ async def _window(
         "gc_longest_pause_seconds": max((pause for _, pause in gc_pauses), default=0.0),
         "gc_total_pause_seconds": sum(pause for _, pause in gc_pauses),
         "gc_long_pauses": gc_long_pauses,
+        "gc_frozen_objects": frozen,
     }
 
 
@@ -381,6 +395,7 @@ def child_main(client: str, report_fd: int, heartbeat: bool) -> int:
     gc_started = time.perf_counter()
     gc.collect()
     gc_full_ready = time.perf_counter() - gc_started
+    frozen_ready = gc.get_freeze_count()
     report = os.fdopen(report_fd, "w", encoding="utf-8")
     report.write("READY\n")
     report.flush()
@@ -389,6 +404,7 @@ def child_main(client: str, report_fd: int, heartbeat: bool) -> int:
     with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
         result = runner.run(_window(client, request["jobs"], request["speed"], selector, heartbeat))
     result.update(
+        gc_frozen_objects_ready=frozen_ready,
         heartbeat_cpu_per_beat=heartbeat_cpu,
         rss_ready_bytes=rss_ready,
         gc_full_ready_seconds=gc_full_ready,
@@ -472,10 +488,27 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def run_one(
-    emulator: EmulatorProcess, client: str, count: int, speed: float, log_dir: Path, *, heartbeat: bool
+    emulator: EmulatorProcess,
+    client: str,
+    count: int,
+    speed: float,
+    log_dir: Path,
+    *,
+    heartbeat: bool,
+    freeze: str | None = None,
 ) -> dict[str, Any]:
-    """Measure one client on ``count`` fresh jobs in a fresh child process."""
+    """Measure one client on ``count`` fresh jobs in a fresh child process.
+
+    ``freeze`` (``on``/``off``) sets the trigger's heap freeze in the child's environment; None leaves the
+    environment as it is."""
+    env = _child_env(emulator)
     log_path = log_dir / f"{client}-{count}.log"
+    if freeze is not None:
+        env[FREEZE_ENV] = FREEZE_SETTINGS[freeze]
+        repeat = 1
+        while (log_path := log_dir / f"{client}-{count}-freeze-{freeze}-{repeat}.log").exists():
+            repeat += 1
+    load_before = os.getloadavg()
     report_read, report_write = os.pipe()
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(
@@ -489,7 +522,7 @@ def run_one(
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
-            env=_child_env(emulator),
+            env=env,
             cwd=REPO,
             pass_fds=(report_write,),
         )
@@ -520,7 +553,16 @@ def run_one(
         if child.poll() is None:
             child.kill()
             child.wait()
-    return _figures(client, count, speed, jobs, result, sampler, stats, status_before, timelines, submit_seconds)
+    row = _figures(client, count, speed, jobs, result, sampler, stats, status_before, timelines, submit_seconds)
+    row.update(
+        freeze_setting=freeze,
+        heap_frozen=result["gc_frozen_objects"] > 0,
+        gc_frozen_objects=result["gc_frozen_objects"],
+        gc_frozen_objects_ready=result["gc_frozen_objects_ready"],
+        load_average_before=[round(load, 2) for load in load_before],
+        log=str(log_path),
+    )
+    return row
 
 
 def _figures(
@@ -655,93 +697,119 @@ def _figures(
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The targets for every ``HappyHorseJobTrigger`` row (one per freeze setting and repeat with ``--freeze``),
+    each tagged with whether that run's heap was frozen."""
     checks: list[dict[str, Any]] = []
-    by_key = {(row["client"], row["jobs"]): row for row in rows}
     for count in sorted({row["jobs"] for row in rows}):
-        ours, theirs = by_key.get(("happyhorse", count)), by_key.get(("http_provider", count))
-        if ours is None:
-            continue
-        if theirs is not None:
-            ratio = theirs["cpu_ms_per_video"] / max(ours["cpu_ms_per_video"], 1e-9)
-            checks.append(
-                {
-                    "jobs": count,
-                    "target": f"CPU per video at least {TARGET_CPU_RATIO:g}x below the HTTP provider's pattern",
-                    "value": f"{ratio:.1f}x",
-                    "met": ratio >= TARGET_CPU_RATIO,
-                }
-            )
-        checks.append(
-            {
-                "jobs": count,
-                "target": f"at most {TARGET_REQUESTS_PER_VIDEO:g} status requests per video on average",
-                "value": f"{ours['status_requests_per_video']:.2f}",
-                "met": ours["status_requests_per_video"] <= TARGET_REQUESTS_PER_VIDEO,
-            }
-        )
-        share = ours["detection_within_target_share"]
-        checks.append(
-            {
-                "jobs": count,
-                "target": "detection within 2 s + 10% of the render time (every job, real-time scale)",
-                "value": f"{share:.1%} of jobs within; p95 {ours['detection_delay_over_allowance_p95']:.2f}, "
-                f"worst {ours['detection_delay_over_allowance_max']:.2f} x the allowance; "
-                + ", ".join(
-                    f"found by {name} {part['within_target_share']:.0%} within"
-                    for name, part in ours["detection_by_poll"].items()
-                ),
-                "met": share >= 1.0,
-            }
-        )
-        if count >= TARGET_RSS_STALL_JOBS:
-            checks.append(
-                {
-                    "jobs": count,
-                    "target": f"peak RSS under {TARGET_RSS_MB:g} MB",
-                    "value": f"{ours['peak_rss_mb']:.0f} MB",
-                    "met": ours["peak_rss_mb"] < TARGET_RSS_MB,
-                }
-            )
-            checks.append(
-                {
-                    "jobs": count,
-                    "target": f"no event-loop stall over {TARGET_STALL_SECONDS * 1000:g} ms",
-                    "value": f"{ours['stall_max_ms']:.0f} ms at t = {ours['stall_max_at_seconds']:.1f} s; longest "
-                    f"garbage-collector pause {ours['gc_longest_pause_ms']:.0f} ms (a full collection before any "
-                    f"trigger existed: {ours['gc_full_collection_when_ready_ms']:.0f} ms); longest stall with no "
-                    f"collector pause over {STALL_LOGGED_SECONDS * 1000:g} ms in it: "
-                    + (
-                        f"{ours['stall_max_without_gc_ms']:.0f} ms"
-                        if ours["stall_max_without_gc_ms"]
-                        else f"under {STALL_LOGGED_SECONDS * 1000:g} ms"
-                    ),
-                    "met": ours["stall_max_ms"] <= TARGET_STALL_SECONDS * 1000,
-                }
-            )
+        theirs = next((row for row in rows if row["client"] == "http_provider" and row["jobs"] == count), None)
+        for ours in (row for row in rows if row["client"] == "happyhorse" and row["jobs"] == count):
+            checks += [{**check, "heap_frozen": ours["heap_frozen"]} for check in _row_targets(count, ours, theirs)]
     return checks
 
 
-def markdown(command: str, speed: float, rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
+def _row_targets(count: int, ours: dict[str, Any], theirs: dict[str, Any] | None) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    if theirs is not None:
+        ratio = theirs["cpu_ms_per_video"] / max(ours["cpu_ms_per_video"], 1e-9)
+        checks.append(
+            {
+                "jobs": count,
+                "target": f"CPU per video at least {TARGET_CPU_RATIO:g}x below the HTTP provider's pattern",
+                "value": f"{ratio:.1f}x",
+                "met": ratio >= TARGET_CPU_RATIO,
+            }
+        )
+    checks.append(
+        {
+            "jobs": count,
+            "target": f"at most {TARGET_REQUESTS_PER_VIDEO:g} status requests per video on average",
+            "value": f"{ours['status_requests_per_video']:.2f}",
+            "met": ours["status_requests_per_video"] <= TARGET_REQUESTS_PER_VIDEO,
+        }
+    )
+    share = ours["detection_within_target_share"]
+    checks.append(
+        {
+            "jobs": count,
+            "target": "detection within 2 s + 10% of the render time (every job, real-time scale)",
+            "value": f"{share:.1%} of jobs within; p95 {ours['detection_delay_over_allowance_p95']:.2f}, "
+            f"worst {ours['detection_delay_over_allowance_max']:.2f} x the allowance; "
+            + ", ".join(
+                f"found by {name} {part['within_target_share']:.0%} within"
+                for name, part in ours["detection_by_poll"].items()
+            ),
+            "met": share >= 1.0,
+        }
+    )
+    if count >= TARGET_RSS_STALL_JOBS:
+        checks.append(
+            {
+                "jobs": count,
+                "target": f"peak RSS under {TARGET_RSS_MB:g} MB",
+                "value": f"{ours['peak_rss_mb']:.0f} MB",
+                "met": ours["peak_rss_mb"] < TARGET_RSS_MB,
+            }
+        )
+        checks.append(
+            {
+                "jobs": count,
+                "target": f"no event-loop stall over {TARGET_STALL_SECONDS * 1000:g} ms",
+                "value": f"{ours['stall_max_ms']:.0f} ms at t = {ours['stall_max_at_seconds']:.1f} s; longest "
+                f"garbage-collector pause {ours['gc_longest_pause_ms']:.0f} ms (a full collection before any "
+                f"trigger existed: {ours['gc_full_collection_when_ready_ms']:.0f} ms); longest stall with no "
+                f"collector pause over {STALL_LOGGED_SECONDS * 1000:g} ms in it: "
+                + (
+                    f"{ours['stall_max_without_gc_ms']:.0f} ms"
+                    if ours["stall_max_without_gc_ms"]
+                    else f"under {STALL_LOGGED_SECONDS * 1000:g} ms"
+                ),
+                "met": ours["stall_max_ms"] <= TARGET_STALL_SECONDS * 1000,
+            }
+        )
+    return checks
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def markdown(
+    command: str,
+    speed: float,
+    rows: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
+    *,
+    freeze_columns: bool = False,
+) -> str:
+    """The tables; ``freeze_columns`` (``--freeze``) adds whether the heap was frozen and the longest collector
+    pause, and the HTTP provider's CPU ratio is then given against each ``HappyHorseJobTrigger`` row in order."""
+    frozen_head, frozen_rule = ("| heap frozen ", "|---") if freeze_columns else ("", "")
+    pause_head, pause_rule = ("| longest GC pause ms ", "|---:") if freeze_columns else ("", "")
     lines = [
         f"    {command}",
         "",
         f"Speed {speed:g}: renders and poll intervals x{speed:g} (real-time figures are scaled back by 1/{speed:g}).",
         "",
-        "| jobs | client | CPU ms/video | status req/video | peak RSS MB | peak sockets | longest stall ms "
-        "| detection delay s (real) p50 / p95 / max | within 2 s + 10% | CPU ratio |",
-        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        f"| jobs | client {frozen_head}| CPU ms/video | status req/video | peak RSS MB | peak sockets "
+        f"| longest stall ms {pause_head}| detection delay s (real) p50 / p95 / max | within 2 s + 10% | CPU ratio |",
+        f"|---:|---{frozen_rule}|---:|---:|---:|---:|---:{pause_rule}|---|---:|---:|",
     ]
-    by_key = {(row["client"], row["jobs"]): row for row in rows}
     for row in rows:
         delay = row["detection_delay_real_seconds"]
+        ours = [other for other in rows if other["client"] == "happyhorse" and other["jobs"] == row["jobs"]]
+        if not freeze_columns:
+            ours = ours[-1:]
         ratio = ""
-        ours = by_key.get(("happyhorse", row["jobs"]))
-        if row["client"] == "http_provider" and ours is not None:
-            ratio = f"{row['cpu_ms_per_video'] / max(ours['cpu_ms_per_video'], 1e-9):.1f}x"
+        if row["client"] == "http_provider" and ours:
+            ratio = " / ".join(
+                f"{row['cpu_ms_per_video'] / max(other['cpu_ms_per_video'], 1e-9):.1f}x" for other in ours
+            )
+        frozen = f"| {_yes_no(row['heap_frozen'])} " if freeze_columns else ""
+        pause = f"| {row['gc_longest_pause_ms']:.0f} " if freeze_columns else ""
         lines.append(
-            f"| {row['jobs']:,} | {CLIENT_LABELS[row['client']]} | {row['cpu_ms_per_video']:.2f} "
+            f"| {row['jobs']:,} | {CLIENT_LABELS[row['client']]} {frozen}| {row['cpu_ms_per_video']:.2f} "
             f"| {row['status_requests_per_video']:.2f} | {row['peak_rss_mb']:.0f} | {row['peak_sockets']:,} "
-            f"| {row['stall_max_ms']:.0f} | {delay['p50']:.1f} / {delay['p95']:.1f} / {delay['max']:.1f} "
+            f"| {row['stall_max_ms']:.0f} {pause}| {delay['p50']:.1f} / {delay['p95']:.1f} / {delay['max']:.1f} "
             f"| {row['detection_within_target_share']:.0%} | {ratio} |"
         )
     for row in rows:
@@ -752,10 +820,14 @@ def markdown(command: str, speed: float, rows: list[dict[str, Any]], checks: lis
                 f"{BASELINE_POLL_INTERVAL:g} s interval (it achieved {interval:.1f} s): it polled less than it meant "
                 "to, so its CPU per video is understated and the ratio is conservative."
             )
-    lines += ["", "| jobs | target | measured | met |", "|---:|---|---|---|"]
+    if freeze_columns:
+        lines += ["", "| jobs | heap frozen | target | measured | met |", "|---:|---|---|---|---|"]
+    else:
+        lines += ["", "| jobs | target | measured | met |", "|---:|---|---|---|"]
     for check in checks:
+        frozen = f"| {_yes_no(check['heap_frozen'])} " if freeze_columns else ""
         lines.append(
-            f"| {check['jobs']:,} | {check['target']} | {check['value']} | {'yes' if check['met'] else 'NO'} |"
+            f"| {check['jobs']:,} {frozen}| {check['target']} | {check['value']} | {'yes' if check['met'] else 'NO'} |"
         )
     return "\n".join(lines)
 
@@ -769,6 +841,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="100 jobs at speed 0.1: a smoke check under a minute")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=list(CLIENTS), help="which clients to run")
+    parser.add_argument(
+        "--freeze",
+        nargs="+",
+        choices=tuple(FREEZE_SETTINGS),
+        default=None,
+        help=f"measure HappyHorseJobTrigger once per setting, in this order, with the heap freeze on or off "
+        f"({FREEZE_ENV}=True/False in its process; e.g. --freeze on off on off); the table then says whether "
+        "each run's heap was frozen (default: one run, the environment as it is)",
+    )
     parser.add_argument(
         "--heartbeat",
         action="store_true",
@@ -790,6 +871,7 @@ def main() -> int:
             f"--speed {speed:g}",
             *(["--clients", *options.clients] if options.clients != list(CLIENTS) else []),
             *(["--heartbeat"] if options.heartbeat else []),
+            *(["--freeze", *options.freeze] if options.freeze else []),
         ]
     )
     started = time.monotonic()
@@ -800,22 +882,34 @@ def main() -> int:
         print(f"emulator {emulator.base_url} (speed {speed:g}); measured processes' logs in {log_dir}", flush=True)
         for count in counts:
             for client in options.clients:
-                row = run_one(emulator, client, count, speed, log_dir, heartbeat=options.heartbeat)
-                rows.append(row)
-                print(
-                    f"  {count:>5} jobs, {client:<13}: {row['cpu_ms_per_video']:.2f} CPU ms/video, "
-                    f"{row['status_requests_per_video']:.2f} requests/video, window {row['window_seconds']:.0f} s, "
-                    f"outcomes {row['outcomes']}",
-                    flush=True,
-                )
+                # The freeze only concerns our trigger: the HTTP provider's pattern is measured once.
+                settings: list[str | None] = list(options.freeze or [None]) if client == "happyhorse" else [None]
+                for freeze in settings:
+                    row = run_one(emulator, client, count, speed, log_dir, heartbeat=options.heartbeat, freeze=freeze)
+                    rows.append(row)
+                    frozen = extra = ""
+                    if options.freeze:
+                        frozen = f", heap frozen {_yes_no(row['heap_frozen'])}"
+                        extra = (
+                            f", longest stall {row['stall_max_ms']:.0f} ms, longest GC pause "
+                            f"{row['gc_longest_pause_ms']:.0f} ms, load before "
+                            + " ".join(f"{load:.2f}" for load in row["load_average_before"])
+                        )
+                    print(
+                        f"  {count:>5} jobs, {client:<13}{frozen}: {row['cpu_ms_per_video']:.2f} CPU ms/video, "
+                        f"{row['status_requests_per_video']:.2f} requests/video, window {row['window_seconds']:.0f} s, "
+                        f"outcomes {row['outcomes']}{extra}",
+                        flush=True,
+                    )
     checks = _targets(rows)
-    table = markdown(command, speed, rows, checks)
+    table = markdown(command, speed, rows, checks, freeze_columns=bool(options.freeze))
     print()
     print(table)
     summary = {
         "benchmark": "triggerer scale: HappyHorseJobTrigger vs the HTTP provider's async polling pattern",
         "command": command,
         "speed": speed,
+        "freeze_settings": options.freeze,
         "real_poll_parameters": {
             "first_poll_after": "first_poll_for(expected_render_seconds(mode, duration, sound))",
             "min_poll_interval": REAL_MIN_POLL_INTERVAL,
