@@ -7,7 +7,6 @@ It binds 127.0.0.1:8765 unless told otherwise and prints one line with its URL; 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
@@ -48,6 +47,14 @@ _FAULT_FLAGS: dict[str, tuple[str, type, str]] = {
     "--fault-malformed-body": ("malformed_body_rate", float, "rate of 200 answers with a broken body"),
     "--fault-status-variant": ("status_variant_rate", float, "share of jobs using alternative spellings"),
     "--fault-unknown-status": ("unknown_status_rate", float, "share of jobs reporting an unlisted status"),
+    "--fault-result-redirect": ("result_redirect_rate", float, "rate of result downloads redirected to a signed URL"),
+    "--fault-signed-url-refused": (
+        "signed_url_refused_rate",
+        float,
+        "rate of result downloads answered 200 with an HTML error page",
+    ),
+    "--fault-cut-body": ("cut_body_rate", float, "rate of result downloads cut in half (Content-Length agreeing)"),
+    "--fault-clip-mismatch": ("clip_mismatch_rate", float, "share of jobs whose clip does not match the request"),
 }
 _BOTH_ENDPOINTS = ("generate", "status")
 
@@ -127,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
             "served" if defaults.admin_enabled else "off",
         ),
     )
+    parser.add_argument(
+        "--redirect-results",
+        action="store_true",
+        help=_with_default(
+            "every result URL redirects to a signed URL (--fault-result-redirect: only a share)",
+            "on" if defaults.redirect_results else "off",
+        ),
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (default: off)")
     parser.add_argument(
         "--log-level",
@@ -163,6 +178,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         partial["forbidden_keys"] = tuple(args.forbidden_key)
     if args.max_concurrent is not None:
         partial["max_concurrent_per_key"] = args.max_concurrent or None
+    if args.redirect_results:
+        partial["redirect_results"] = True
     if args.state_file:
         partial["state_file"] = args.state_file
     if args.no_admin:
@@ -172,12 +189,6 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if importlib.util.find_spec("av") is None:  # it renders the MP4s; uvicorn and starlette come with Airflow
-        print(
-            "happyhorse-emulator: PyAV is not installed: pip install 'airflow-provider-happyhorse[emulator]'",
-            file=sys.stderr,
-        )
-        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)

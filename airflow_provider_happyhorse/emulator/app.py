@@ -16,6 +16,7 @@ then the faults that strike after a task exists (drop after create, malformed bo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -67,6 +68,10 @@ FAULT_KINDS: Final = (
     "malformed_body",
     "status_variant",
     "unknown_status",
+    "result_redirect",
+    "signed_url_refused",
+    "cut_body",
+    "clip_mismatch",
 )
 MAX_BODY_BYTES = 1 << 20
 IMAGE_FETCH_TIMEOUT = 2.0
@@ -272,6 +277,20 @@ class Emulator:
         page = f"<html><head><title>{status} {phrase}</title></head><body><h1>{status} {phrase}</h1></body></html>"
         return Reply(status, page.encode(), (_HTML,))
 
+    def redirects_result(self) -> bool:
+        """Whether this download of a result URL is redirected to a signed URL (counted when it is)."""
+        if self.config.redirect_results or self._roll(self.config.faults.result_redirect_rate):
+            self.count_fault("result_redirect")
+            return True
+        return False
+
+    def result_fault(self, kind: str, rate: float) -> bool:
+        """Whether this result download gets fault ``kind`` (counted when it does)."""
+        if self._roll(rate):
+            self.count_fault(kind)
+            return True
+        return False
+
     def roll_drop_before_create(self) -> bool:
         if self._roll(self.config.faults.drop_before_create_rate):
             self.count_fault("drop_before_create")
@@ -359,6 +378,11 @@ class Emulator:
         if rng.random() < config.faults.unknown_status_rate:
             self.count_fault("unknown_status")
             unknown_status = rng.choice(UNKNOWN_STATUSES)
+        mismatch = None
+        # Drawn only when asked for, so the other decisions of a seed stay what they were.
+        if config.faults.clip_mismatch_rate > 0 and rng.random() < config.faults.clip_mismatch_rate:
+            self.count_fault("clip_mismatch")
+            mismatch = "audio" if request.sound and rng.random() < 0.5 else "duration"
         task_id = new_task_id(self._ids)
         while task_id in self.store:
             task_id = new_task_id(self._ids)
@@ -378,6 +402,7 @@ class Emulator:
             failure_reason=failure_reason,
             spelling=spelling,
             unknown_status=unknown_status,
+            mismatch=mismatch,
         )
         self.store.add(job)
         return job
@@ -797,10 +822,32 @@ class EmulatorApp:
         if now > job.finished + emulator.config.result_ttl_seconds:
             emulator.counters.files_expired += 1
             return JSONResponse({"code": 410, "message": "result expired"}, status_code=410)
-        content = await anyio.to_thread.run_sync(render_mp4, job.duration, job.width, job.height, job.sound)
+        faults = emulator.config.faults
+        if "sig" not in request.query_params and emulator.redirects_result():
+            # A signed CDN URL, as services behind a CDN hand out: it serves the same file.
+            expires = int(job.finished + emulator.config.result_ttl_seconds)
+            signature = hashlib.sha256(f"{name}:{expires}".encode()).hexdigest()[:32]
+            signed = f"{_base_url(request.scope)}/files/{name}?expires={expires}&sig={signature}"
+            return RedirectResponse(signed, status_code=302)
+        if emulator.result_fault("signed_url_refused", faults.signed_url_refused_rate):
+            return Response(_REFUSED_PAGE, status_code=200, media_type="text/html")
+        duration, sound = job.duration, job.sound
+        if job.mismatch == "duration":
+            duration = max(1.0, duration - 2.0)
+        elif job.mismatch == "audio":
+            sound = False
+        content = await anyio.to_thread.run_sync(render_mp4, duration, job.width, job.height, sound)
+        if emulator.result_fault("cut_body", faults.cut_body_rate):
+            content = content[: len(content) // 2]
         if request.method == "GET":
             emulator.counters.file_downloads += 1
         return Response(content, media_type="video/mp4", headers={"cache-control": "private, max-age=86400"})
+
+
+_REFUSED_PAGE = (
+    b"<html><head><title>403 Forbidden</title></head><body><h1>AccessDenied</h1>"
+    b"<p>Request has expired</p></body></html>"
+)
 
 
 def create_app(config: EmulatorConfig | None = None) -> EmulatorApp:

@@ -49,7 +49,16 @@ class FaultConfig(BaseModel):
     unknown_status_rate: Rate = 0.0
     """Per job: report an unlisted status (e.g. RENDERING_PREVIEW) during the first half of the render."""
     faults_on: tuple[Endpoint, ...] = ("generate", "status")
-    """Endpoints the per-request faults apply to. Admin and file routes never get faults."""
+    """Endpoints the per-request faults above apply to. Admin routes never get faults; result files get theirs below."""
+    result_redirect_rate: Rate = 0.0
+    """Result file: answer 302 to a signed URL (``?expires=...&sig=...``) serving it (also: ``redirect_results``)."""
+    signed_url_refused_rate: Rate = 0.0
+    """Result file: answer 200 with an HTML "AccessDenied / Request has expired" page instead of the video, as a
+    CDN does for a refused or expired signed URL."""
+    cut_body_rate: Rate = 0.0
+    """Result file: answer 200 with the first half of the MP4, its Content-Length saying so (only a demuxer sees it)."""
+    clip_mismatch_rate: Rate = 0.0
+    """Per job: its clip does not match its request (2 s short, or without the audio it asked for)."""
 
 
 class EmulatorConfig(BaseModel):
@@ -79,6 +88,9 @@ class EmulatorConfig(BaseModel):
     """Token-bucket refill per key for both API endpoints. None: no limit."""
     rate_limit_burst: int = Field(default=10, ge=1)
 
+    redirect_results: bool = False
+    """Every result URL redirects to a signed URL (as CDN-backed services do); ``faults.result_redirect_rate``
+    makes only a share of them do so."""
     result_ttl_seconds: float = Field(default=86_400.0, ge=0.0)
     """After a job finishes, its file route answers for this long, then 410."""
     job_failure_rate: Rate = 0.0

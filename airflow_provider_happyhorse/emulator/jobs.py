@@ -286,6 +286,8 @@ class Job:
     spelling: Spelling = STANDARD_SPELLING
     unknown_status: str | None = None
     """Reported instead of IN_PROGRESS during the first half of the render."""
+    mismatch: str | None = None
+    """``duration`` (2 s short) or ``audio`` (none though asked for): its clip does not match its request."""
 
     def phase(self, now: float) -> Phase:
         if now < self.started:

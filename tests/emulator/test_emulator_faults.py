@@ -170,3 +170,69 @@ def test_fault_decisions_are_reproducible(api, emulator: EmulatorServer) -> None
     emulator.reset()  # re-seeds
     assert run() == first
     assert len({status for status, _ in first}) > 1
+
+
+# -- result files: how CDN-backed services misbehave ------------------------------------------------------
+
+
+def _probe(data: bytes) -> tuple[float, bool]:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return float(container.duration or 0) / av.time_base, bool(container.streams.audio)
+
+
+def test_result_urls_redirect_to_a_signed_url_that_serves_the_file(api, fast: EmulatorServer) -> None:
+    task_id = api.submit(duration=3, sound=False)
+    api.wait_until_final(task_id)
+    plain = api.http.get(f"/files/{task_id}.mp4")
+    fast.configure(redirect_results=True)
+    first = api.http.get(f"/files/{task_id}.mp4")
+    assert first.status_code == 302
+    signed = first.headers["location"]
+    assert signed.startswith(f"{fast.base_url}/files/{task_id}.mp4?expires=")
+    assert "&sig=" in signed
+    followed = httpx.get(signed, trust_env=False)  # no key: a CDN URL is not the API's
+    assert followed.status_code == 200
+    assert followed.content == plain.content
+    fast.configure(redirect_results=False, faults={"result_redirect_rate": 0.5})
+    codes = [api.http.get(f"/files/{task_id}.mp4").status_code for _ in range(40)]
+    assert set(codes) == {200, 302}  # the rate mixes both
+    assert fast.stats()["faults"]["by_kind"]["result_redirect"] == 1 + codes.count(302)
+
+
+def test_a_refused_signed_url_answers_200_with_an_html_page(api, fast: EmulatorServer) -> None:
+    task_id = api.submit(duration=3, sound=False)
+    api.wait_until_final(task_id)
+    fast.configure(faults={"signed_url_refused_rate": 1.0})
+    response = api.http.get(f"/files/{task_id}.mp4")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert b"Request has expired" in response.content
+    assert fast.stats()["faults"]["by_kind"]["signed_url_refused"] == 1
+
+
+def test_a_cut_body_agrees_with_its_content_length(api, fast: EmulatorServer) -> None:
+    task_id = api.submit(duration=3, sound=False)
+    api.wait_until_final(task_id)
+    whole = api.http.get(f"/files/{task_id}.mp4").content
+    fast.configure(faults={"cut_body_rate": 1.0})
+    cut = api.http.get(f"/files/{task_id}.mp4")
+    assert cut.status_code == 200
+    assert cut.content == whole[: len(whole) // 2]
+    assert int(cut.headers["content-length"]) == len(cut.content)  # only a demuxer can tell
+    assert fast.stats()["faults"]["by_kind"]["cut_body"] == 1
+
+
+def test_a_mismatched_clip_is_short_or_silent(api, fast: EmulatorServer) -> None:
+    fast.configure(faults={"clip_mismatch_rate": 1.0})
+    found = set()
+    for i in range(12):
+        task_id = api.submit(prompt=f"clip {i}", duration=5, sound=True)
+        api.wait_until_final(task_id)
+        seconds, audio = _probe(api.http.get(f"/files/{task_id}.mp4").content)
+        found.add("duration" if abs(seconds - 3.0) < 0.2 else "audio" if not audio else "none")
+    assert found == {"duration", "audio"}
+    assert fast.stats()["faults"]["by_kind"]["clip_mismatch"] == 12
