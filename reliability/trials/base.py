@@ -8,6 +8,7 @@ over), ``evaluate`` turns what happened into a :class:`~reliability.report.Row`.
 
 from __future__ import annotations
 
+import io
 import secrets
 import time
 from dataclasses import dataclass
@@ -168,3 +169,17 @@ def expect_state(view: TaskView, state: str, try_number: int | None = None, star
 def first_line(log: LogView, needle: str) -> str | None:
     found = log.find(needle)
     return found[0] if found else None
+
+
+def playable(data: bytes, *, expected_seconds: float) -> list[str]:
+    import av  # a dependency of the provider
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            seconds = float(container.duration or 0) / av.time_base
+            frames = sum(1 for _ in container.decode(video=0))
+    except av.error.FFmpegError as error:  # type: ignore[attr-defined]
+        return [f"the stored clip does not decode: {error}"]
+    if abs(seconds - expected_seconds) > 0.2 or frames == 0:
+        return [f"the stored clip lasts {seconds:.2f} s with {frames} frames, expected {expected_seconds:g} s"]
+    return []

@@ -10,7 +10,6 @@ Crash trials: a process dies at the worst moment and the videos must still be ma
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from reliability.trials.base import (
     TaskView,
     VideoBatchTrial,
     expect_state,
+    playable,
 )
 
 CONNECTION = {"timeout": 10, "retry_initial_delay": 0.5, "retry_max_delay": 2}
@@ -175,7 +175,7 @@ class DownloadKillTrial(VideoBatchTrial):
         original = httpx.get(str(result.get("video_url")), timeout=30).content
         if hashlib.sha256(original).hexdigest() != hashlib.sha256(data).hexdigest():
             problems.append(f"the stored clip differs from job {job_id}'s video")
-        problems += _playable(data, expected_seconds=3.0)
+        problems += playable(data, expected_seconds=3.0)
         return problems
 
 
@@ -348,17 +348,3 @@ def _counts(stats: dict[str, Any]) -> tuple[int, int, int]:
 def _spread(values: Any) -> str:
     found = sorted(set(values))
     return "-" if not found else str(found[0]) if len(found) == 1 else f"{found[0]}-{found[-1]}"
-
-
-def _playable(data: bytes, *, expected_seconds: float) -> list[str]:
-    import av  # the emulator's extra; the suite always has it
-
-    try:
-        with av.open(io.BytesIO(data)) as container:
-            seconds = float(container.duration or 0) / av.time_base
-            frames = sum(1 for _ in container.decode(video=0))
-    except av.error.FFmpegError as error:  # type: ignore[attr-defined]
-        return [f"the stored clip does not decode: {error}"]
-    if abs(seconds - expected_seconds) > 0.2 or frames == 0:
-        return [f"the stored clip lasts {seconds:.2f} s with {frames} frames, expected {expected_seconds:g} s"]
-    return []

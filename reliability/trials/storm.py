@@ -10,17 +10,24 @@ About 20% of the requests of each endpoint get a fault:
 - ``POST /api/generate``: only what the submission rule calls safe to retry (429 and 503, both with
   ``Retry-After``), from the gateway, which answers them *instead of* forwarding, as a real rate limiter or
   overloaded front end does. The ambiguous faults of this endpoint are trial 5's rows.
+- The result files (every clip is stored): a share of downloads redirected to a signed URL, answered 200
+  with an HTML "Request has expired" page instead of the video, or cut in half with a Content-Length that
+  agrees. Every stored clip must be the whole video the request asked for (3 s, no audio), verified, with
+  nothing else left beside it; the download is repeated in the task, so still no task retry.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
+from reliability.dagkit import VIDEO_SECONDS
 from reliability.gateway import GatewayFaults
 from reliability.lab import ApiSpec, Lab
 from reliability.plan import Plan
 from reliability.report import Row
-from reliability.trials.base import TRANSIENT, VideoBatchTrial, expect_state
+from reliability.trials.base import TRANSIENT, TaskView, VideoBatchTrial, expect_state, playable
 
 FAULT_SHARE = 0.20
 STATUS_FAULT_KINDS = 5  # four from the emulator, one from the gateway, rolled one after the other
@@ -30,6 +37,10 @@ GENERATE_503 = (FAULT_SHARE / 2) / (1 - GENERATE_429)  # rolled only when no 429
 CLIENT_TIMEOUT = 4.0
 SLOW_SECONDS = 6.0
 EMULATOR_STATUS_KINDS = ("server_error", "rate_limit_storm", "malformed_body", "slow_response")
+# Per download, rolled one after the other: redirect (harmless), then an HTML page, then a cut body.
+RESULT_FAULTS = {"result_redirect_rate": 0.3, "signed_url_refused_rate": 0.25, "cut_body_rate": 0.25}
+# A clip is downloaded again up to this many times (about 44% of downloads are not a video).
+DOWNLOAD_RETRIES = 10
 
 
 class StormTrial(VideoBatchTrial):
@@ -52,6 +63,7 @@ class StormTrial(VideoBatchTrial):
                 "slow_response_seconds": SLOW_SECONDS,
                 "status_variant_rate": FAULT_SHARE,
                 "unknown_status_rate": FAULT_SHARE,
+                **RESULT_FAULTS,
             },
         )
         gateway = GatewayFaults(
@@ -68,6 +80,7 @@ class StormTrial(VideoBatchTrial):
             "retry_initial_delay": 0.5,
             "retry_max_delay": 2,
             "max_retry_after": 5,
+            "max_retries": DOWNLOAD_RETRIES,
         }
         return ApiSpec(emulator, connection, gateway)
 
@@ -77,7 +90,8 @@ class StormTrial(VideoBatchTrial):
         job_ids = self.job_ids(lab, views)
         ridden_out = 0
         for view in views:
-            problems = expect_state(view, "success", try_number=1, starts=1)
+            # Two worker starts: the submission, and after the render the download (the clip is stored).
+            problems = expect_state(view, "success", try_number=1, starts=2)
             ridden_out += sum(len(log.find(TRANSIENT)) for log in view.triggers().values())
             row.count_task(problems, expect_success=True, where=f"video {view.key.map_index}")
         api = lab.apis[self.dag_id]
@@ -121,7 +135,47 @@ class StormTrial(VideoBatchTrial):
             + ")"
         )
         row.facts["jobs with odd statuses"] = ", ".join(f"{name} {count}" for name, count in per_job.items())
+        result_faults = {kind: kinds[kind] for kind in ("result_redirect", "signed_url_refused", "cut_body")}
+        for name, count in result_faults.items():
+            row.check(count > 0, f"no '{name}' fault was injected: the storm did not test it")
+        verified = wrong = 0
+        for view in views:
+            problems = self._check_clip(lab, view)
+            verified += not problems
+            wrong += bool(problems) and self._clip(lab, view).exists()
+            for problem in problems:
+                row.check(False, f"clip {view.key.map_index}: {problem}")
+        row.check(wrong == 0, f"{wrong} wrong files at final paths")
+        row.facts["downloads"] = (
+            f"{stats['file_downloads']} for {self.count} clips ("
+            + ", ".join(f"{name} {count}" for name, count in result_faults.items())
+            + ")"
+        )
+        row.facts["clips verified (whole, 3 s, no audio, nothing beside)"] = f"{verified}/{self.count}"
+        row.facts["wrong files at final paths"] = wrong
         row.facts["failed polls ridden out"] = ridden_out
         row.facts["task retries"] = sum(view.try_number > 1 for view in views)
         row.details.update(gateway=gateway, emulator_faults=kinds)
         return row
+
+    def _clip(self, lab: Lab, view: TaskView) -> Path:
+        return lab.clips_dir / self.dag_id / self.batch / f"video-{view.key.map_index}.mp4"
+
+    def _check_clip(self, lab: Lab, view: TaskView) -> list[str]:
+        """The stored clip is the whole video asked for, its result says verified, and nothing else is beside it."""
+        result = lab.xcom(view.key, "return_value")
+        final = self._clip(lab, view)
+        if not isinstance(result, dict):
+            return [f"no result in XCom: {result!r}"]
+        problems = [] if result.get("verified") is True else [f"the result says verified={result.get('verified')!r}"]
+        if not final.exists():
+            return [*problems, "no clip at the final path"]
+        data = final.read_bytes()
+        if hashlib.sha256(data).hexdigest() != result.get("stored_sha256"):
+            problems.append("the stored file is not the one the task reported")
+        problems += playable(data, expected_seconds=VIDEO_SECONDS)
+        beside = sorted(path.name for path in final.parent.glob(f".{final.name}.*"))
+        beside += sorted(path.name for path in final.parent.glob(f".{final.stem}.poster.jpg.*"))
+        if beside:
+            problems.append(f"files left beside the clip: {beside}")
+        return problems
