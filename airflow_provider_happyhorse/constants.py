@@ -61,3 +61,12 @@ POLL_TICK = 1.0
 
 # -- storing the clip -----------------------------------------------------------------------------------
 CHUNK_SIZE = 1024 * 1024  # reading and writing clips
+# A result URL may redirect (to a signed CDN URL) at most this many times.
+MAX_RESULT_REDIRECTS = 5
+# How far a clip may stray from its request and still be the one asked for.
+DURATION_TOLERANCE = 0.5  # seconds
+ASPECT_TOLERANCE = 0.03  # relative, width / height against the requested aspect ratio
+# verify_clip: "strict" fails on a mismatch, "warn" keeps the clip and says so, "off" compares nothing.
+VERIFY_CLIP_MODES = ("strict", "warn", "off")
+# if_exists: what a task does when its destination already holds a clip.
+IF_EXISTS_MODES = ("skip", "replace", "fail")

@@ -16,7 +16,10 @@ The provider's errors. Nothing here ever holds the API key or an ``httpx.Request
     ├── SubmissionOutcomeUnknownError  a paid submission that may or may not have created a job
     ├── JobFailedError ............. the job ended FAILED on the service
     ├── JobTimeoutError ............ the job did not finish before its deadline
-    └── ResultUnavailableError ..... the result URL is expired, missing or empty
+    ├── ResultUnavailableError ..... the result URL is expired, missing or empty
+    ├── ResultRedirectError ........ the result URL redirects in a loop, too often, or off http(s)
+    ├── InvalidClipError ........... what the result URL gave is not a video (an error page, a cut file)
+    └── ClipMismatchError .......... the clip is a video, but not the one asked for (duration, aspect, audio)
 
 ``InvalidRequestError`` is also an ``APIStatusError`` when it comes from the service.
 """
@@ -169,3 +172,36 @@ class ResultUnavailableError(HappyHorseError):
             f"The video of HappyHorse job {job_id} cannot be fetched from {url}: {detail}. Result URLs expire "
             "after about a day."
         )
+
+
+class ResultRedirectError(HappyHorseError):
+    """The result URL's redirects cannot be followed: a loop, too many hops, or a scheme other than http(s)."""
+
+    def __init__(self, job_id: str, chain: list[str], problem: str) -> None:
+        self.job_id = job_id
+        self.chain = chain
+        super().__init__(
+            f"The video of HappyHorse job {job_id} was not downloaded: its result URL {problem} "
+            f"({' -> '.join(chain)}). Nothing was stored; a retry downloads again."
+        )
+
+
+class InvalidClipError(HappyHorseError):
+    """What the result URL answered is not a video container with a video stream."""
+
+    def __init__(self, job_id: str, url: str, what_came: str) -> None:
+        self.job_id = job_id
+        self.url = url
+        super().__init__(
+            f"The result of HappyHorse job {job_id} from {url} is not a video: {what_came}. Nothing was "
+            "stored; a retry of the task downloads again (a refused or expired signed URL often answers like this)."
+        )
+
+
+class ClipMismatchError(HappyHorseError):
+    """The clip is a video, but not the one the request asked for."""
+
+    def __init__(self, job_id: str, mismatches: list[str]) -> None:
+        self.job_id = job_id
+        self.mismatches = mismatches
+        super().__init__(f"The clip of HappyHorse job {job_id} does not match its request: {'; '.join(mismatches)}")

@@ -76,7 +76,7 @@ class JobRecordStore:
             fingerprint=raw["fingerprint"],
             submitted_at=raw["submitted_at"],
             job_id=raw.get("job_id"),
-            stored=StoredClip(**stored) if isinstance(stored, dict) else None,
+            stored=StoredClip.from_dict(stored) if isinstance(stored, dict) else None,
         )
 
     def save(self, record: JobRecord) -> None:

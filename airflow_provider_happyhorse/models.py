@@ -292,6 +292,21 @@ class JobEvent(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class MediaInfo(BaseModel):
+    """What a stored clip is, read by a demuxer: ``duration`` from its frames, ``declared_duration`` from its header."""
+
+    model_config = ConfigDict(frozen=True)
+
+    duration: float
+    declared_duration: float | None = None
+    width: int
+    height: int
+    frame_rate: float | None = None
+    video_codec: str
+    audio_codec: str | None = None
+    has_audio: bool
+
+
 class VideoResult(BaseModel):
     """What a finished video task returns (its XCom ``return_value``): JSON, no secrets."""
 
@@ -307,6 +322,9 @@ class VideoResult(BaseModel):
     stored_path: str | None = None
     stored_size: int | None = None
     stored_sha256: str | None = None
+    media: MediaInfo | None = None
+    verified: bool | None = None  # the clip matched its request (False: it did not, kept with verify_clip="warn")
+    poster_path: str | None = None
 
     @classmethod
     def submitted(cls, job_id: str, request: VideoRequest, submitted_at: str) -> VideoResult:

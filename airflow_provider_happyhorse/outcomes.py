@@ -1,20 +1,27 @@
-"""What a task makes of how a job ended: the errors no retry can mend, and what a non-success event raises."""
+"""
+What a task makes of how a job ended: the errors no retry can mend, what a non-success event raises,
+and what a clip that could not be kept raises (for the operator and the sensor alike).
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     AuthenticationError,
+    ClipMismatchError,
     ConfigurationError,
+    HappyHorseError,
     InvalidRequestError,
     JobFailedError,
     JobTimeoutError,
 )
+from airflow_provider_happyhorse.job_store import forget_instructions
 from airflow_provider_happyhorse.models import JobEvent
+from airflow_provider_happyhorse.storage import StoredClip
 
 # Errors that no retry can mend: fail at once, without retry noise.
 PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError, ConfigurationError)
@@ -29,3 +36,30 @@ def raise_for_event(event: JobEvent) -> NoReturn:
     if event.error_type in {cls.__name__ for cls in PERMANENT_ERRORS}:
         raise AirflowFailException(f"HappyHorse job {event.job_id}: {event.message}")
     raise AirflowException(f"HappyHorse job {event.job_id}: {event.message}")
+
+
+def clip_failure(error: HappyHorseError, ti: Any) -> AirflowException:
+    """
+    A clip that was not kept. A mismatch fails without retries (the job's clip stays what it is); a body
+    that is not a video or a broken redirect fails so that the task's retries download again.
+    """
+    if isinstance(error, ClipMismatchError):
+        return AirflowFailException(
+            f"{error}. Nothing was stored. To keep this clip anyway, set verify_clip='warn' (or 'off') and "
+            f"clear the task; to pay for a new render, {forget_instructions(ti)}."
+        )
+    return AirflowException(str(error))
+
+
+def log_stored(log: Any, clip: StoredClip, job_id: str, downloaded: bool) -> None:
+    media = clip.media
+    log.info(
+        "%s clip of job %s at %s (%d bytes, sha256 %s%s%s)",
+        "Stored" if downloaded else "Already stored (download skipped):",
+        job_id,
+        clip.path,
+        clip.size,
+        clip.sha256,
+        "" if media is None else f"; {media.width}x{media.height}, {media.duration:g} s, audio {media.has_audio}",
+        "" if clip.verified is None else f"; matches its request: {clip.verified}",
+    )

@@ -2,8 +2,11 @@
 Keeping the clip: stream the temporary result URL into object storage, verified and atomic.
 
 The clip is written to a hidden temporary name beside the destination while its size and SHA-256
-are computed, then moved into place, so the final path only ever holds a complete file (a local
-rename is atomic; on object stores the final object appears whole or not at all).
+are computed, probed with a real demuxer (it must be a whole video, and the one the request asked
+for), given a poster frame, then moved into place, so the final path only ever holds a complete,
+verified file (a local rename is atomic; on object stores the final object appears whole or not at
+all). A record of what made it (the request's fingerprint, the job id, the result) goes with it: as
+object metadata where the store keeps it, else as a JSON sidecar moved into place after the clip.
 """
 
 from __future__ import annotations
@@ -15,19 +18,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict
+
 from airflow_provider_happyhorse.constants import CHUNK_SIZE
+from airflow_provider_happyhorse.core.results import cut_short, mismatches, what_came
 from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, retry_after_of
 from airflow_provider_happyhorse.exceptions import (
+    ClipMismatchError,
     ConfigurationError,
     HappyHorseError,
-    ResultUnavailableError,
+    InvalidClipError,
     TransportError,
 )
+from airflow_provider_happyhorse.media import NotAVideo, poster_jpeg, probe
+from airflow_provider_happyhorse.models import MediaInfo, VideoRequest, VideoResult
 
 if TYPE_CHECKING:
     from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
 PARTIAL_SUFFIX = ".partial"
+RECORD_SUFFIX = ".happyhorse.json"  # the sidecar beside a clip, where the store keeps no object metadata
+METADATA_KEY = "happyhorse"  # the object metadata key, where it does
+POSTER_SUFFIX = ".poster.jpg"
 CHECK_SUFFIX = ".happyhorse-write-check"
 # What to install for the object stores whose filesystem package Airflow does not bring itself.
 FILESYSTEM_PACKAGES = {
@@ -53,9 +65,54 @@ class StoredClip:
     path: str
     size: int
     sha256: str
+    media: MediaInfo | None = None
+    verified: bool | None = None
+    poster_path: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+        return {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "media": None if self.media is None else self.media.model_dump(),
+            "verified": self.verified,
+            "poster_path": self.poster_path,
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> StoredClip:
+        media = value.get("media")
+        return cls(
+            path=value["path"],
+            size=value["size"],
+            sha256=value["sha256"],
+            media=None if media is None else MediaInfo.model_validate(media),
+            verified=value.get("verified"),
+            poster_path=value.get("poster_path"),
+        )
+
+    def result_fields(self) -> dict[str, Any]:
+        """What the clip adds to a task's result."""
+        return {
+            "stored_path": self.path,
+            "stored_size": self.size,
+            "stored_sha256": self.sha256,
+            "media": self.media,
+            "verified": self.verified,
+            "poster_path": self.poster_path,
+        }
+
+
+class ClipRecord(BaseModel):
+    """What made a stored clip, kept with it: a later task with the same request returns ``result`` and pays nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str | None  # the request's (None: a sensor's clip, made for no request of ours)
+    job_id: str
+    size: int
+    sha256: str
+    result: dict[str, Any]  # the task's result without the request, which the fingerprint stands for
 
 
 def as_storage_path(destination: Any) -> Any:
@@ -154,19 +211,62 @@ def digest(path: Any) -> tuple[int, str]:
     return size, sha.hexdigest()
 
 
+def poster_path_for(final: Any) -> Any:
+    """``daily/2026-11-01.mp4`` -> ``daily/2026-11-01.poster.jpg``."""
+    return final.parent / f"{final.stem}{POSTER_SUFFIX}"
+
+
+def _record_path(final: Any) -> Any:
+    return final.parent / f"{final.name}{RECORD_SUFFIX}"
+
+
+def _keeps_metadata(path: Any) -> bool:
+    fs = path.fs
+    return callable(getattr(fs, "setxattr", None)) and callable(getattr(fs, "getxattr", None))
+
+
+def read_clip_record(destination: Any) -> ClipRecord | None:
+    """The record of the clip at ``destination``, when it holds one we made whose size still matches."""
+    final = as_storage_path(destination)
+    try:
+        if not final.exists():
+            return None
+        if _keeps_metadata(final):
+            raw = final.fs.getxattr(final.path, METADATA_KEY)
+        else:
+            sidecar = _record_path(final)
+            raw = sidecar.read_text() if sidecar.exists() else None
+        record = None if raw is None else ClipRecord.model_validate_json(raw)
+        size = final.stat().st_size
+    except (KeyError, ValueError, OSError):
+        return None
+    return record if record is not None and record.size == size else None
+
+
 def store_clip(
     hook: HappyHorseHook,
     *,
     job_id: str,
     url: str,
     destination: Any,
+    result: VideoResult | None = None,
+    request: VideoRequest | None = None,
+    verify_clip: str = "strict",
+    poster: bool = True,
     known: StoredClip | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[StoredClip, bool]:
     """
     Store the clip at ``destination``; returns it and whether it was downloaded (False: an earlier try
     already stored the same complete file, checked by size and SHA-256, so nothing was fetched).
+
+    Before the move into place the file must open as a whole video (else ``InvalidClipError``, naming
+    what came back) and, unless ``verify_clip`` is ``"off"``, match ``request`` (else, with
+    ``"strict"``, ``ClipMismatchError`` and nothing stored). ``result`` is what the task returns without
+    the clip (by default the job's id, status and URL); it is recorded with the clip.
     """
+    if result is None:
+        result = VideoResult(job_id=job_id, status="SUCCESS", video_url=url)
     final = as_storage_path(destination)
     if (
         known is not None
@@ -177,63 +277,127 @@ def store_clip(
         return known, False
     _remove_stale_partials(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.parent / f".{final.name}.{job_id}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+    token = f"{job_id}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+    temporary = final.parent / f".{final.name}.{token}"
+    poster_final = poster_path_for(final)
+    poster_temporary = final.parent / f".{poster_final.name}.{token}"
+    record_temporary = final.parent / f".{final.name}{RECORD_SUFFIX}.{token}"
+    try:
+        size, sha256, media = _download_with_retries(hook, job_id, url, temporary, on_chunk)
+        found = [] if verify_clip == "off" else mismatches(media, request)
+        if found and verify_clip == "strict":
+            raise ClipMismatchError(job_id, found)
+        if found:
+            hook.log.warning("%s; kept, as verify_clip='warn' asks", ClipMismatchError(job_id, found))
+        clip = StoredClip(
+            path=str(final),
+            size=size,
+            sha256=sha256,
+            media=media,
+            verified=None if verify_clip == "off" else not found,
+            poster_path=str(poster_final) if poster else None,
+        )
+        if poster:
+            poster_temporary.write_bytes(poster_jpeg(temporary))
+        record = ClipRecord(
+            fingerprint=None if request is None else request.fingerprint(),
+            job_id=job_id,
+            size=size,
+            sha256=sha256,
+            result=result.model_copy(update=clip.result_fields()).model_dump(mode="json", exclude={"request"}),
+        )
+        metadata = _keeps_metadata(final)
+        if metadata:
+            temporary.fs.setxattr(temporary.path, **{METADATA_KEY: record.model_dump_json()})
+        else:
+            record_temporary.write_text(record.model_dump_json())
+        if poster:
+            poster_temporary.move(poster_final)
+        temporary.move(final)
+        if not metadata:
+            record_temporary.move(_record_path(final))  # last: a record only ever stands for a whole clip
+    except BaseException:
+        for leftover in (temporary, poster_temporary, record_temporary):
+            _unlink_quietly(leftover)
+        raise
+    return clip, True
+
+
+def _download_with_retries(
+    hook: HappyHorseHook, job_id: str, url: str, into: Any, on_chunk: Callable[[int], None] | None
+) -> tuple[int, str, MediaInfo]:
+    """
+    Download and probe, again after a transient failure or a body that is not a video (a CDN's refusal of
+    a signed URL is often momentary), up to the connection's ``max_retries``.
+    """
     policy = hook.settings.policy
     retries = 0
     while True:
         try:
-            size, sha256 = _download(hook, job_id=job_id, url=url, into=temporary, on_chunk=on_chunk)
-            break
+            size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, on_chunk=on_chunk)
+            return size, sha256, _probe(job_id, url, into, size, came)
         except HappyHorseError as error:
-            _unlink_quietly(temporary)
-            if retries >= policy.max_retries or not is_retryable_poll_error(error):
+            _unlink_quietly(into)
+            again = is_retryable_poll_error(error) or isinstance(error, InvalidClipError)
+            if retries >= policy.max_retries or not again:
                 raise
             retries += 1
             delay = policy.backoff(retries, retry_after_of(error), hook.rng)
-            hook.log.info("Download of job %s failed (%s); retry %d in %.1f s", job_id, error, retries, delay)
+            hook.log.warning("Download of job %s failed (%s); retry %d in %.1f s", job_id, error, retries, delay)
             hook.sleep(delay)
-        except BaseException:
-            _unlink_quietly(temporary)
-            raise
+
+
+def _probe(job_id: str, url: str, temporary: Any, size: int, came: tuple[str | None, bytes]) -> MediaInfo:
+    content_type, head = came
     try:
-        temporary.move(final)
-    except BaseException:
-        _unlink_quietly(temporary)
-        raise
-    return StoredClip(path=str(final), size=size, sha256=sha256), True
+        media = probe(temporary)
+    except NotAVideo as error:
+        raise InvalidClipError(job_id, url, f"{what_came(content_type, size, head)} ({error})") from None
+    if (cut := cut_short(media)) is not None:
+        raise InvalidClipError(job_id, url, f"{what_came(content_type, size, head)} ({cut})")
+    return media
 
 
 def _download(
     hook: HappyHorseHook, *, job_id: str, url: str, into: Any, on_chunk: Callable[[int], None] | None
-) -> tuple[int, str]:
+) -> tuple[int, str, tuple[str | None, bytes]]:
     sha = hashlib.sha256()
     size = 0
+    head = b""
     with hook.stream_result(job_id, url) as response:
         expected = response.headers.get("content-length")
         with into.open("wb") as handle:
             for chunk in response.iter_bytes(CHUNK_SIZE):
+                if len(head) < 256:
+                    head += chunk[: 256 - len(head)]
                 handle.write(chunk)
                 sha.update(chunk)
                 size += len(chunk)
                 if on_chunk is not None:
                     on_chunk(size)
+        content_type = response.headers.get("content-type")
     if expected is not None and int(expected) != size:
         raise TransportError(f"download of job {job_id} stopped at {size} of {expected} bytes", request_sent=True)
     if size == 0:
-        raise ResultUnavailableError(job_id, url, "the result file is empty")
-    return size, sha.hexdigest()
+        raise InvalidClipError(job_id, url, f"{what_came(content_type, 0, b'')} (an empty body)")
+    return size, sha.hexdigest(), (content_type, head)
 
 
 def _remove_stale_partials(final: Any) -> None:
     """
-    Partial files and write checks a killed try left beside the destination (never the destination
-    itself, nor another destination's files).
+    Partial files (clip, poster, record) and write checks a killed try left beside the destination
+    (never the destination itself, nor another destination's files).
     """
     parent = final.parent
     if not parent.exists():
         return
-    for suffix in (PARTIAL_SUFFIX, CHECK_SUFFIX):
-        for leftover in parent.glob(f".{final.name}.*{suffix}"):
+    patterns = (
+        f".{final.name}.*{PARTIAL_SUFFIX}",
+        f".{poster_path_for(final).name}.*{PARTIAL_SUFFIX}",
+        f".{final.name}.*{CHECK_SUFFIX}",
+    )
+    for pattern in patterns:
+        for leftover in parent.glob(pattern):
             _unlink_quietly(leftover)
 
 

@@ -43,9 +43,12 @@ def main() -> int:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     logical_date = date.today().isoformat()
-    # The DAG makes a day's clip once: the demo renders today's again, so it removes the one it made before.
+    # The DAG makes a day's clip once (if_exists="skip"): the demo renders today's again, so it removes the
+    # clip it made before, with its poster and record.
     clip = output / "daily" / f"{logical_date}.mp4"
-    clip.unlink(missing_ok=True)
+    poster = clip.with_name(f"{clip.stem}.poster.jpg")
+    for made in (clip, poster, clip.with_name(f"{clip.name}.happyhorse.json")):
+        made.unlink(missing_ok=True)
     with EmulatorProcess(EmulatorConfig(speed=0.05, seed=7), log_file=REPO / ".demo" / "emulator.log") as emulator:
         print(f"HappyHorse emulator running at {emulator.base_url}")
         env = airflow_env(emulator.base_url, emulator.api_key, home, output)
@@ -64,7 +67,7 @@ def main() -> int:
         shape = f"{video.codec_context.width}x{video.codec_context.height}"
     print()
     print(f"Video stored at: {clip}")
-    print(f"  {seconds:.1f} s, {shape}, {audio}, {clip.stat().st_size} bytes")
+    print(f"  {seconds:.1f} s, {shape}, {audio}, {clip.stat().st_size} bytes; poster frame at {poster}")
     submissions, polls = stats["submissions"]["total"], stats["status_calls"]["total"]
     print(f"  emulator: {submissions} paid submission(s), {polls} status call(s)")
     return 0

@@ -23,6 +23,7 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 from airflow_provider_happyhorse.constants import USER_AGENT
 from airflow_provider_happyhorse.core.flows import Flow, Outcome, Send, Sleep, check_flow, status_flow, submit_flow
 from airflow_provider_happyhorse.core.responses import error_for_status, map_transport_error
+from airflow_provider_happyhorse.core.results import REDIRECT_STATUSES, next_hop
 from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.core.wait import WaitPlan, wait_flow
 from airflow_provider_happyhorse.exceptions import ConfigurationError, HappyHorseError, ResultUnavailableError
@@ -410,15 +411,29 @@ class HappyHorseHook(BaseHook):
 
     @contextmanager
     def stream_result(self, job_id: str, url: str) -> Iterator[httpx.Response]:
-        """Stream a job's result file. The API key is not sent: the URL is not the API's."""
+        """
+        Stream a job's result file, following its redirects (a signed CDN URL, usually; see
+        ``core.results.next_hop``). The API key is never sent: these URLs are not the API's.
+        """
+        chain = [url]
+        client = self.get_conn()
         try:
-            with self.get_conn().stream("GET", url, headers={"User-Agent": USER_AGENT}) as response:
+            while True:
+                request = client.build_request("GET", chain[-1], headers={"User-Agent": USER_AGENT})
+                response = client.send(request, stream=True, follow_redirects=False)
+                if response.status_code not in REDIRECT_STATUSES:
+                    break
+                response.close()
+                next_hop(job_id, chain, response.headers.get("location"))
+            try:
                 if response.status_code in (403, 404, 410):
-                    raise ResultUnavailableError(job_id, url, f"HTTP {response.status_code}")
+                    raise ResultUnavailableError(job_id, " -> ".join(chain), f"HTTP {response.status_code}")
                 if response.status_code >= 400:
                     response.read()
                     raise error_for_status(response.status_code, None, response)
                 yield response
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             raise map_transport_error(exc) from None
 

@@ -15,7 +15,9 @@ from airflow_provider_happyhorse.constants import (
     DEFAULT_RENDER_TIMEOUT,
     DEFERRAL_GRACE,
     GENERATE_PATH,
+    IF_EXISTS_MODES,
     PROGRESS_LOG_INTERVAL,
+    VERIFY_CLIP_MODES,
 )
 from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
 from airflow_provider_happyhorse.core.wait import WaitPlan
@@ -34,8 +36,14 @@ from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore, for
 from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest, VideoResult
-from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, raise_for_event
-from airflow_provider_happyhorse.storage import StoredClip, prepare_destination, store_clip
+from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, clip_failure, log_stored, raise_for_event
+from airflow_provider_happyhorse.storage import (
+    StoredClip,
+    as_storage_path,
+    prepare_destination,
+    read_clip_record,
+    store_clip,
+)
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 
 if TYPE_CHECKING:
@@ -79,6 +87,13 @@ class GenerateVideoOperator(BaseOperator):
         ``execution_timeout``, when shorter, wins. Both hold while deferred.
     :param max_credits: refuse before submitting when the credit estimate is higher.
     :param output_path: where to store the clip (``ObjectStoragePath`` or URI). Templated.
+    :param verify_clip: with ``output_path``, how the stored clip is held to its request (it must always be
+        a whole video): ``"strict"`` (default) fails the task on a wrong duration, aspect ratio or sound and
+        stores nothing; ``"warn"`` stores it, logs and records the mismatch; ``"off"`` compares nothing.
+    :param poster: with ``output_path``, store the clip's first frame as ``<name>.poster.jpg`` beside it.
+    :param if_exists: when ``output_path`` already holds a clip: ``"skip"`` (default) returns the recorded
+        result without paying when that clip was made for the same request (and renders a changed
+        request); ``"replace"`` renders anew; ``"fail"`` refuses before paying.
     :param on_expired: when the job's result URL can no longer be fetched and the clip was never stored:
         ``"fail"`` (the default: fail, saying how to pay for a new render) or ``"regenerate"`` (submit the
         request again, paying for it, logged with the estimate).
@@ -111,6 +126,9 @@ class GenerateVideoOperator(BaseOperator):
         max_credits: float | None = None,
         output_path: Any = None,
         on_expired: str = "fail",
+        verify_clip: str = "strict",
+        poster: bool = True,
+        if_exists: str = "skip",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +151,9 @@ class GenerateVideoOperator(BaseOperator):
         self.max_credits = max_credits
         self.output_path = output_path
         self.on_expired = on_expired
+        self.verify_clip = verify_clip
+        self.poster = poster
+        self.if_exists = if_exists
         self._result: dict[str, Any] | None = None
 
     @cached_property
@@ -175,6 +196,11 @@ class GenerateVideoOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         request = self._preflight()
+        kept = self._already_kept(request)
+        if kept is not None:
+            context["ti"].xcom_push(key="job_id", value=kept["job_id"])
+            self._result = kept
+            return kept
         store = JobRecordStore.from_context(context, self.log)
         record = self._reattach(store, request, context)
         if record is None:
@@ -186,10 +212,16 @@ class GenerateVideoOperator(BaseOperator):
         Everything that can be refused for free, in order, before anything is written or sent: the
         request and its budget, the connection (exists, has a key), the output destination (writable).
         """
-        if self.on_expired not in ON_EXPIRED:
-            raise AirflowFailException(
-                f"on_expired: must be one of {', '.join(ON_EXPIRED)} (got {self.on_expired!r}). Nothing was submitted."
-            )
+        for name, allowed in (
+            ("on_expired", ON_EXPIRED),
+            ("verify_clip", VERIFY_CLIP_MODES),
+            ("if_exists", IF_EXISTS_MODES),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise AirflowFailException(
+                    f"{name}: must be one of {', '.join(allowed)} (got {value!r}). Nothing was submitted."
+                )
         try:
             request = self.video_request()
         except InvalidRequestError as error:
@@ -220,6 +252,36 @@ class GenerateVideoOperator(BaseOperator):
             "" if destination is None else f"; {destination} is writable",
         )
         return request
+
+    def _already_kept(self, request: VideoRequest) -> dict[str, Any] | None:
+        """With ``output_path`` under ``if_exists``: the recorded result of a clip already kept for this request."""
+        if self.output_path is None or self.if_exists == "replace":
+            return None
+        final = as_storage_path(self.output_path)
+        if self.if_exists == "fail":
+            if final.exists():
+                raise AirflowFailException(
+                    f"if_exists='fail': output_path {str(final)!r} already holds a file. Nothing was submitted. "
+                    "Remove it, or set if_exists='skip' (keep a clip made for the same request) or 'replace'."
+                )
+            return None
+        record = read_clip_record(final)
+        if record is None or record.fingerprint != request.fingerprint():
+            if final.exists():
+                self.log.info(
+                    "%s holds a file not made for this request: rendering anew; it is replaced only once the "
+                    "new clip is verified",
+                    final,
+                )
+            return None
+        self.log.info(
+            "%s already holds the clip of job %s made for this request (sha256 %s): returning its recorded "
+            "result. Nothing was submitted (if_exists='skip'; 'replace' renders anew).",
+            final,
+            record.job_id,
+            record.sha256,
+        )
+        return VideoResult.model_validate({**record.result, "request": request.to_body()}).payload()
 
     def _wait_and_finish(
         self, context: Context, store: JobRecordStore, record: JobRecord, request: VideoRequest
@@ -396,12 +458,10 @@ class GenerateVideoOperator(BaseOperator):
         )
         if self.output_path is not None:
             try:
-                clip = self._store(store, record, event)
+                clip = self._store(context, store, record, event, result, request)
             except ResultUnavailableError as error:
                 return self._result_unavailable(context, store, request, error)
-            result = result.model_copy(
-                update={"stored_path": clip.path, "stored_size": clip.size, "stored_sha256": clip.sha256}
-            )
+            result = result.model_copy(update=clip.result_fields())
             self._emit_asset_events(context, clip, event, request)
         self._result = result.payload()
         return self._result
@@ -429,7 +489,15 @@ class GenerateVideoOperator(BaseOperator):
         record = self._submit(store, request, context)
         return self._wait_and_finish(context, store, record, request)
 
-    def _store(self, store: JobRecordStore, record: JobRecord, job: JobEvent) -> StoredClip:
+    def _store(
+        self,
+        context: Context,
+        store: JobRecordStore,
+        record: JobRecord,
+        job: JobEvent,
+        result: VideoResult,
+        request: VideoRequest,
+    ) -> StoredClip:
         """
         Download the clip on the worker (never in the triggerer) into ``output_path``; a result that can
         no longer be fetched raises ``ResultUnavailableError`` for :meth:`_result_unavailable`.
@@ -442,22 +510,19 @@ class GenerateVideoOperator(BaseOperator):
                 job_id=job.job_id,
                 url=job.video_url,
                 destination=self.output_path,
+                result=result,
+                request=request,
+                verify_clip=self.verify_clip,
+                poster=self.poster,
                 known=record.stored,
                 on_chunk=self._downloaded,
             )
         except ResultUnavailableError:
             raise
         except HappyHorseError as error:
-            raise AirflowException(str(error)) from None
+            raise clip_failure(error, context["ti"]) from None
         store.save(record.with_stored(clip))
-        self.log.info(
-            "%s clip of job %s at %s (%d bytes, sha256 %s)",
-            "Stored" if downloaded else "Already stored (download skipped):",
-            job.job_id,
-            clip.path,
-            clip.size,
-            clip.sha256,
-        )
+        log_stored(self.log, clip, job.job_id, downloaded)
         return clip
 
     def _downloaded(self, size: int) -> None:

@@ -7,16 +7,33 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+)
 
-from airflow_provider_happyhorse.constants import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE, PROGRESS_LOG_INTERVAL
+from airflow_provider_happyhorse.constants import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFERRAL_GRACE,
+    PROGRESS_LOG_INTERVAL,
+    VERIFY_CLIP_MODES,
+)
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
-from airflow_provider_happyhorse.exceptions import JobTimeoutError
+from airflow_provider_happyhorse.exceptions import (
+    ConfigurationError,
+    HappyHorseError,
+    JobTimeoutError,
+    ResultUnavailableError,
+)
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, WaitInSteps
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobEvent, VideoResult
-from airflow_provider_happyhorse.outcomes import raise_for_event
+from airflow_provider_happyhorse.outcomes import clip_failure, log_stored, raise_for_event
+from airflow_provider_happyhorse.storage import prepare_destination, store_clip
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 
 if TYPE_CHECKING:
@@ -34,9 +51,14 @@ class HappyHorseJobSensor(BaseSensorOperator):
         trigger's (``core.wait``); a poke sends a poll only when one is due, so ``poke_interval`` is the
         shortest wait between polls.
     :param max_poll_interval: the longest wait between polls when deferred (``poke_interval`` is the shortest).
+    :param output_path: where to store the clip (``ObjectStoragePath`` or URI), with the operator's download,
+        probe, poster and record; checked writable before waiting. Templated.
+    :param verify_clip: as the operator's; without a request there is nothing to compare, so the clip only
+        has to be a whole video.
+    :param poster: store the clip's first frame as ``<name>.poster.jpg`` beside it.
     """
 
-    template_fields: Sequence[str] = ("job_id",)
+    template_fields: Sequence[str] = ("job_id", "output_path")
     operator_extra_links = (HappyHorseVideoLink(),)
 
     def __init__(
@@ -46,6 +68,9 @@ class HappyHorseJobSensor(BaseSensorOperator):
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
         deferrable: bool = True,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        output_path: Any = None,
+        verify_clip: str = "strict",
+        poster: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -53,6 +78,9 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self.happyhorse_conn_id = happyhorse_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
+        self.output_path = output_path
+        self.verify_clip = verify_clip
+        self.poster = poster
         self._wait: WaitInSteps | None = None  # poke mode: the wait, across pokes
 
     @cached_property
@@ -66,7 +94,20 @@ class HappyHorseJobSensor(BaseSensorOperator):
             max_interval=max(self.max_poll_interval, self.poke_interval),
         )
 
+    def _preflight(self) -> None:
+        """The clip's destination and mode, refused before waiting (and so before anything is kept)."""
+        if self.verify_clip not in VERIFY_CLIP_MODES:
+            raise AirflowFailException(
+                f"verify_clip: must be one of {', '.join(VERIFY_CLIP_MODES)} (got {self.verify_clip!r})."
+            )
+        if self.output_path is not None:
+            try:
+                prepare_destination(self.output_path)
+            except ConfigurationError as error:
+                raise AirflowFailException(str(error)) from None
+
     def execute(self, context: Context) -> Any:
+        self._preflight()
         if not self.deferrable:
             return super().execute(context)
         now = datetime.now(timezone.utc)
@@ -89,7 +130,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
                 min_poll_interval=schedule.min_interval,
                 max_poll_interval=schedule.max_interval,
                 result=None,
-                end_task_on_success=True,
+                end_task_on_success=self.output_path is None,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
@@ -124,7 +165,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(str(JobTimeoutError(event.job_id, str(event.deadline))))
         if event.status != "success":
             raise_for_event(event)
-        return PokeReturnValue(is_done=True, xcom_value=VideoResult.of_event(event).payload())
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
         if isinstance(event, dict):
@@ -135,4 +176,28 @@ class HappyHorseJobSensor(BaseSensorOperator):
             )
         if happened.status != "success":
             raise_for_event(happened)
-        return VideoResult.of_event(happened).payload()
+        return self._finish(context, happened)
+
+    def _finish(self, context: Context, event: JobEvent) -> dict[str, Any]:
+        """The job's result; with ``output_path``, the clip kept on this worker first."""
+        result = VideoResult.of_event(event)
+        if self.output_path is None:
+            return result.payload()
+        if not event.video_url:
+            raise AirflowException(f"HappyHorse job {event.job_id} succeeded without a result URL")
+        try:
+            clip, downloaded = store_clip(
+                self.hook,
+                job_id=event.job_id,
+                url=event.video_url,
+                destination=self.output_path,
+                result=result,
+                verify_clip=self.verify_clip,
+                poster=self.poster,
+            )
+        except ResultUnavailableError as error:
+            raise AirflowFailException(f"{error} The clip was never stored.") from None
+        except HappyHorseError as error:
+            raise clip_failure(error, context["ti"]) from None
+        log_stored(self.log, clip, event.job_id, downloaded)
+        return result.model_copy(update=clip.result_fields()).payload()

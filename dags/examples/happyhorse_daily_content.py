@@ -4,17 +4,20 @@ Daily content: one clip a day, its prompt templated from the run's date, stored 
 The task defers while the video renders (no worker slot held); the stored clip is announced as an
 asset event on the ``happyhorse_clips`` alias, which ``happyhorse_publish`` is scheduled on.
 
-One clip a day, made once: ``not_made_yet`` looks for the day's clip (``daily/<ds>.mp4``) before
-anything is paid for, so a second run on the same day (say, a manual one) pays nothing and never
-overwrites the clip the first run made; runs do not overlap (``max_active_runs=1``). To render a day
-again, delete its clip. A retry or a cleared task of the same run re-attaches to its job.
+One clip a day, made once: the clip is stored with a record of the request that made it, and before
+anything is paid for the operator looks at the day's clip (``daily/<ds>.mp4``; ``if_exists="skip"``, the
+default). A second run on the same day (say, a manual one) pays nothing, returns the recorded result and
+never overwrites the clip; a changed prompt renders anew. Runs do not overlap (``max_active_runs=1``). To
+render a day again, delete its clip or set ``if_exists="replace"``. A retry or a cleared task of the same
+run re-attaches to its job. The stored clip is checked to be the video asked for (5 s, 16:9, with sound)
+before it is moved into place, and gets a poster frame beside it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, AssetAlias, ObjectStoragePath, task
+from airflow.sdk import DAG, AssetAlias
 from happyhorse_example_settings import OUTPUT_ROOT, POLLING
 
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
@@ -29,16 +32,7 @@ with DAG(
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
 ):
-
-    @task.short_circuit
-    def not_made_yet(ds: str | None = None) -> bool:
-        clip = ObjectStoragePath(f"{OUTPUT_ROOT}/daily/{ds}.mp4")
-        if clip.exists():
-            print(f"{clip} exists: this day's clip is made; nothing is rendered (delete it to render the day again)")
-            return False
-        return True
-
-    not_made_yet() >> GenerateVideoOperator(
+    GenerateVideoOperator(
         task_id="daily_clip",
         prompt=(
             "A calm morning news intro for {{ macros.ds_format(ds, '%Y-%m-%d', '%A %d %B %Y') }}: "
@@ -50,6 +44,7 @@ with DAG(
         sound=True,
         max_credits=400,
         output_path=f"{OUTPUT_ROOT}/daily/{{{{ ds }}}}.mp4",
+        if_exists="skip",  # the default, spelled out: a day's clip already kept for this request pays nothing
         outlets=[AssetAlias("happyhorse_clips")],
         **POLLING,
     )

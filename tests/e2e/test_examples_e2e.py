@@ -108,7 +108,9 @@ def test_one_paid_submission_per_rendered_video(finished: Finished) -> None:
 def test_a_second_daily_run_on_the_same_day_pays_nothing_and_keeps_the_clip(finished: Finished) -> None:
     first = finished.cluster.xcom("happyhorse_daily_content", finished.daily_run, "daily_clip")
     again = finished.cluster.task_instances("happyhorse_daily_content", finished.daily_again)
-    assert {ti.task_id: ti.state for ti in again} == {"not_made_yet": "success", "daily_clip": "skipped"}
+    assert {ti.task_id: ti.state for ti in again} == {"daily_clip": "success"}
+    # The clip's record: the same request, so nothing was submitted and the recorded result came back.
+    assert finished.cluster.xcom("happyhorse_daily_content", finished.daily_again, "daily_clip") == first
     clip = Path(first["stored_path"].removeprefix("file://"))
     assert clip == finished.output / "daily" / "2026-11-01.mp4"
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == first["stored_sha256"]  # not overwritten

@@ -78,13 +78,34 @@ def test_blocking_run_stores_the_clip_in_s3(
     result = operator.execute(context)
 
     listed = s3.list_objects_v2(Bucket=BUCKET)["Contents"]  # type: ignore[attr-defined]
-    assert [item["Key"] for item in listed] == ["daily/clip.mp4"]  # the temporary object is gone
+    # The clip and its poster; the temporary objects are gone, and S3 keeps the record as metadata (no sidecar).
+    assert [item["Key"] for item in listed] == ["daily/clip.mp4", "daily/clip.poster.jpg"]
     body = s3.get_object(Bucket=BUCKET, Key="daily/clip.mp4")["Body"].read()  # type: ignore[attr-defined]
     assert result["stored_path"].endswith(f"{BUCKET}/daily/clip.mp4")
     assert result["stored_size"] == len(body)
     assert result["stored_sha256"] == hashlib.sha256(body).hexdigest()
     assert body[4:8] == b"ftyp"  # an MP4
+    assert result["verified"] is True
+    assert (result["media"]["duration"], result["media"]["has_audio"]) == (4.0, True)
+    poster = s3.get_object(Bucket=BUCKET, Key="daily/clip.poster.jpg")["Body"].read()  # type: ignore[attr-defined]
+    assert poster[:3] == b"\xff\xd8\xff"
+    metadata = s3.head_object(Bucket=BUCKET, Key="daily/clip.mp4")["Metadata"]  # type: ignore[attr-defined]
+    record = json.loads(metadata["happyhorse"])
+    assert record["job_id"] == result["job_id"]
+    assert record["fingerprint"] == operator.video_request().fingerprint()
+    assert record["sha256"] == result["stored_sha256"]
     assert emulator.stats()["submissions"]["accepted"] == 1
+
+    # Another run of the same request (a backfill, a clear): the recorded result, and nothing paid.
+    again = GenerateVideoOperator(
+        task_id="to_s3",
+        prompt="a horse in the clouds",
+        duration=4,
+        deferrable=False,
+        output_path=f"s3://aws_moto@{BUCKET}/daily/clip.mp4",
+    ).execute(make_context(DictStore()))
+    assert again == result
+    assert emulator.stats()["submissions"]["total"] == 1
 
 
 def test_a_missing_bucket_is_refused_before_paying(

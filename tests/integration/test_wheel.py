@@ -84,12 +84,36 @@ def test_a_plain_airflow_finds_the_provider_and_its_connection_form(
     assert found["form"]["relabeling"] == {"host": "Base URL", "password": "API key"}
 
 
-def test_the_commands_run_and_the_emulator_names_its_extra(installed: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_commands_run_and_the_emulator_serves_from_a_plain_install(
+    installed: tuple[Path, Path], tmp_path: Path
+) -> None:
     _, venv = installed
     jobs = run(venv, str(venv / "bin" / "happyhorse-jobs"), "forget", "--help", home=tmp_path)
     assert jobs.returncode == 0, jobs.stderr
     assert "--dag-id" in jobs.stdout
     assert "--map-index" in jobs.stdout
-    emulator = run(venv, str(venv / "bin" / "happyhorse-emulator"), "--port", "0", home=tmp_path)
-    assert emulator.returncode == 2
-    assert "pip install 'airflow-provider-happyhorse[emulator]'" in emulator.stderr
+    # PyAV is a dependency of the provider (it checks every stored clip), so the emulator needs no extra.
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    with subprocess.Popen(
+        [str(venv / "bin" / "happyhorse-emulator"), "--port", "0"], stdout=subprocess.PIPE, text=True, env=env
+    ) as emulator:
+        try:
+            assert emulator.stdout is not None
+            line = emulator.stdout.readline()
+            assert line.startswith("happyhorse-emulator listening on http://127.0.0.1:"), line
+            url = line.split()[3]
+            health = subprocess.run(
+                [
+                    str(venv / "bin" / "python"),
+                    "-c",
+                    f"import httpx; print(httpx.get('{url}/_emulator/health').status_code)",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=True,
+            )
+            assert health.stdout.strip() == "200"
+        finally:
+            emulator.terminate()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_happyhorse.emulator.video import render_mp4
 from support.clock import START, FakeClock
 
 # Distinctive and long enough for any masker; every redaction test greps for it.
@@ -24,7 +25,8 @@ JOB_ID = "n92abc123hh10"
 HOST = "http://hh.test"
 BASE_URL = f"{HOST}/prefix"  # for tests of a path prefix
 CONN_JSON = json.dumps({"conn_type": "happyhorse", "host": HOST, "password": API_KEY})
-CLIP = bytes(range(256)) * 4096  # 1 MiB, not all one byte
+# A real MP4 (H.264 + AAC) of what a default request asks for: 5 s, 16:9, with sound.
+CLIP = render_mp4(5, 160, 90, True)
 
 Reply = Callable[[httpx.Request], httpx.Response]
 # The ``connection`` fixture: ``connection(host=..., password=..., extra={...}, conn_id=..., uri=...)``.
@@ -86,8 +88,8 @@ class ChunkStream(httpx.SyncByteStream):
 
 
 def clip_response(body: bytes = CLIP, *, length: int | None = None, fail_after: int | None = None) -> httpx.Response:
-    """A result file in 64 KiB chunks; ``length`` overrides Content-Length (a cut body)."""
-    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    """A result file in 4 KiB chunks; ``length`` overrides Content-Length (a cut body)."""
+    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
     headers = {"Content-Length": str(len(body) if length is None else length), "Content-Type": "video/mp4"}
     return httpx.Response(200, headers=headers, stream=ChunkStream(chunks, fail_after))
 

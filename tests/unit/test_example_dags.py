@@ -41,8 +41,8 @@ def test_daily_dag_is_scheduled_and_stores_its_clip(dagbag) -> None:  # type: ig
     task = dag.get_task("daily_clip")
     assert dag.schedule == "@daily"
     assert "{{ ds }}" in task.output_path
-    assert dag.max_active_runs == 1  # runs do not overlap, so not_made_yet sees the clip of the run before
-    assert task.upstream_task_ids == {"not_made_yet"}
+    assert dag.max_active_runs == 1  # runs do not overlap, so a run sees the clip of the run before
+    assert task.if_exists == "skip"  # a day's clip already kept for the same request is not paid for again
     assert "{{" in task.prompt
     assert [outlet.name for outlet in task.outlets] == ["happyhorse_clips"]
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, PokeReturnValue, TaskDeferred
 
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
 from support.clock import FakeClock
 from support.context import make_context
-from support.service import CONN_JSON, FakeService, reply
+from support.service import CLIP, CONN_JSON, FakeService, reply
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +76,34 @@ def test_reschedule_mode_counts_from_the_first_poke_and_gives_up_on_an_unknown_j
     with pytest.raises(AirflowException, match="task not found"):
         make_sensor(service, deferrable=False, mode="reschedule").poke(context)
     assert service.status_calls == 2
+
+
+def test_the_sensor_keeps_the_clip_with_the_operators_probe_and_poster(tmp_path: Path) -> None:
+    service = FakeService(FakeClock(), finish_after=0.0)
+    destination = tmp_path / "clips" / "theirs.mp4"
+    poked = make_sensor(service, deferrable=False, output_path=str(destination)).poke(make_context(None))
+    assert isinstance(poked, PokeReturnValue)
+    result = poked.xcom_value
+    assert result["stored_path"] == f"file://{destination}"
+    assert result["verified"] is True  # no request to compare: a whole video is what it must be
+    assert result["media"]["has_audio"] is True
+    assert sorted(p.name for p in destination.parent.iterdir()) == [
+        "theirs.mp4",
+        "theirs.mp4.happyhorse.json",
+        "theirs.poster.jpg",
+    ]
+    assert destination.read_bytes() == CLIP
+
+
+def test_a_deferred_sensor_with_output_path_finishes_on_a_worker(tmp_path: Path) -> None:
+    service = FakeService(FakeClock())
+    with pytest.raises(TaskDeferred) as deferred:
+        make_sensor(service, output_path=str(tmp_path / "a.mp4")).execute(make_context(None))
+    assert deferred.value.trigger.serialize()[1]["end_task_on_success"] is False
+
+
+def test_the_sensor_refuses_an_unusable_output_path_before_waiting(tmp_path: Path) -> None:
+    service = FakeService(FakeClock())
+    with pytest.raises(AirflowFailException, match="is a relative path"):
+        make_sensor(service, output_path="clips/a.mp4").execute(make_context(None))
+    assert service.requests == []

@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, Asset, Ass
 from airflow_provider_happyhorse.exceptions import ResultUnavailableError, TransportError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
-from airflow_provider_happyhorse.storage import StoredClip, store_clip
+from airflow_provider_happyhorse.storage import store_clip
 from support.clock import FakeClock
 from support.context import DictStore, make_context
 from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, serve_clip
@@ -39,7 +39,11 @@ def test_stores_streamed_clip_with_size_and_checksum(tmp_path: Path) -> None:
     clip, downloaded = store_clip(file_hook(server), job_id="j1", url=URL, destination=str(destination))
     assert downloaded
     assert destination.read_bytes() == CLIP
-    assert clip == StoredClip(path=f"file://{destination}", size=len(CLIP), sha256=hashlib.sha256(CLIP).hexdigest())
+    assert (clip.path, clip.size, clip.sha256) == (f"file://{destination}", len(CLIP), hashlib.sha256(CLIP).hexdigest())
+    assert clip.media is not None
+    assert (clip.media.width, clip.media.height, clip.media.has_audio) == (160, 90, True)
+    assert clip.verified is True  # nothing to compare without a request: a whole video is all it must be
+    assert clip.poster_path == f"file://{destination.parent}/clip.poster.jpg"
     assert leftovers(destination.parent) == []
     # The result URL is not the API: the key is not sent there.
     assert "authorization" not in server.requests[0].headers

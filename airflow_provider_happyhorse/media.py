@@ -1,0 +1,69 @@
+"""
+What a downloaded file is, read with a real demuxer (PyAV, FFmpeg's libraries): its container, streams
+and duration (from its packets, so a file cut short shows), and a poster frame as JPEG. The judgement of
+what it should be lives in ``core.results``; this module only reads.
+
+PyAV is imported inside the functions: importing it is slow, and most processes that import the
+provider (the triggerer, the scheduler) never read a clip.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from airflow_provider_happyhorse.models import MediaInfo
+
+
+class NotAVideo(Exception):
+    """The file does not open as a video container with a video stream (the reason is the message)."""
+
+
+def probe(path: Any) -> MediaInfo:
+    """The clip's media facts; ``NotAVideo`` when it is not a whole video. ``path``: anything with ``open("rb")``."""
+    import av
+
+    try:
+        with path.open("rb") as handle, av.open(handle, mode="r") as container:
+            if not container.streams.video:
+                raise NotAVideo(f"a {container.format.name} file without a video stream")
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            end = 0.0
+            packets = 0
+            # Demux every packet (no decoding): the duration the file really holds, however long its header says.
+            for packet in container.demux(video):
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                packets += 1
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if packets == 0:
+                raise NotAVideo("a video stream without a single frame")
+            declared = float(container.duration or 0) / av.time_base
+            rate = video.average_rate or video.guessed_rate
+            return MediaInfo(
+                duration=round(end - float(video.start_time or 0) * float(video.time_base or 0), 3),
+                declared_duration=round(declared, 3) if declared else None,
+                width=video.codec_context.width,
+                height=video.codec_context.height,
+                frame_rate=float(rate) if rate else None,
+                video_codec=video.codec_context.name,
+                audio_codec=audio.codec_context.name if audio is not None else None,
+                has_audio=audio is not None,
+            )
+    except av.FFmpegError as error:
+        raise NotAVideo(f"FFmpeg cannot read it ({error.strerror or error})") from None
+
+
+def poster_jpeg(path: Any) -> bytes:
+    """The clip's first frame as a JPEG."""
+    import av
+
+    with path.open("rb") as handle, av.open(handle, mode="r") as container:
+        frame = next(container.decode(video=0))
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = frame.width, frame.height
+    codec.pix_fmt = "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    packets = codec.encode(frame.reformat(format="yuvj420p")) + codec.encode(None)
+    return b"".join(bytes(packet) for packet in packets)
