@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from harness.airflow_cluster import AirflowCluster, WorkerRun
+from harness import AirflowCluster, WorkerRun
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent

@@ -31,8 +31,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from airflow_provider_happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
-from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
 IN_FLIGHT = (1, 50, 200, 1000)
 ALONE_GAP_SECONDS = 0.3

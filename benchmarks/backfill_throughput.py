@@ -59,7 +59,7 @@ from _airflow import (
 )
 
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
-from harness.airflow_cluster import ALL_COMPONENTS, AirflowCluster
+from harness import ALL_COMPONENTS, AirflowCluster
 
 DAGS_FOLDER = DAGS / "backfill"
 DAG_ID = "bench_backfill"

@@ -231,7 +231,7 @@ def _deadline(job: dict[str, Any], speed: float) -> datetime:
 
 def _happyhorse(job: dict[str, Any], speed: float, events: dict[str, list[Any]]) -> Coroutine[Any, Any, None]:
     """Build the trigger (as the triggerer inflates it from its kwargs) and return what its task runs."""
-    from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+    from airflow_provider_happyhorse import HappyHorseJobTrigger
 
     trigger = HappyHorseJobTrigger(
         job_id=job["job_id"],
@@ -362,8 +362,7 @@ async def _warm_up(client: str) -> None:
     """First-use costs (imports, connection lookup, pool and parser set-up) belong to a warm triggerer, not the
     window: one status call for an unknown job, then everything is closed again."""
     if client == "happyhorse":
-        from airflow_provider_happyhorse.exceptions import NotFoundError
-        from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+        from airflow_provider_happyhorse import HappyHorseHook, NotFoundError
 
         with contextlib.suppress(NotFoundError):
             await HappyHorseHook(HAPPYHORSE_CONN_ID).aget_job("warm-up", max_retries=0)
@@ -385,7 +384,7 @@ def child_main(client: str, report_fd: int, heartbeat: bool) -> int:
     import aiohttp  # noqa: F401
     from airflow.providers.http.hooks.http import HttpAsyncHook  # noqa: F401
 
-    from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger  # noqa: F401
+    from airflow_provider_happyhorse import HappyHorseJobTrigger  # noqa: F401
 
     asyncio.run(_warm_up(client))
     heartbeat_cpu = asyncio.run(_heartbeat_cpu_per_beat(2.0)) if heartbeat else 0.0

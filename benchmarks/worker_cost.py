@@ -71,7 +71,7 @@ from _airflow import (
 )
 
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
-from harness.airflow_cluster import AirflowCluster, WorkerRun
+from harness import AirflowCluster, WorkerRun
 
 DAGS_FOLDER = DAGS / "worker_cost"
 OUTPUT = RESULTS / "worker_cost.json"
