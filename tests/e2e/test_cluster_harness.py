@@ -190,7 +190,7 @@ def test_logs_and_db_rows(cluster: AirflowCluster, first_run: FirstRun) -> None:
 
 
 def test_rest_and_execution_apis_are_separate_processes(cluster: AirflowCluster) -> None:
-    """Task runners never call the process that serves REST writes (the deadlock in harness._COMMANDS)."""
+    """Task runners never call the process that serves REST writes (the deadlock in harness.processes)."""
     rest, execution = f"http://127.0.0.1:{cluster.port}", f"http://127.0.0.1:{cluster.execution_port}"
 
     assert cluster.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"{execution}/execution/"

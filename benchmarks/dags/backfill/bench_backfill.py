@@ -14,8 +14,7 @@ import os
 
 from airflow.sdk import DAG
 
-from airflow_provider_happyhorse import expected_render_seconds
-from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from airflow_provider_happyhorse import GenerateVideoOperator, expected_render_seconds
 
 VIDEOS = int(os.environ.get("BENCH_BACKFILL_VIDEOS", "500"))
 SPEED = float(os.environ.get("BENCH_BACKFILL_SPEED", "0.1"))

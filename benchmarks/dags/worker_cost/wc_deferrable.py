@@ -5,7 +5,7 @@ from __future__ import annotations
 from _worker_cost_settings import DAG_ARGS, VIDEOS, dag_id, operator_kwargs
 from airflow.sdk import DAG
 
-from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from airflow_provider_happyhorse import GenerateVideoOperator
 
 for index in range(VIDEOS):
     with DAG(dag_id=dag_id("deferrable", index), **DAG_ARGS):
