@@ -70,3 +70,9 @@ ASPECT_TOLERANCE = 0.03  # relative, width / height against the requested aspect
 VERIFY_CLIP_MODES = ("strict", "warn", "off")
 # if_exists: what a task does when its destination already holds a clip.
 IF_EXISTS_MODES = ("skip", "replace", "fail")
+# A job's result URL answers for about a day after the job finished (the contract); the view says so.
+RESULT_URL_LIFETIME = timedelta(days=1)
+# The HappyHorse view: where its app is mounted in the api-server, and a page of the gallery.
+UI_URL_PREFIX = "/happyhorse"
+UI_PAGE_SIZE = 24
+UI_STREAM_CHUNK = 256 * 1024

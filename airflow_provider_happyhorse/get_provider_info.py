@@ -68,6 +68,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_happyhorse.links.happyhorse.HappyHorseVideoLink"],
+        "plugins": [{"name": "happyhorse", "plugin-class": "airflow_provider_happyhorse.ui.plugin.HappyHorsePlugin"}],
         "config": {
             "happyhorse": {
                 "description": "Settings of the HappyHorse provider.",

@@ -1,20 +1,35 @@
-"""The "HappyHorse video" extra link: the finished job's result URL."""
+"""The "HappyHorse video" extra link: the stored clip's page in the HappyHorse view, else the result URL."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink
+
+from airflow_provider_happyhorse.constants import UI_URL_PREFIX
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 
+def clip_page(ti_key: TaskInstanceKey) -> str:
+    """The HappyHorse view's page of this task instance's clip (under the api-server's base path)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    base = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    query = urlencode(
+        {"dag_id": ti_key.dag_id, "run_id": ti_key.run_id, "task_id": ti_key.task_id, "map_index": ti_key.map_index}
+    )
+    return f"{base}{UI_URL_PREFIX}/clip?{query}"
+
+
 class HappyHorseVideoLink(BaseOperatorLink):
     """
     Airflow stores a link's URL as an XCom when a task ends on a worker, by calling ``get_link`` there,
-    after the task's result XCom: the link reads the result's ``video_url`` from it. When the triggerer
-    ends the task instead, the trigger stores the same link XCom itself.
+    after the task's result XCom. A stored clip's link opens its page in the HappyHorse view (Airflow 3.1+),
+    which never expires; a clip that was not stored links to the job's temporary result URL. When the
+    triggerer ends the task (nothing stored), the trigger stores that URL as the link itself.
     """
 
     name = "HappyHorse video"
@@ -22,7 +37,11 @@ class HappyHorseVideoLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         from airflow.providers.common.compat.sdk import XCom
 
+        from airflow_provider_happyhorse.ui.plugin import view_available
+
         result = XCom.get_value(ti_key=ti_key, key="return_value")
-        if isinstance(result, dict) and isinstance(result.get("video_url"), str):
-            return str(result["video_url"])
-        return ""
+        if not isinstance(result, dict):
+            return ""
+        if result.get("stored_path") and view_available():
+            return clip_page(ti_key)
+        return str(result["video_url"]) if isinstance(result.get("video_url"), str) else ""

@@ -180,6 +180,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
 
     def _finish(self, context: Context, event: JobEvent) -> dict[str, Any]:
         """The job's result; with ``output_path``, the clip kept on this worker first."""
+        context["ti"].xcom_push(key="job_id", value=event.job_id)  # as the operator does (the view finds it)
         result = VideoResult.of_event(event)
         if self.output_path is None:
             return result.payload()

@@ -537,7 +537,37 @@ def test_trigger_from_the_ui_and_watch_the_task_defer_then_succeed(ui: UI) -> No
     assert ti.state == "success"
 
 
-def test_extra_link_opens_the_emulators_mp4(ui: UI) -> None:
+def token(ui: UI) -> str:
+    answer = httpx.post(
+        f"{ui.stack.base}/auth/token", json={"username": ADMIN, "password": ui.stack.password}, timeout=30
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
+
+
+_PLAYS = """
+const video = document.querySelector("video");
+if (!video) return null;
+video.muted = true;
+if (video.paused) video.play().catch(() => {});
+return {ready: video.readyState, time: video.currentTime, error: video.error && video.error.code,
+        width: video.videoWidth, src: video.currentSrc};
+"""
+
+
+def plays(ui: UI, what: str) -> dict[str, Any]:
+    """The page's first video element reached a ready state and its time advanced."""
+    first = wait_for(ui.driver, lambda d: (state := d.execute_script(_PLAYS)) and state["ready"] >= 2 and state, what)
+    assert first["error"] is None, first
+    later = wait_for(
+        ui.driver,
+        lambda d: (state := d.execute_script(_PLAYS)) and state["time"] > first["time"] + 0.3 and state,
+        f"{what}: its time to advance",
+    )
+    return dict(later)
+
+
+def test_extra_link_opens_the_stored_clip_in_the_happyhorse_view(ui: UI) -> None:
     ui.open(f"/dags/{DAG_ID}/runs/{RUN_ID}/tasks/{TASK_ID}/details")
     link = wait_for(
         ui.driver, lambda d: d.find_element(By.XPATH, "//a[normalize-space()='HappyHorse video']"), "the extra link"
@@ -545,35 +575,68 @@ def test_extra_link_opens_the_emulators_mp4(ui: UI) -> None:
     ui.shoot("05-task-details-extra-link")
     href = link.get_attribute("href")
     result = ui.stack.cluster.xcom(DAG_ID, RUN_ID, TASK_ID)
-    assert href == result["video_url"], (href, result)
-    assert href.startswith(ui.stack.emulator.base_url + "/files/"), href
-    assert href.endswith(".mp4"), href
-    assert link.get_attribute("target") == "_blank"  # another origin: a new tab
+    # The clip is stored, so the link is its page in the view, which never expires (not the temporary URL).
+    query = f"dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index=-1"
+    assert href == f"{ui.stack.base}/happyhorse/clip?{query}", (href, result)
+    assert httpx.get(href, timeout=30).status_code == 401  # nobody without a login sees it
 
-    tabs = set(ui.driver.window_handles)
+    assert link.get_attribute("target") != "_blank"  # the same origin: Airflow opens it in the same tab
     link.click()
-    wait_for(ui.driver, lambda d: len(d.window_handles) > len(tabs), "the link's new tab")
-    (new_tab,) = set(ui.driver.window_handles) - tabs
-    main_tab = ui.driver.current_window_handle
-    ui.driver.switch_to.window(new_tab)
-    try:
-        wait_for(ui.driver, lambda d: d.current_url == href, f"the new tab at {href}")
-        ui.shoot("06-extra-link-tab")
-    finally:
-        ui.driver.close()
-        ui.driver.switch_to.window(main_tab)
+    wait_for(ui.driver, lambda d: d.current_url == href, f"the clip's page at {href}")
+    state = plays(ui, "the clip page's video")
+    assert state["src"] == f"{ui.stack.base}/happyhorse/files/video?{query}", state
+    assert state["width"] == 160, state
+    ui.shoot("06-clip-page")
 
     assert ui.stack.run_day is not None
     stored_path = result["stored_path"]
     assert stored_path.startswith(f"file://{ui.stack.output}/daily/{ui.stack.run_day:%Y-%m-%d}"), result
     stored = Path(stored_path.removeprefix("file://"))
-
-    response = httpx.get(href, timeout=30)
+    response = httpx.get(
+        f"{ui.stack.base}/happyhorse/files/video?{query}", headers={"Authorization": f"Bearer {token(ui)}"}, timeout=30
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "video/mp4"
-    assert response.content[4:8] == b"ftyp"
-    assert stored.read_bytes() == response.content  # the clip the task stored is the one the link serves
+    assert stored.read_bytes() == response.content  # the clip the task stored is the one the view serves
     with av.open(BytesIO(response.content)) as container:
         assert abs(float(container.duration or 0) / av.time_base - 5) < 0.15
         assert container.streams.video
         assert container.streams.audio
+
+
+def test_the_happyhorse_view_in_airflows_navigation_plays_and_filters(ui: UI) -> None:
+    ui.open("/")
+    entry = wait_for(
+        ui.driver, lambda d: d.find_element(By.XPATH, "//a[contains(@href, 'plugin/happyhorse')]"), "the nav entry"
+    )
+    entry.click()
+    frame = wait_for(
+        ui.driver, lambda d: d.find_element(By.CSS_SELECTOR, "iframe[src*='/happyhorse/']"), "the view's frame"
+    )
+    ui.driver.switch_to.frame(frame)
+    try:
+        cards = wait_for(ui.driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".card"), "a clip card")
+        # The run this test triggered, and any the scheduler made since the DAG was unpaused (today's).
+        assert ui.stack.run_day is not None
+        day = f"{ui.stack.run_day:%A} {ui.stack.run_day:%d %B %Y}"
+        (ours,) = [card for card in cards if f"A calm morning news intro for {day}" in card.text]
+        assert "stored" in ours.text
+        assert "verified" in ours.text
+        state = plays(ui, "the gallery's video")
+        assert "/happyhorse/files/video?" in state["src"], state
+        total = wait_for(ui.driver, lambda d: d.find_element(By.ID, "spend-total").text, "the spend")
+        assert total == f"{300 * len(cards)} credits estimated for {len(cards)} clips in this filter", total
+        ui.driver.switch_to.default_content()
+        ui.shoot("07-happyhorse-view")
+        ui.driver.switch_to.frame(frame)
+        # Filter: nothing has expired, so the gallery says so; then back to every clip.
+        ui.driver.execute_script("document.getElementById('availability').value = 'expired'")
+        ui.driver.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        wait_for(ui.driver, lambda d: d.find_element(By.ID, "message").text == "No clips match.", "an empty filter")
+        ui.driver.execute_script("document.getElementById('availability').value = 'stored'")
+        ui.driver.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        wait_for(
+            ui.driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == len(cards), "the stored clips again"
+        )
+    finally:
+        ui.driver.switch_to.default_content()

@@ -74,7 +74,12 @@ def test_dags_test_renders_every_video_once(airflow_home: Path, emulator: Emulat
     stored = tmp_path / "2026-03-01.mp4"
     with av.open(str(stored)) as container:
         assert abs(float(container.duration or 0) / av.time_base - 3) < 0.15
-    assert [p.name for p in tmp_path.iterdir()] == ["2026-03-01.mp4"]  # no partial files left
+    # The clip, its poster and its record; no partial files left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2026-03-01.mp4",
+        "2026-03-01.mp4.happyhorse.json",
+        "2026-03-01.poster.jpg",
+    ]
 
     urls = sorted(set(re.findall(r"Job \S+ is \S+, seen by poll [^\n]*?: (http\S+\.mp4)", log)))
     assert len(urls) == 4

@@ -1,0 +1,267 @@
+"""
+The clips the view shows, read from Airflow's metadata DB: the result XComs of GenerateVideoOperator and
+HappyHorseJobSensor tasks (a task instance that also has a ``job_id`` XCom), the spend they estimate,
+and the renders still waiting in the triggerer. Only DAGs the caller may read are ever queried; what a
+row may serve (its clip, its poster) is the path recorded in that task instance's own result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+AVAILABILITY = ("stored", "temporary", "expired")
+TRIGGER_CLASSPATH = "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
+
+
+@dataclass(frozen=True)
+class ClipKey:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+
+
+@dataclass(frozen=True)
+class Clip:
+    key: ClipKey
+    made_at: datetime  # when the result was recorded
+    result: dict[str, Any]
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the temporary result URL stops answering (about a day after the job finished)."""
+        finished = self.result.get("finished_at")
+        if not isinstance(finished, str):
+            return None
+        try:
+            return datetime.fromisoformat(finished) + RESULT_URL_LIFETIME
+        except ValueError:
+            return None
+
+    def availability(self, now: datetime) -> str:
+        if self.result.get("stored_path"):
+            return "stored"
+        expires = self.expires_at
+        return "temporary" if expires is not None and now < expires else "expired"
+
+    def as_row(self, now: datetime) -> dict[str, Any]:
+        result, request = self.result, self.result.get("request") or {}
+        media = result.get("media") or {}
+        return {
+            **self.key.__dict__,
+            "made_at": self.made_at.isoformat(),
+            "job_id": result.get("job_id"),
+            "availability": self.availability(now),
+            "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
+            "prompt": request.get("prompt")
+            or " / ".join(str(shot.get("prompt", "")) for shot in request.get("multi_prompt") or []),
+            "mode": request.get("mode"),
+            "duration": media.get("duration", request.get("duration")),
+            "sound": media.get("has_audio", request.get("sound")),
+            "credits_estimate": result.get("credits_estimate"),
+            "verified": result.get("verified"),
+            "has_poster": bool(result.get("poster_path")),
+            "video_url": result.get("video_url"),
+        }
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _result_rows(permitted: Iterable[str], dag_ids: list[str] | None, since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
+    """The result XComs of our tasks (those with a ``job_id`` XCom too) in the permitted DAGs, newest first."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import exists, select
+    from sqlalchemy.orm import aliased
+
+    marker = aliased(XComModel)
+    allowed = set(permitted) if dag_ids is None else set(permitted) & set(dag_ids)
+    query = (
+        select(XComModel)
+        .where(XComModel.key == "return_value", XComModel.dag_id.in_(sorted(allowed)))
+        .where(
+            exists().where(
+                marker.dag_run_id == XComModel.dag_run_id,
+                marker.task_id == XComModel.task_id,
+                marker.map_index == XComModel.map_index,
+                marker.key == "job_id",
+            )
+        )
+    )
+    if since is not None:
+        query = query.where(XComModel.timestamp >= since)
+    if until is not None:
+        query = query.where(XComModel.timestamp < until)
+    return query.order_by(XComModel.timestamp.desc(), XComModel.dag_run_id, XComModel.task_id, XComModel.map_index)
+
+
+def _value(raw: Any) -> Any:
+    """An XCom value as stored: JSON the DB layer parsed, or JSON text when it was stored serialized."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _clip(row: Any) -> Clip | None:
+    value = _value(row.value)
+    if not isinstance(value, dict) or "job_id" not in value:
+        return None
+    return Clip(ClipKey(row.dag_id, row.run_id, row.task_id, row.map_index), _utc(row.timestamp), value)
+
+
+def _columns(query: Any, *names: str) -> Any:
+    from airflow.models.xcom import XComModel
+
+    return query.with_only_columns(*(getattr(XComModel, name) for name in names))
+
+
+_SHOWN = ("dag_id", "run_id", "task_id", "map_index", "timestamp", "value")
+
+
+def list_clips(
+    session: Session,
+    permitted: Iterable[str],
+    *,
+    dag_ids: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    availability: str | None = None,
+    offset: int = 0,
+    limit: int = 24,
+    now: datetime,
+) -> tuple[list[Clip], int]:
+    """A page of clips, newest first, and how many match. ``availability`` filters on stored/temporary/expired."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import func, select, tuple_
+
+    query = _result_rows(permitted, dag_ids, since, until)
+    if availability is not None:
+        query = query.where(_availability_clause(availability, now))
+    keys = _columns(query, "dag_run_id", "task_id", "map_index")
+    total = session.scalar(select(func.count()).select_from(keys.order_by(None).subquery())) or 0
+    # The page's keys first (a narrow sort), then only their values.
+    page_keys = [tuple(row) for row in session.execute(keys.offset(offset).limit(limit))]
+    if not page_keys:
+        return [], int(total)
+    key_columns = tuple_(XComModel.dag_run_id, XComModel.task_id, XComModel.map_index)
+    rows = session.execute(_columns(query, *_SHOWN).where(key_columns.in_(page_keys)))
+    return [clip for row in rows if (clip := _clip(row))], int(total)
+
+
+def get_clip(session: Session, key: ClipKey) -> Clip | None:
+    """One task instance's clip (its own result XCom), whatever the caller may read: check that first."""
+    from airflow.models.xcom import XComModel
+
+    query = _columns(_result_rows([key.dag_id], None, None, None), *_SHOWN).where(
+        XComModel.run_id == key.run_id, XComModel.task_id == key.task_id, XComModel.map_index == key.map_index
+    )
+    row = session.execute(query).first()
+    return None if row is None else _clip(row)
+
+
+def _availability_clause(availability: str, now: datetime) -> Any:
+    """
+    The availability filter in SQL, on the result's JSON: stored (a ``stored_path``), temporary (not
+    stored, finished less than a day ago: ISO-8601 UTC times, which sort as text) or expired.
+    """
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import and_, or_
+
+    stored = XComModel.value["stored_path"].as_string()
+    finished = XComModel.value["finished_at"].as_string()
+    cutoff = (now - RESULT_URL_LIFETIME).isoformat()
+    if availability == "stored":
+        return stored.is_not(None)
+    if availability == "temporary":
+        return and_(stored.is_(None), finished >= cutoff)
+    return and_(stored.is_(None), or_(finished.is_(None), finished < cutoff))
+
+
+def spend(
+    session: Session,
+    permitted: Iterable[str],
+    *,
+    dag_ids: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """Estimated credits per DAG per day and per month, and the total, over the same filter as the list."""
+    from sqlalchemy import func, select
+
+    rows = _result_rows(permitted, dag_ids, since, until).order_by(None).subquery()
+    day = func.date(rows.c.timestamp)
+    credits = rows.c.value["credits_estimate"].as_float()
+    query = (
+        select(rows.c.dag_id, day, func.sum(credits), func.count(credits))
+        .where(credits.is_not(None))
+        .group_by(rows.c.dag_id, day)
+    )
+    per_day: dict[str, dict[str, float]] = defaultdict(dict)
+    per_month: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    total, clips = 0.0, 0
+    for dag_id, date, amount, count in session.execute(query):
+        date = str(date)
+        per_day[dag_id][date] = float(amount)
+        per_month[dag_id][date[:7]] += float(amount)
+        total += float(amount)
+        clips += int(count)
+    return {
+        "total_credits": total,
+        "clips": clips,
+        "per_day": {dag: dict(sorted(days.items())) for dag, days in sorted(per_day.items())},
+        "per_month": {dag: dict(sorted(months.items())) for dag, months in sorted(per_month.items())},
+    }
+
+
+def in_flight(session: Session, permitted: Iterable[str]) -> list[dict[str, Any]]:
+    """The renders waiting in the triggerer: deferred task instances on our trigger, oldest first."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from sqlalchemy import select
+
+    query = (
+        select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.map_index, Trigger)
+        .join(Trigger, Trigger.id == TaskInstance.trigger_id)
+        .where(
+            TaskInstance.state == "deferred",
+            Trigger.classpath == TRIGGER_CLASSPATH,
+            TaskInstance.dag_id.in_(sorted(set(permitted))),
+        )
+    )
+    renders = []
+    for dag_id, run_id, task_id, map_index, trigger in session.execute(query):
+        kwargs = trigger.kwargs
+        submitted = str(kwargs.get("submitted_at", ""))
+        try:
+            expected = datetime.fromisoformat(submitted) + timedelta(seconds=float(kwargs["first_poll_after"]))
+        except (KeyError, TypeError, ValueError):
+            expected = None
+        renders.append(
+            {
+                "dag_id": dag_id,
+                "run_id": run_id,
+                "task_id": task_id,
+                "map_index": map_index,
+                "job_id": kwargs.get("job_id"),
+                # A sensor's trigger knows when the sensor began waiting, not when the job was submitted.
+                "submitted_at": submitted if kwargs.get("result") is not None else None,
+                "waiting_since": submitted,
+                "expected_finish": None if expected is None or kwargs.get("result") is None else expected.isoformat(),
+                "deadline": kwargs.get("deadline"),
+            }
+        )
+    return sorted(renders, key=lambda render: str(render["waiting_since"]))

@@ -1,0 +1,289 @@
+"""
+The HappyHorse view's endpoints on Airflow's real api-server application (``create_app``, in process)
+and a real metadata DB (SQLite), filled by real `airflow dags test` runs against the emulator: the
+gallery, its filters and pages, the spend, the renders in flight, files with HTTP ranges, the extra
+link, and access control through the auth manager (anonymous: 401; a user who may not read a DAG: 403
+and no row of it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_happyhorse.emulator import EmulatorServer
+from airflow_provider_happyhorse.emulator.config import DEFAULT_API_KEY
+
+DAGS = Path(__file__).parent / "dags"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAY = "2026-03-01"
+
+
+@dataclass
+class Gallery:
+    client: Any
+    output: Path
+    tokens: dict[str, str]
+    run_ids: dict[str, str]
+
+    def key(self, dag_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        return {"dag_id": dag_id, "run_id": self.run_ids[dag_id], "task_id": task_id, "map_index": map_index}
+
+    def get(self, path: str, user: str | None = "viewer", **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if user is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        return self.client.get(f"/happyhorse{path}", headers=headers, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorServer) -> Iterator[Gallery]:
+    # This process's Airflow uses the session's AIRFLOW_HOME (tests/conftest.py): fill its DB with real runs.
+    output = tmp_path_factory.mktemp("clips")
+    connection = {"conn_type": "happyhorse", "host": emulator_server.base_url, "password": emulator_server.api_key}
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT": json.dumps(connection),
+        "HAPPYHORSE_IT_OUTPUT": f"file://{output}",
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    for dag_id in ("happyhorse_it_videos", "happyhorse_it_private"):
+        run = subprocess.run(
+            [AIRFLOW, "dags", "test", dag_id, DAY], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "support.auth.DagScopedAuthManager")
+        patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
+        from airflow.api_fastapi.app import create_app, get_auth_manager
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from fastapi.testclient import TestClient
+
+        with TestClient(create_app()) as client:
+            manager = get_auth_manager()
+            tokens = {
+                name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role="viewer"))
+                for name in ("viewer", "outsider")
+            }
+            headers = {"Authorization": f"Bearer {tokens['viewer']}"}
+            run_ids = {
+                dag_id: client.get(f"/api/v2/dags/{dag_id}/dagRuns", headers=headers).json()["dag_runs"][0][
+                    "dag_run_id"
+                ]
+                for dag_id in ("happyhorse_it_videos", "happyhorse_it_private")
+            }
+            yield Gallery(client, output, tokens, run_ids)
+
+
+# -- access -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/api/clips", "/api/spend", "/api/in-flight", "/api/clip", "/files/video", "/files/poster", "/clip"],
+)
+def test_anonymous_requests_get_401_and_never_a_file(gallery: Gallery, path: str) -> None:
+    response = gallery.get(path, user=None, params=gallery.key("happyhorse_it_videos", "stored"))
+    assert response.status_code == 401
+    assert not response.content.startswith(b"\x00\x00\x00")  # no MP4 bytes
+
+
+def test_the_session_cookie_of_the_ui_is_enough(gallery: Gallery) -> None:
+    response = gallery.client.get("/happyhorse/", cookies={"_token": gallery.tokens["viewer"]})
+    assert response.status_code == 200
+    assert "<title>HappyHorse</title>" in response.text
+
+
+def test_a_user_who_may_not_read_a_dag_sees_no_row_of_it_and_gets_403(gallery: Gallery) -> None:
+    rows = gallery.get("/api/clips", user="outsider").json()["clips"]
+    assert rows
+    assert {row["dag_id"] for row in rows} == {"happyhorse_it_videos"}
+    private = gallery.key("happyhorse_it_private", "private_clip")
+    for path in ("/api/clip", "/files/video", "/files/poster", "/clip"):
+        response = gallery.get(path, user="outsider", params=private)
+        assert response.status_code == 403, path
+        assert b"ftyp" not in response.content
+    spend = gallery.get("/api/spend", user="outsider").json()
+    assert set(spend["per_day"]) == {"happyhorse_it_videos"}
+    # The one who may read it gets it.
+    got = gallery.get("/api/clip", params=private)
+    assert got.status_code == 200, (got.text, gallery.get("/api/clips").json())
+    assert got.json()["dag_id"] == "happyhorse_it_private"
+
+
+# -- the gallery --------------------------------------------------------------------------------------------
+
+
+def test_the_gallery_lists_every_clip_newest_first(gallery: Gallery) -> None:
+    page = gallery.get("/api/clips").json()
+    rows = page["clips"]
+    assert page["total"] == 5 == len(rows)  # three mapped and one stored video, one private
+    assert [row["made_at"] for row in rows] == sorted((row["made_at"] for row in rows), reverse=True)
+    stored = next(row for row in rows if row["task_id"] == "stored")
+    assert stored["availability"] == "stored"
+    assert stored["verified"] is True
+    assert stored["has_poster"] is True
+    assert stored["prompt"] == f"a horse at night, {DAY}"
+    assert (stored["mode"], stored["duration"], stored["sound"]) == ("std", 3.0, True)
+    assert stored["credits_estimate"] == 180
+    mapped = [row for row in rows if row["task_id"] == "mapped"]
+    assert sorted(row["map_index"] for row in mapped) == [0, 1, 2]
+    assert {row["availability"] for row in mapped} == {"temporary"}  # not stored: their URLs are still valid
+    assert all(row["video_url"].startswith("http://127.0.0.1:") for row in mapped)
+    assert all(row["expires_at"] for row in mapped)
+
+
+@pytest.mark.parametrize(
+    ("params", "task_ids"),
+    [
+        ({"dag_id": "happyhorse_it_private"}, ["private_clip"]),
+        ({"availability": "stored"}, ["private_clip", "stored"]),
+        ({"availability": "expired"}, []),
+        ({"since": "2099-01-01T00:00:00Z"}, []),
+        ({"until": "2000-01-01T00:00:00Z"}, []),
+    ],
+    ids=["one DAG", "stored only", "expired only", "from a future date", "until a past date"],
+)
+def test_the_gallery_filters(gallery: Gallery, params: dict[str, str], task_ids: list[str]) -> None:
+    rows = gallery.get("/api/clips", params=params).json()["clips"]
+    assert sorted(row["task_id"] for row in rows) == task_ids
+
+
+def test_the_gallery_pages(gallery: Gallery) -> None:
+    everything = [row["job_id"] for row in gallery.get("/api/clips").json()["clips"]]
+    pages = [gallery.get("/api/clips", params={"offset": offset, "limit": 2}).json() for offset in (0, 2, 4)]
+    assert [len(page["clips"]) for page in pages] == [2, 2, 1]
+    assert [row["job_id"] for page in pages for row in page["clips"]] == everything
+    assert gallery.get("/api/clips", params={"limit": 0}).status_code == 422
+
+
+def test_spend_per_dag_per_day_and_month(gallery: Gallery) -> None:
+    spend = gallery.get("/api/spend").json()
+    rows = gallery.get("/api/clips").json()["clips"]
+    assert spend["total_credits"] == sum(row["credits_estimate"] for row in rows)
+    assert spend["clips"] == 5
+    assert set(spend["per_day"]) == {"happyhorse_it_videos", "happyhorse_it_private"}
+    for dag_id, days in spend["per_day"].items():
+        assert sum(days.values()) == sum(spend["per_month"][dag_id].values())
+    assert gallery.get("/api/spend", params={"dag_id": "happyhorse_it_private"}).json()["total_credits"] == 120
+
+
+# -- files ----------------------------------------------------------------------------------------------------
+
+
+def test_a_stored_clip_streams_whole_and_by_ranges(gallery: Gallery) -> None:
+    clip = (gallery.output / f"{DAY}.mp4").read_bytes()
+    whole = gallery.get("/files/video", params=gallery.key("happyhorse_it_videos", "stored"))
+    assert whole.status_code == 200
+    assert whole.content == clip
+    assert whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-type"] == "video/mp4"
+    part = gallery.get(
+        "/files/video", params=gallery.key("happyhorse_it_videos", "stored"), headers={"Range": "bytes=100-199"}
+    )
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 100-199/{len(clip)}"
+    assert part.content == clip[100:200]
+    tail = gallery.get(
+        "/files/video", params=gallery.key("happyhorse_it_videos", "stored"), headers={"Range": "bytes=-16"}
+    )
+    assert tail.content == clip[-16:]
+    beyond = gallery.get(
+        "/files/video", params=gallery.key("happyhorse_it_videos", "stored"), headers={"Range": f"bytes={len(clip)}-"}
+    )
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == f"bytes */{len(clip)}"
+
+
+def test_the_poster_is_a_jpeg(gallery: Gallery) -> None:
+    poster = gallery.get("/files/poster", params=gallery.key("happyhorse_it_videos", "stored"))
+    assert poster.status_code == 200
+    assert poster.headers["content-type"] == "image/jpeg"
+    assert poster.content == (gallery.output / f"{DAY}.poster.jpg").read_bytes()
+
+
+def test_the_file_route_serves_only_the_recorded_path(gallery: Gallery) -> None:
+    # A clip that was not stored has no file here, whatever the request adds.
+    not_stored = {**gallery.key("happyhorse_it_videos", "mapped", 0), "path": str(gallery.output / f"{DAY}.mp4")}
+    response = gallery.get("/files/video", params=not_stored)
+    assert response.status_code == 404
+    assert "plays from its temporary URL" in response.json()["detail"]
+    unknown = gallery.get("/files/video", params=gallery.key("happyhorse_it_videos", "no_such_task"))
+    assert unknown.status_code == 404
+
+
+# -- the extra link and the renders in flight ---------------------------------------------------------------
+
+
+def test_the_extra_link_of_a_stored_clip_opens_its_page_here(gallery: Gallery) -> None:
+    headers = {"Authorization": f"Bearer {gallery.tokens['viewer']}"}
+    base = f"/api/v2/dags/happyhorse_it_videos/dagRuns/{gallery.run_ids['happyhorse_it_videos']}/taskInstances"
+    link = gallery.client.get(f"{base}/stored/links", headers=headers).json()["extra_links"]["HappyHorse video"]
+    assert link.startswith("/happyhorse/clip?dag_id=happyhorse_it_videos&run_id=manual__")
+    assert link.endswith("&task_id=stored&map_index=-1")
+    page = gallery.client.get(link, headers=headers)
+    assert page.status_code == 200
+    assert "<title>HappyHorse</title>" in page.text
+    mapped = gallery.client.get(f"{base}/mapped/links", params={"map_index": 0}, headers=headers).json()["extra_links"]
+    assert mapped["HappyHorse video"].startswith("http://127.0.0.1:")  # not stored: the temporary URL
+
+
+def test_renders_in_flight_are_the_deferred_tasks_on_our_trigger(gallery: Gallery) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    kwargs = {
+        "job_id": "n92inflight01",
+        "happyhorse_conn_id": "happyhorse_default",
+        "deadline": "2026-03-01T01:00:00+00:00",
+        "submitted_at": "2026-03-01T00:00:00+00:00",
+        "first_poll_after": 50.0,
+        "min_poll_interval": 2.0,
+        "max_poll_interval": 120.0,
+        "result": {"job_id": "n92inflight01", "status": "IN_PROGRESS", "video_url": None},
+        "end_task_on_success": True,
+    }
+    with create_session() as session:
+        trigger = Trigger(
+            classpath="airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger", kwargs=kwargs
+        )
+        session.add(trigger)
+        session.flush()
+        ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == "happyhorse_it_private"))
+        assert ti is not None
+        previous = ti.state
+        ti.state, ti.trigger_id = "deferred", trigger.id
+    try:
+        renders = gallery.get("/api/in-flight").json()["renders"]
+        assert renders == [
+            {
+                "dag_id": "happyhorse_it_private",
+                "run_id": gallery.run_ids["happyhorse_it_private"],
+                "task_id": "private_clip",
+                "map_index": -1,
+                "job_id": "n92inflight01",
+                "submitted_at": "2026-03-01T00:00:00+00:00",
+                "waiting_since": "2026-03-01T00:00:00+00:00",
+                "expected_finish": "2026-03-01T00:00:50+00:00",
+                "deadline": "2026-03-01T01:00:00+00:00",
+            }
+        ]
+        assert gallery.get("/api/in-flight", user="outsider").json()["renders"] == []
+        assert DEFAULT_API_KEY not in json.dumps(renders)
+    finally:
+        with create_session() as session:
+            ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == "happyhorse_it_private"))
+            assert ti is not None
+            ti.state, ti.trigger_id = previous, None
