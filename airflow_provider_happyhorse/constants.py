@@ -68,6 +68,8 @@ DURATION_TOLERANCE = 0.5  # seconds
 ASPECT_TOLERANCE = 0.03  # relative, width / height against the requested aspect ratio
 # verify_clip: "strict" fails on a mismatch, "warn" keeps the clip and says so, "off" compares nothing.
 VERIFY_CLIP_MODES = ("strict", "warn", "off")
+# on_expired: what a task does when the job's result URL expired and the clip was never stored.
+ON_EXPIRED_MODES = ("fail", "regenerate")
 # if_exists: what a task does when its destination already holds a clip.
 IF_EXISTS_MODES = ("skip", "replace", "fail")
 # A job's result URL answers for about a day after the job finished (the contract); the view says so.

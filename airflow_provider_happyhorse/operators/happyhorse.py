@@ -16,6 +16,7 @@ from airflow_provider_happyhorse.constants import (
     DEFERRAL_GRACE,
     GENERATE_PATH,
     IF_EXISTS_MODES,
+    ON_EXPIRED_MODES,
     PROGRESS_LOG_INTERVAL,
     VERIFY_CLIP_MODES,
 )
@@ -49,9 +50,6 @@ from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from pydantic import JsonValue
-
-# What a task does when the job's result URL can no longer be fetched and the clip was never stored.
-ON_EXPIRED = ("fail", "regenerate")
 
 
 def _utcnow() -> datetime:
@@ -213,7 +211,7 @@ class GenerateVideoOperator(BaseOperator):
         request and its budget, the connection (exists, has a key), the output destination (writable).
         """
         for name, allowed in (
-            ("on_expired", ON_EXPIRED),
+            ("on_expired", ON_EXPIRED_MODES),
             ("verify_clip", VERIFY_CLIP_MODES),
             ("if_exists", IF_EXISTS_MODES),
         ):
