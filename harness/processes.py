@@ -85,6 +85,9 @@ HEARTBEAT_SEC = 1
 # A job whose heartbeat is older than this is considered dead (health endpoint, trigger
 # re-assignment after a triggerer dies, adoption of a dead scheduler's tasks).
 HEALTH_CHECK_THRESHOLD_SEC = 10
+# A scheduler is given longer: on a loaded 2-core machine a whole process can stall for 10-12 s (its
+# heartbeat then "recovers after 10 s"), and a scheduler declared dead resets its own queued tasks.
+SCHEDULER_HEALTH_CHECK_THRESHOLD_SEC = 30
 TASK_HEARTBEAT_TIMEOUT_SEC = 30
 _CONFIG_FILE_TEXT = """\
 # Written by harness/processes.py. Every setting comes from AIRFLOW__* environment
@@ -227,7 +230,7 @@ def _airflow_settings(
         # [scheduler] -- fast loop, fast detection of dead schedulers and dead task processes.
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": str(HEARTBEAT_SEC),
         "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": str(HEARTBEAT_SEC),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": str(HEALTH_CHECK_THRESHOLD_SEC),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": str(SCHEDULER_HEALTH_CHECK_THRESHOLD_SEC),
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_HEARTBEAT_TIMEOUT_SEC),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",

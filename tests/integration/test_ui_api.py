@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -64,6 +65,8 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorS
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "support.auth.DagScopedAuthManager")
+        # This process read its Airflow config before the first `airflow` command wrote one with a secret.
+        patch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(32))
         patch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
         from airflow.api_fastapi.app import create_app, get_auth_manager
         from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
