@@ -2,15 +2,18 @@
 
 :class:`AirflowCluster` is composed of :class:`Processes` (:mod:`harness.processes`), :class:`RestClient`
 (:mod:`harness.rest`), :class:`MetadataDB` (:mod:`harness.metadata_db`) and the observers
-(:mod:`harness.observers`).
+(:mod:`harness.observers`). :class:`DistributedCluster` (:mod:`harness.distributed`) is one on PostgreSQL and
+CeleryExecutor, whose services (:mod:`harness.services`) it starts itself.
 """
 
 from harness.airflow_cluster import AirflowCluster
 from harness.common import ClusterError, ClusterStartError, ClusterTimeout, TaskKey
-from harness.metadata_db import MetadataDB
+from harness.distributed import DistributedCluster
+from harness.metadata_db import MetadataDB, PostgresMetadataDB
 from harness.observers import StateChange, StateRecorder, WorkerRun
 from harness.processes import ALL_COMPONENTS, Component, ComponentSpec, Processes, TaskProcess
 from harness.rest import FINISHED_RUN_STATES, ApiError, ImportErrorInfo, RestClient, TaskInstanceInfo
+from harness.services import PostgresServer, RedisServer
 
 __all__ = [
     "ALL_COMPONENTS",
@@ -22,9 +25,13 @@ __all__ = [
     "ClusterTimeout",
     "Component",
     "ComponentSpec",
+    "DistributedCluster",
     "ImportErrorInfo",
     "MetadataDB",
+    "PostgresMetadataDB",
+    "PostgresServer",
     "Processes",
+    "RedisServer",
     "RestClient",
     "StateChange",
     "StateRecorder",

@@ -22,8 +22,11 @@ It is made of parts, each usable on its own::
     harness/rest.py         RestClient: the public REST API (DAGs, runs, task instances, XComs)
     harness/observers.py    StateRecorder, worker starts and runs (how they are counted: there), log files,
                             the secrets scan
-    harness/metadata_db.py  MetadataDB: read-only queries on the metadata DB
+    harness/metadata_db.py  MetadataDB: read-only queries on the metadata DB (SQLite; PostgresMetadataDB)
     harness/common.py       the errors and TaskKey
+    harness/distributed.py  DistributedCluster: this class on PostgreSQL and CeleryExecutor (two workers, two
+                            triggerers), each component a host of its own (harness/hostname.py)
+    harness/services.py     PostgresServer, RedisServer: private instances a distributed cluster starts
 
 Layout of ``home`` (everything the cluster writes stays inside it)::
 
@@ -61,7 +64,6 @@ import base64
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -83,6 +85,7 @@ from harness.processes import (
     DEFAULT_STOP_GRACE,
     REPO_ROOT,
     Component,
+    ComponentSpec,
     Processes,
     TaskProcess,
     cluster_env,
@@ -155,7 +158,7 @@ class AirflowCluster:
         dags_folder: Path,
         extra_env: Mapping[str, str] | None = None,
         parallelism: int = 4,
-        components: Sequence[Component] = ALL_COMPONENTS,
+        components: Sequence[str] = ALL_COMPONENTS,
         *,
         python: str = sys.executable,
         python_path: Sequence[Path] | None = None,
@@ -164,14 +167,10 @@ class AirflowCluster:
         reuse_migrated_db: bool = True,
         api_login: tuple[str, str] | None = None,
     ) -> None:
-        unknown = set(components) - set(ALL_COMPONENTS)
-        if unknown:
-            raise ValueError(f"unknown components: {sorted(unknown)}")
         self.home = home.resolve()
         self.dags_folder = dags_folder.resolve()
         self.logs_dir = self.home / "logs"
         self.db_path = self.home / "airflow.db"
-        self.components: tuple[Component, ...] = tuple(components)
         self.parallelism = parallelism
         self.python = python
         self.python_path = list(python_path) if python_path is not None else [REPO_ROOT]
@@ -183,7 +182,29 @@ class AirflowCluster:
         self.startup_seconds: float | None = None
         self.migrate_seconds: float | None = None
         self._fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-        self._env = cluster_env(
+        self._env = self._build_env(dict(extra_env or {}))
+        self.db = self._metadata_db()
+        specs = self._component_specs()
+        unknown = set(components) - {spec.name for spec in specs}
+        if unknown:
+            raise ValueError(f"unknown components: {sorted(unknown)}")
+        self.components: tuple[str, ...] = tuple(components)
+        # Every component can be launched (restart() starts one that was not in `components`).
+        self.processes = Processes(
+            self.home,
+            self._env,
+            specs,
+            self.db,
+            python=self.python,
+            reuse_migrated_db=self.reuse_migrated_db,
+        )
+        self.rest = RestClient(self._rest_base_url(), api_login=self.api_login)
+
+    # -- what a kind of cluster is made of (DistributedCluster overrides these) ----------------
+
+    def _build_env(self, extra_env: dict[str, str]) -> dict[str, str]:
+        """The environment of every process (``extra_env`` applied last)."""
+        return cluster_env(
             home=self.home,
             dags_folder=self.dags_folder,
             api_port=self.port,
@@ -191,19 +212,33 @@ class AirflowCluster:
             parallelism=self.parallelism,
             fernet_key=self._fernet_key,
             python_path=self.python_path,
-            extra_env=dict(extra_env or {}),
+            extra_env=extra_env,
         )
-        self.db = MetadataDB(self.db_path)
-        # Every component can be launched (restart() starts one that was not in `components`).
-        self.processes = Processes(
-            self.home,
-            self._env,
-            [component_spec(name, self.api_ports) for name in ALL_COMPONENTS],
-            self.db,
-            python=self.python,
-            reuse_migrated_db=self.reuse_migrated_db,
-        )
-        self.rest = RestClient(f"http://127.0.0.1:{self.port}", api_login=self.api_login)
+
+    def _metadata_db(self) -> MetadataDB:
+        return MetadataDB(self.db_path)
+
+    def _component_specs(self) -> list[ComponentSpec]:
+        """Every component this cluster can launch."""
+        return [component_spec(name, self.api_ports) for name in ALL_COMPONENTS]
+
+    def _rest_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _start_services(self) -> None:
+        """Start what the Airflow components need before they start (nothing: SQLite is a file)."""
+
+    def _stop_services(self) -> list[str]:
+        """Stop what :meth:`_start_services` started; returns what could not be stopped."""
+        return []
+
+    def _supervisor_logs(self) -> list[Path]:
+        """The component logs with the task supervisors' lines (LocalExecutor: the scheduler's)."""
+        return [self.component_log("scheduler")]
+
+    def _database_dirs(self) -> list[Path]:
+        """Directories under ``home`` with database files, which :meth:`find_secret` reads through SQL instead."""
+        return []
 
     # -- environment -------------------------------------------------------------------------
 
@@ -247,6 +282,7 @@ class AirflowCluster:
         self.processes.check_no_strays()
         _LIVE_CLUSTERS.add(self)
         try:
+            self._start_services()
             self.migrate_seconds = self.processes.migrate()
             for name in self.components:
                 self.processes.launch(name)
@@ -267,9 +303,12 @@ class AirflowCluster:
         """
         left = self.processes.stop(grace)
         self.rest.close()
+        service_errors = self._stop_services()
         _LIVE_CLUSTERS.discard(self)
         if left:
             raise ClusterError(f"processes survived stop(): {left}")
+        if service_errors:
+            raise ClusterError(f"could not stop: {service_errors}")
 
     @staticmethod
     def kill_strays(home: Path) -> list[int]:
@@ -284,7 +323,7 @@ class AirflowCluster:
         while True:
             try:
                 missing = self.unparsed_files()
-            except sqlite3.Error:
+            except self.db.errors:
                 missing = [self.dags_folder]
             if not missing:
                 return
@@ -365,7 +404,7 @@ class AirflowCluster:
         self, dag_id: str | None = None, interval: float = SAMPLE_INTERVAL_SEC
     ) -> Iterator[StateRecorder]:
         """Sample task-instance states every ``interval`` s while the block runs."""
-        with StateRecorder(self.db_path, dag_id=dag_id, interval=interval) as recorder:
+        with StateRecorder(self.db, dag_id=dag_id, interval=interval) as recorder:
             yield recorder
 
     def worker_starts(self, dag_id: str | None = None, run_id: str | None = None) -> dict[TaskKey, int]:
@@ -374,19 +413,19 @@ class AirflowCluster:
         return observers.worker_starts(self.db, dag_id, run_id)
 
     def worker_runs(self) -> list[WorkerRun]:
-        """Finished worker runs with the seconds each held an executor slot (scheduler log)."""
-        return observers.worker_runs(self.component_log("scheduler"), self.db)
+        """Finished worker runs with the seconds each held an executor slot (the supervisors' log lines)."""
+        return observers.worker_runs(self._supervisor_logs(), self.db)
 
     # -- faults (harness.processes) ----------------------------------------------------------
 
-    def pids(self, component: Component) -> list[int]:
+    def pids(self, component: str) -> list[int]:
         """The component's main pid followed by its live descendants (``[]`` if not running)."""
         return self.processes.pids(component)
 
-    def is_running(self, component: Component) -> bool:
+    def is_running(self, component: str) -> bool:
         return self.processes.is_running(component)
 
-    def kill(self, component: Component, sig: int = signal.SIGKILL, *, tree: bool = True) -> list[int]:
+    def kill(self, component: str, sig: int = signal.SIGKILL, *, tree: bool = True) -> list[int]:
         """Send ``sig`` to the component (and by default every process it started).
 
         With SIGKILL the component counts as stopped afterwards; :meth:`restart` brings it back.
@@ -394,7 +433,7 @@ class AirflowCluster:
         """
         return self.processes.kill(component, sig, tree=tree)
 
-    def restart(self, component: Component, timeout: float = 60.0, grace: float = DEFAULT_STOP_GRACE) -> float:
+    def restart(self, component: str, timeout: float = 60.0, grace: float = DEFAULT_STOP_GRACE) -> float:
         """Stop the component if it runs, start it again, wait until healthy; returns seconds."""
         return self.processes.restart(component, timeout, grace)
 
@@ -423,7 +462,7 @@ class AirflowCluster:
 
     # -- inspection (harness.observers, harness.metadata_db) ---------------------------------
 
-    def component_log(self, name: Component) -> Path:
+    def component_log(self, name: str) -> Path:
         """The file a component's stdout and stderr go to (appended to across restarts)."""
         return self.processes.component_log(name)
 
@@ -447,7 +486,14 @@ class AirflowCluster:
         (``db:table.column[pk]``, Fernet tokens decrypted with the cluster's key); see
         :func:`harness.observers.find_secret`. The ``connection`` table is left out unless ``exclude_tables=()``.
         """
-        return observers.find_secret(secret, home=self.home, db=self.db, env=self._env, exclude_tables=exclude_tables)
+        return observers.find_secret(
+            secret,
+            home=self.home,
+            db=self.db,
+            env=self._env,
+            exclude_tables=exclude_tables,
+            skip_dirs=self._database_dirs(),
+        )
 
     def copy_logs(self, destination: Path) -> Path:
         """Copy the logs folder (e.g. into a CI artifact directory); returns the copy."""

@@ -37,9 +37,9 @@ class TaskKey(NamedTuple):
     map_index: int = -1
 
 
-def normalize_uuid(value: str) -> str:
-    """``01a2...-...`` and ``01a2...`` (how SQLite stores UUIDs) both become 32 hex digits."""
-    return uuid.UUID(value).hex
+def normalize_uuid(value: object) -> str:
+    """``01a2...-...``, ``01a2...`` (how SQLite stores UUIDs) and a :class:`uuid.UUID` all become 32 hex digits."""
+    return uuid.UUID(str(value)).hex
 
 
 def parse_api_time(value: object) -> datetime | None:

@@ -17,7 +17,6 @@ import contextlib
 import json
 import re
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from harness.common import ClusterError, TaskKey, normalize_uuid, parse_api_time
-from harness.metadata_db import MetadataDB, connect_read_only
+from harness.metadata_db import MetadataDB
 
 SAMPLE_INTERVAL_SEC = 0.2
 NO_STATUS = "none"
@@ -121,10 +120,14 @@ class StateRecorder:
     For every task instance it keeps the ordered list of distinct states seen (consecutive
     repeats collapsed, a new try always starts a new entry). States that last less than one
     interval can be missed; :meth:`AirflowCluster.worker_starts` is the exact count of starts.
+
+    :param db: the metadata DB (a :class:`~harness.metadata_db.MetadataDB`, or the path of a SQLite file).
     """
 
-    def __init__(self, db_path: Path, *, dag_id: str | None = None, interval: float = SAMPLE_INTERVAL_SEC):
-        self._db_path = db_path
+    def __init__(
+        self, db: MetadataDB | Path, *, dag_id: str | None = None, interval: float = SAMPLE_INTERVAL_SEC
+    ) -> None:
+        self._db = db if isinstance(db, MetadataDB) else MetadataDB(db)
         self._dag_id = dag_id
         self._interval = interval
         self._changes: dict[TaskKey, list[StateChange]] = {}
@@ -166,10 +169,9 @@ class StateRecorder:
             query += " WHERE dag_id = ?"
             params = (self._dag_id,)
         try:
-            with contextlib.closing(connect_read_only(self._db_path)) as connection:
-                rows = connection.execute(query, params).fetchall()
-        except sqlite3.Error:
-            self.failed_samples += 1  # e.g. a schema change during migration; try next tick
+            rows = self._db.query(query, params)
+        except self._db.errors:
+            self.failed_samples += 1  # e.g. a schema change during migration, a restarting server; next tick
             return
         now = time.time()
         with self._lock:
@@ -209,7 +211,7 @@ def unparsed_files(dags_folder: Path, db: MetadataDB) -> list[Path]:
     """DAG-looking files in the DAG folder that have neither a DAG nor an import error yet."""
     candidates = [path for path in sorted(dags_folder.rglob("*.py")) if _might_contain_dag(path)]
     parsed: set[Path] = set()
-    for row in db.query("SELECT fileloc FROM dag WHERE is_stale = 0"):
+    for row in db.query("SELECT fileloc FROM dag WHERE NOT is_stale"):
         parsed.add(Path(row["fileloc"]))
     for row in db.query("SELECT filename FROM import_error"):
         parsed.add((dags_folder / row["filename"]).resolve())
@@ -242,30 +244,34 @@ def worker_starts(db: MetadataDB, dag_id: str | None = None, run_id: str | None 
     return counts
 
 
-def worker_runs(scheduler_log: Path, db: MetadataDB) -> list[WorkerRun]:
-    """Finished worker runs with the seconds each held an executor slot (from the scheduler's log)."""
-    if not scheduler_log.exists():
+def worker_runs(supervisor_logs: Path | Sequence[Path], db: MetadataDB) -> list[WorkerRun]:
+    """Finished worker runs with the seconds each held an executor slot, from the logs of the processes
+    that supervise tasks: the scheduler's with LocalExecutor, every Celery worker's with CeleryExecutor."""
+    paths = [supervisor_logs] if isinstance(supervisor_logs, Path) else list(supervisor_logs)
+    paths = [path for path in paths if path.exists()]
+    if not paths:
         return []
     keys = db.ti_keys_by_id()
     runs = []
-    with scheduler_log.open(errors="replace") as lines:
-        for event in _log_events(lines):
-            if event.get("event") != "Workload finished" or event.get("workload_type") != "ExecuteTask":
-                continue
-            ti_id = normalize_uuid(str(event["workload_id"]))
-            key, try_number = keys.get(ti_id, (None, None))
-            runs.append(
-                WorkerRun(
-                    ti_id=ti_id,
-                    key=key,
-                    try_number=try_number,
-                    duration=_to_float(event.get("duration")) or 0.0,
-                    exit_code=_to_int(event.get("exit_code")),
-                    final_state=event.get("final_state"),
-                    finished_at=parse_api_time(event.get("timestamp")),
+    for path in paths:
+        with path.open(errors="replace") as lines:
+            for event in _log_events(lines):
+                if event.get("event") != "Workload finished" or event.get("workload_type") != "ExecuteTask":
+                    continue
+                ti_id = normalize_uuid(str(event["workload_id"]))
+                key, try_number = keys.get(ti_id, (None, None))
+                runs.append(
+                    WorkerRun(
+                        ti_id=ti_id,
+                        key=key,
+                        try_number=try_number,
+                        duration=_to_float(event.get("duration")) or 0.0,
+                        exit_code=_to_int(event.get("exit_code")),
+                        final_state=event.get("final_state"),
+                        finished_at=parse_api_time(event.get("timestamp")),
+                    )
                 )
-            )
-    return runs
+    return sorted(runs, key=lambda run: run.finished_at.timestamp() if run.finished_at else 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,11 +311,13 @@ def find_secret(
     db: MetadataDB,
     env: Mapping[str, str],
     exclude_tables: Sequence[str] = ("connection",),
+    skip_dirs: Sequence[Path] = (),
 ) -> list[str]:
     """Every place ``secret`` occurs: files under ``home`` and rows of the metadata DB.
 
-    Files: every file under ``home`` except the SQLite files themselves (read through SQL
-    instead, so deleted pages do not count), reported as ``path:line``.
+    Files: every file under ``home`` except the SQLite files themselves and whatever is under ``skip_dirs``
+    (a PostgreSQL data directory): those are read through SQL instead, so deleted rows do not count.
+    Reported as ``path:line``.
 
     DB: every column of every table except ``exclude_tables``, reported as
     ``db:table.column[pk]``. Values that are Fernet tokens (trigger kwargs, encrypted
@@ -322,16 +330,16 @@ def find_secret(
     if not secret:
         raise ValueError("secret must not be empty")
     needles = {secret, json.dumps(secret)[1:-1]}
-    places = [f"{path}:{line}" for path, line in _find_in_files(home, needles)]
+    places = [f"{path}:{line}" for path, line in _find_in_files(home, needles, skip_dirs)]
     places += _find_in_db(db, env, needles, set(exclude_tables))
     return places
 
 
-def _find_in_files(home: Path, needles: set[str]) -> Iterator[tuple[Path, int]]:
+def _find_in_files(home: Path, needles: set[str], skip_dirs: Sequence[Path] = ()) -> Iterator[tuple[Path, int]]:
     raw_needles = [needle.encode() for needle in needles]
     skipped = {home / name for name in _DB_FILES}
     for path in sorted(home.rglob("*")):
-        if path in skipped or not path.is_file():
+        if path in skipped or not path.is_file() or any(path.is_relative_to(skip) for skip in skip_dirs):
             continue
         with contextlib.suppress(OSError):
             content = path.read_bytes()
@@ -349,14 +357,13 @@ def _find_in_db(db: MetadataDB, env: Mapping[str, str], needles: set[str], exclu
     fernet = MultiFernet([Fernet(key.encode()) for key in keys if key]) if any(keys) else None
     places = []
     for table in db.tables():
-        if table in exclude or table.startswith("sqlite_"):
+        if table in exclude:
             continue
-        pk = [col["name"] for col in db.query(f'PRAGMA table_info("{table}")') if col["pk"]]
+        pk = db.primary_key(table)
         for number, row in enumerate(db.query(f'SELECT * FROM "{table}"')):  # noqa: S608
-            for column, value in dict(row).items():
-                if isinstance(value, bytes):
-                    value = value.decode(errors="replace")
-                if not isinstance(value, str):
+            for column, raw in dict(row).items():
+                value = _as_text(raw)
+                if value is None:
                     continue
                 texts = [value]
                 if fernet is not None and value.startswith("gAAAAA"):
@@ -366,3 +373,15 @@ def _find_in_db(db: MetadataDB, env: Mapping[str, str], needles: set[str], exclu
                     where = ",".join(f"{name}={row[name]}" for name in pk) or f"row={number}"
                     places.append(f"db:{table}.{column}[{where}]")
     return places
+
+
+def _as_text(value: object) -> str | None:
+    """A column's value as text to search: SQLite gives text and bytes; PostgreSQL also gives JSON columns as
+    Python values (searched in their JSON form, like the text SQLite stores). Numbers, times: None."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return None

@@ -27,7 +27,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -138,12 +137,19 @@ class ComponentSpec:
     health_path: str | None = None  # healthy when ``http://<hostname>:<port><health_path>`` answers 200
     job_type: str | None = None  # or: healthy while the ``job`` row of this type it started heartbeats
     # The port it serves task logs on, for the commands Airflow lets serve logs (scheduler, triggerer, workers).
-    # None: it serves none (its command says ``--skip-serve-logs``), as every component does today.
+    # None: it serves none (its command says ``--skip-serve-logs``), as the single-node cluster's components do.
     log_server_port: int | None = None
+    # Settings of its own on top of the cluster's environment (its hostname, its log-server port).
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The hostname Airflow records for it (its ``job`` row, the task instances it runs); None: the machine's.
+    # With ``job_type``, only a job row with this hostname counts as its own.
+    airflow_hostname: str | None = None
+    # Or: healthy once this text is in its log after its launch (a Celery worker's "ready.").
+    ready_text: str | None = None
 
     def __post_init__(self) -> None:
-        if self.health_url is None and self.job_type is None:
-            raise ValueError(f"{self.name}: a component needs a port and a health_path, or a job_type")
+        if self.health_url is None and self.job_type is None and self.ready_text is None:
+            raise ValueError(f"{self.name}: a component needs a port and a health_path, a job_type or a ready_text")
 
     @property
     def health_url(self) -> str | None:
@@ -389,12 +395,23 @@ def _terminate(
     return list(forced), list(alive)
 
 
+def _log_has(path: Path, offset: int, text: str) -> bool:
+    """Whether ``text`` is in the file after ``offset`` (what this launch wrote)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return text.encode() in handle.read()
+    except OSError:
+        return False
+
+
 @dataclass
 class _RunningComponent:
     name: str
     popen: subprocess.Popen[bytes]
     launched_at: datetime
     log_handle: IO[bytes]
+    log_offset: int = 0  # the size of its log when it was launched
     # Descendants seen so far: a child that outlives its parent is re-parented and would
     # otherwise drop out of the tree.
     known: dict[int, psutil.Process] = field(default_factory=dict)
@@ -560,20 +577,24 @@ class Processes:
 
     def launch(self, name: str) -> None:
         """Start the component ``name`` (its log is appended to)."""
+        spec = self.specs[name]
         log_path = self.component_log(name)
         log_handle = log_path.open("ab")
-        argv = self.specs[name].argv(self.python)
+        log_offset = log_handle.tell()
+        argv = spec.argv(self.python)
         # argv is fixed above; start_new_session puts the component in its own process group.
         popen = subprocess.Popen(
             argv,
             cwd=self.home,
-            env=self._env,
+            env={**self._env, **spec.env},
             stdin=subprocess.DEVNULL,
             stdout=log_handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._running[name] = component = _RunningComponent(name, popen, datetime.now(timezone.utc), log_handle)
+        self._running[name] = component = _RunningComponent(
+            name, popen, datetime.now(timezone.utc), log_handle, log_offset
+        )
         component.note(f"started {name} as pid {popen.pid}")
 
     def _forget(self, component: _RunningComponent) -> None:
@@ -613,12 +634,16 @@ class Processes:
                 return httpx.get(spec.health_url, timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
+        if spec.ready_text is not None:
+            return _log_has(self.component_log(component.name), component.log_offset, spec.ready_text)
+        sql = "SELECT state, start_date, latest_heartbeat FROM job WHERE job_type = ?"
+        params: tuple[str, ...] = (str(spec.job_type),)
+        if spec.airflow_hostname is not None:
+            sql += " AND hostname = ?"
+            params += (spec.airflow_hostname,)
         try:
-            rows = self._db.query(
-                "SELECT state, start_date, latest_heartbeat FROM job WHERE job_type = ? ORDER BY id DESC LIMIT 1",
-                (spec.job_type,),
-            )
-        except sqlite3.Error:  # DB not migrated yet or briefly busy
+            rows = self._db.query(sql + " ORDER BY id DESC LIMIT 1", params)
+        except self._db.errors:  # DB not migrated yet, briefly busy or restarting
             return False
         if not rows or rows[0]["state"] != "running":
             return False
@@ -677,6 +702,11 @@ class Processes:
     def is_running(self, name: str) -> bool:
         running = self._running.get(name)
         return running is not None and running.popen.poll() is None
+
+    def exit_code(self, name: str) -> int | None:
+        """How the component's process exited (None: it runs, or the harness stopped or killed it)."""
+        running = self._running.get(name)
+        return None if running is None else running.popen.poll()
 
     def kill(self, name: str, sig: int = signal.SIGKILL, *, tree: bool = True) -> list[int]:
         """Send ``sig`` to the component (and by default every process it started).

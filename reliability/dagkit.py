@@ -42,8 +42,13 @@ def video_batch(
     store_clips: bool = False,
     operator: type[GenerateVideoOperator] = GenerateVideoOperator,
     doc_md: str | None = None,
+    collect: bool = False,
 ) -> DAG:
-    """A DAG of ``params.count`` mapped videos (``render``), stored under ``params.clips_dir`` if asked."""
+    """A DAG of ``params.count`` mapped videos (``render``), stored under ``params.clips_dir`` if asked.
+
+    With ``collect``, a downstream task (``collect``) receives every video's result as a downstream task of a
+    user's would, fails unless each one is a dict with a job id, and returns how many it got.
+    """
     with DAG(
         dag_id=dag_id,
         schedule=None,
@@ -67,7 +72,7 @@ def video_batch(
                 requests.append(request)
             return requests
 
-        operator.partial(
+        videos = operator.partial(
             task_id="render",
             happyhorse_conn_id=dag_id,
             duration=VIDEO_SECONDS,
@@ -76,4 +81,20 @@ def video_batch(
             retry_delay=timedelta(seconds=retry_delay_seconds),
             **polling,
         ).expand_kwargs(video_requests())
+        if collect:
+            collect_results(videos.output)
     return dag
+
+
+@task(task_id="collect", retries=0)
+def collect_results(results: Any) -> dict[str, Any]:
+    """What a downstream task gets from the mapped videos: one dict per video, each with its job id."""
+    received = list(results)
+    kinds = sorted({type(result).__name__ for result in received})
+    not_dicts = [index for index, result in enumerate(received) if not isinstance(result, dict)]
+    if not_dicts:
+        raise TypeError(f"results {not_dicts} are not dicts (types seen: {kinds})")
+    missing = [index for index, result in enumerate(received) if not result.get("job_id")]
+    if missing:
+        raise ValueError(f"results {missing} have no job_id")
+    return {"videos": len(received), "types": kinds, "job_ids": sorted(str(result["job_id"]) for result in received)}

@@ -14,13 +14,18 @@ import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import AirflowCluster, ApiError, TaskInstanceInfo, TaskKey
 from reliability.gateway import FaultGateway, GatewayFaults
 
+if TYPE_CHECKING:
+    from harness.distributed import DistributedCluster
+
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
+# The distributed trials' DAGs (reliability --distributed), parsed only by the distributed cluster.
+DISTRIBUTED_DAGS_FOLDER = Path(__file__).resolve().parent / "dags_distributed"
 # Airflow 3.3.2: a supervisor lingers [workers] min_heartbeat_interval (5 s) after its task deferred, and a
 # trigger that fires within that window can make the scheduler fail the task (harness docstring).
 CLUSTER_SETTINGS = {"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1"}
@@ -83,13 +88,31 @@ class TrialApi:
 
 
 class Lab:
-    """Start with :meth:`start` (APIs first: the cluster's environment names them), end with :meth:`close`."""
+    """Start with :meth:`start` (APIs first: the cluster's environment names them), end with :meth:`close`.
 
-    def __init__(self, work_dir: Path, specs: Mapping[str, ApiSpec], *, parallelism: int) -> None:
+    :param parallelism: LocalExecutor slots; with ``distributed``, the slots of each of the two Celery workers.
+    :param distributed: run the trials on a :class:`~harness.distributed.DistributedCluster` (PostgreSQL, Redis,
+        CeleryExecutor with two workers, two triggerers) with the DAGs of ``reliability/dags_distributed``.
+    :param cluster_env: more settings for every Airflow process (after the lab's own).
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        specs: Mapping[str, ApiSpec],
+        *,
+        parallelism: int,
+        distributed: bool = False,
+        dags_folder: Path | None = None,
+        cluster_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self.clips_dir = work_dir / "clips"
         self.apis = {conn_id: TrialApi(conn_id, spec, work_dir) for conn_id, spec in specs.items()}
         self.parallelism = parallelism
+        self.distributed = distributed
+        self.dags_folder = dags_folder or (DISTRIBUTED_DAGS_FOLDER if distributed else DAGS_FOLDER)
+        self.cluster_env = dict(cluster_env or {})
         self._cluster: AirflowCluster | None = None
 
     @property
@@ -98,14 +121,35 @@ class Lab:
             raise RuntimeError("the lab is not started")
         return self._cluster
 
+    @property
+    def distributed_cluster(self) -> DistributedCluster:
+        """The cluster, for the trials that only run on a distributed one."""
+        from harness.distributed import DistributedCluster
+
+        if not isinstance(self._cluster, DistributedCluster):
+            raise RuntimeError("this trial needs the distributed cluster (reliability.run --distributed)")
+        return self._cluster
+
     def start(self) -> None:
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         for api in self.apis.values():
             api.start()
         env = dict(CLUSTER_SETTINGS)
         env.update(api.connection_env() for api in self.apis.values())
-        self._cluster = AirflowCluster(self.work_dir / "airflow-home", DAGS_FOLDER, env, parallelism=self.parallelism)
+        env.update(self.cluster_env)
+        home = self.work_dir / "airflow-home"
+        if self.distributed:
+            from harness.distributed import DistributedCluster
+
+            self._cluster = DistributedCluster(home, self.dags_folder, env, worker_concurrency=self.parallelism)
+        else:
+            self._cluster = AirflowCluster(home, self.dags_folder, env, parallelism=self.parallelism)
         self._cluster.start()
+        errors = self._cluster.import_errors()
+        if errors:
+            raise RuntimeError(
+                f"DAG files do not import: {[(error.filename, error.stack_trace[-500:]) for error in errors]}"
+            )
 
     def close(self) -> list[str]:
         """Stop everything; returns what could not be stopped cleanly (never raises)."""
