@@ -15,7 +15,7 @@ DIST_BIN := $(DIST_VENV)/bin
 DIST_STAMP := $(DIST_VENV)/.installed
 
 .PHONY: demo test test-floor lint unit e2e venv lock lock-floor lock-distributed reliability bench clean \
-	e2e-distributed
+	e2e-distributed reliability-distributed
 
 venv: $(STAMP)
 
@@ -74,6 +74,11 @@ reliability: $(STAMP)
 e2e-distributed: $(DIST_STAMP)
 	bash scripts/install-distributed-deps.sh
 	$(DIST_BIN)/pytest tests/distributed -q -p no:cacheprovider
+
+# The distributed trials: the batch and one triggerer kill (CI); every trial: RELIABILITY_ARGS=--full
+reliability-distributed: $(DIST_STAMP)
+	bash scripts/install-distributed-deps.sh
+	$(DIST_BIN)/python -m reliability.run --distributed $(RELIABILITY_ARGS)
 
 # The real-Airflow benchmarks of issue 8 (items 1 and 3): about 9 and 8 minutes on two cores. Each prints a
 # markdown table and writes benchmarks/results/<name>.json.

@@ -59,3 +59,55 @@ FULL = Plan(
     parallelism=8,
     trial_timeout=1800.0,
 )
+
+
+@dataclass(frozen=True)
+class DistributedPlan(Plan):
+    """The distributed trials' sizes (``reliability.run --distributed``): CeleryExecutor with two workers of
+    ``parallelism`` slots each, two triggerers, PostgreSQL and Redis."""
+
+    batch: int
+    """Videos in the mapped batch (D1)."""
+    triggerer_stop: int
+    scheduler_kill: int
+    postgres_restart: int
+    short: bool
+    """Only the batch and the triggerer kill (what CI runs on every change)."""
+
+
+DISTRIBUTED_SHORT = DistributedPlan(
+    name="distributed-short",
+    worker_kill=0,
+    triggerer_kill=10,
+    emulator_restart=0,
+    storm=0,
+    ambiguous=0,
+    download_kill=0,
+    render_seconds=10.0,
+    long_render_seconds=60.0,
+    parallelism=4,
+    trial_timeout=420.0,
+    batch=30,
+    triggerer_stop=0,
+    scheduler_kill=0,
+    postgres_restart=0,
+    short=True,
+)
+DISTRIBUTED_FULL = DistributedPlan(
+    name="distributed-full",
+    worker_kill=6,
+    triggerer_kill=20,
+    emulator_restart=0,
+    storm=0,
+    ambiguous=0,
+    download_kill=6,
+    render_seconds=10.0,
+    long_render_seconds=60.0,
+    parallelism=4,
+    trial_timeout=600.0,
+    batch=30,
+    triggerer_stop=10,
+    scheduler_kill=10,
+    postgres_restart=10,
+    short=False,
+)

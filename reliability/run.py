@@ -3,11 +3,15 @@ Run the reliability suite: crash, fault, bad-input and user-mistake trials on re
 
     .venv/bin/python -m reliability.run           # default: small counts, a few minutes, what CI runs
     .venv/bin/python -m reliability.run --full    # issue 7's counts (20/20/10/200/...)
+    .venv-distributed/bin/python -m reliability.run --distributed          # the batch and a triggerer kill
+    .venv-distributed/bin/python -m reliability.run --distributed --full   # every distributed trial (D1-D8)
 
 One Airflow cluster (scheduler with LocalExecutor, triggerer, dag-processor, REST and execution api-servers on
 SQLite) runs every trial's DAG; every trial has its own emulator (and connection), so trials run side by side with
-separate counts. Prints a markdown table, writes the details as JSON to ``reliability/results/``, and exits 1 if a
-row fails (or something could not be stopped).
+separate counts. With ``--distributed`` the cluster is a distributed one instead (PostgreSQL, Redis, CeleryExecutor
+with two workers, two triggerers; ``harness/distributed.py``) running the trials of
+``reliability/trials/distributed.py``. Prints a markdown table, writes the details as JSON to
+``reliability/results/``, and exits 1 if a row fails (or something could not be stopped).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from reliability.lab import Lab
-from reliability.plan import DEFAULT, FULL, Plan
+from reliability.plan import DEFAULT, DISTRIBUTED_FULL, DISTRIBUTED_SHORT, FULL, DistributedPlan, Plan
 from reliability.report import Row, markdown_table, problem_report
-from reliability.trials import Suite, Trial, VideoBatchTrial, build_suite
+from reliability.trials import Suite, Trial, VideoBatchTrial, build_distributed_suite, build_suite
 from reliability.trials.bad_input import PROPERTY_TEST
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -96,15 +100,17 @@ def evaluate(trial: Trial, lab: Lab) -> Row:
 def run_suite(
     plan: Plan, work_dir: Path, say: Progress, only: set[str] | None = None
 ) -> tuple[list[Row], dict[str, Any]]:
-    suite: Suite = build_suite(plan)
+    distributed = isinstance(plan, DistributedPlan)
+    suite: Suite = build_distributed_suite(plan) if isinstance(plan, DistributedPlan) else build_suite(plan)
     if only:
         suite = suite.only(only)
     specs = {trial.dag_id: spec for trial in suite.trials if (spec := trial.api_spec()) is not None}
-    lab = Lab(work_dir, specs, parallelism=plan.parallelism)
+    lab = Lab(work_dir, specs, parallelism=plan.parallelism, distributed=distributed)
     meta: dict[str, Any] = {}
     rows: list[Row] = []
     try:
-        say(f"starting {len(specs)} emulators and an Airflow cluster in {work_dir}")
+        kind = "a distributed Airflow cluster" if distributed else "an Airflow cluster"
+        say(f"starting {len(specs)} emulators and {kind} in {work_dir}")
         lab.start()
         meta["cluster_startup_seconds"] = round(lab.cluster.startup_seconds or 0, 1)
         say(f"cluster healthy after {meta['cluster_startup_seconds']} s")
@@ -121,7 +127,7 @@ def run_suite(
     finally:
         say("stopping the cluster and the emulators")
         meta["stop_errors"] = lab.close()
-    order = "123456789"
+    order = [*"123456789", *(f"D{number}" for number in range(1, 9))]
     rows.sort(key=lambda row: order.index(row.item) if row.item in order else len(order))
     return rows, meta
 
@@ -148,10 +154,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="issue 7's trial counts (slower)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (Airflow home, logs) even on success")
-    parser.add_argument("--only", help="comma-separated issue items to run, e.g. 1,8 (default: all)")
+    parser.add_argument("--only", help="comma-separated issue items to run, e.g. 1,8 or D1,D4 (default: all)")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="the distributed trials (PostgreSQL, Redis, CeleryExecutor: run with .venv-distributed's python); "
+        "with --full every one of them, else the batch and one triggerer kill",
+    )
     args = parser.parse_args(argv)
     only = {item.strip() for item in args.only.split(",")} if args.only else None
-    plan = FULL if args.full else DEFAULT
+    plan: Plan
+    if args.distributed:
+        plan = DISTRIBUTED_FULL if args.full else DISTRIBUTED_SHORT
+    else:
+        plan = FULL if args.full else DEFAULT
     signal.signal(signal.SIGTERM, _on_sigterm)  # so that an interrupted run still stops what it started
     say = Progress()
     work_dir = Path(tempfile.mkdtemp(prefix=f"happyhorse-reliability-{plan.name}-"))
@@ -159,11 +175,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, meta = run_suite(plan, work_dir, say, only)
     seconds = time.monotonic() - say.began
     passed = bool(rows) and all(row.passed for row in rows) and not meta["stop_errors"] and "error" not in meta
-    command = "python -m reliability.run" + (" --full" if args.full else "") + (f" --only {args.only}" if only else "")
+    command = (
+        "python -m reliability.run"
+        + (" --distributed" if args.distributed else "")
+        + (" --full" if args.full else "")
+        + (f" --only {args.only}" if only else "")
+    )
     print(f"\nReliability suite, {plan.name} run (`{command}`): {seconds / 60:.1f} min\n")
     print(markdown_table(rows))
-    print()
-    print(notes(rows))
+    if not args.distributed:
+        print()
+        print(notes(rows))
     report = problem_report(rows)
     if report:
         print("\n" + report)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reliability.ambiguous_faults import AMBIGUOUS_FAULTS
-from reliability.plan import Plan
+from reliability.plan import DistributedPlan, Plan
 from reliability.trials.ambiguous import AmbiguousSubmitTrial
 from reliability.trials.bad_input import BadInputTrial
 from reliability.trials.base import Trial, VideoBatchTrial
 from reliability.trials.crashes import DownloadKillTrial, EmulatorRestartTrial, TriggererKillTrial, WorkerKillTrial
+from reliability.trials.distributed import DistributedBatchTrial, DistributedSecretsTrial, DistributedTriggererKillTrial
 from reliability.trials.mistakes import MistakesTrial
 from reliability.trials.secrets_check import SecretsTrial
 from reliability.trials.storm import StormTrial
 
-__all__ = ["Suite", "Trial", "VideoBatchTrial", "build_suite"]
+__all__ = ["Suite", "Trial", "VideoBatchTrial", "build_distributed_suite", "build_suite"]
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,13 @@ class Suite:
         return [trial for phase in self.phases for trial in phase]
 
     def only(self, items: set[str]) -> Suite:
-        """The trials of the given issue items (``"1"`` ... ``"9"``)."""
+        """The trials of the given issue items (``"1"`` ... ``"9"``; distributed: ``"D1"`` ... ``"D8"``)."""
         phases = tuple(tuple(trial for trial in phase if trial.item in items) for phase in self.phases)
         kept = [trial for phase in phases for trial in phase]
         secrets = None
-        if "7" in items and self.secrets is not None:
+        if self.secrets is not None and self.secrets.item in items:
             canary = self.secrets.canary_trial if self.secrets.canary_trial in kept else kept[0] if kept else None
-            secrets = SecretsTrial(self.secrets.plan, canary) if canary is not None else None
+            secrets = type(self.secrets)(self.secrets.plan, canary) if canary is not None else None
         return Suite(phases=tuple(phase for phase in phases if phase), secrets=secrets)
 
 
@@ -51,3 +52,11 @@ def build_suite(plan: Plan) -> Suite:
     )
     second = (EmulatorRestartTrial(plan), WorkerKillTrial(plan), DownloadKillTrial(plan), storm, MistakesTrial(plan))
     return Suite(phases=(first, second), secrets=SecretsTrial(plan, canary_trial=storm))
+
+
+def build_distributed_suite(plan: DistributedPlan) -> Suite:
+    """Each fault touches the whole cluster (a triggerer, a worker, the scheduler, the database), so each has a
+    phase of its own, after the batch. The short plan (CI): the batch, then one triggerer kill."""
+    batch = DistributedBatchTrial(plan)
+    phases: list[tuple[VideoBatchTrial, ...]] = [(batch,), (DistributedTriggererKillTrial(plan),)]
+    return Suite(phases=tuple(phases), secrets=DistributedSecretsTrial(plan, canary_trial=batch))

@@ -28,6 +28,8 @@ def place_kind(place: str) -> str:
 class SecretsTrial(Trial):
     item = "7"
     title = "Secrets: every trial's API key, searched in all logs and DB tables"
+    expect_exception_texts = True
+    """The suite has trials whose tasks fail (ambiguous submissions, bad input): their exception texts must be seen."""
 
     def __init__(self, plan: Plan, canary_trial: VideoBatchTrial) -> None:
         super().__init__(plan)
@@ -51,7 +53,8 @@ class SecretsTrial(Trial):
         ]
         leaked = [text for text in texts if any(key in text for key in keys)]
         row.check(not leaked, f"a key is in {len(leaked)} exception text(s) of task logs")
-        row.check(bool(texts), "no exception text in any task log: that check saw nothing")
+        if self.expect_exception_texts:
+            row.check(bool(texts), "no exception text in any task log: that check saw nothing")
 
         canary = self.canary_trial.batch
         found = cluster.find_secret(canary) if canary else []
