@@ -10,7 +10,16 @@ from reliability.trials.ambiguous import AmbiguousSubmitTrial
 from reliability.trials.bad_input import BadInputTrial
 from reliability.trials.base import Trial, VideoBatchTrial
 from reliability.trials.crashes import DownloadKillTrial, EmulatorRestartTrial, TriggererKillTrial, WorkerKillTrial
-from reliability.trials.distributed import DistributedBatchTrial, DistributedSecretsTrial, DistributedTriggererKillTrial
+from reliability.trials.distributed import (
+    DistributedBatchTrial,
+    DistributedDownloadKillTrial,
+    DistributedPostgresRestartTrial,
+    DistributedSchedulerKillTrial,
+    DistributedSecretsTrial,
+    DistributedTriggererKillTrial,
+    DistributedTriggererStopTrial,
+    DistributedWorkerKillTrial,
+)
 from reliability.trials.mistakes import MistakesTrial
 from reliability.trials.secrets_check import SecretsTrial
 from reliability.trials.storm import StormTrial
@@ -59,4 +68,12 @@ def build_distributed_suite(plan: DistributedPlan) -> Suite:
     phase of its own, after the batch. The short plan (CI): the batch, then one triggerer kill."""
     batch = DistributedBatchTrial(plan)
     phases: list[tuple[VideoBatchTrial, ...]] = [(batch,), (DistributedTriggererKillTrial(plan),)]
+    if not plan.short:
+        phases += [
+            (DistributedTriggererStopTrial(plan),),
+            (DistributedWorkerKillTrial(plan),),
+            (DistributedDownloadKillTrial(plan),),
+            (DistributedSchedulerKillTrial(plan),),
+            (DistributedPostgresRestartTrial(plan),),
+        ]
     return Suite(phases=tuple(phases), secrets=DistributedSecretsTrial(plan, canary_trial=batch))
