@@ -82,7 +82,8 @@ def heartbeat_label(min_heartbeat_interval: int | None) -> str:
 
 
 class ComponentCpu:
-    """CPU seconds a cluster component's process tree used between :meth:`start` and :meth:`stop` (psutil).
+    """CPU seconds a cluster component's process tree (or several components') used between :meth:`start` and
+    :meth:`stop` (psutil).
 
     Each live process counts its own CPU plus that of its children it has already reaped (Linux accumulates a
     waited-for child's CPU, and its reaped descendants', into the parent). So a task runner that ran and exited
@@ -90,17 +91,18 @@ class ComponentCpu:
     processes that exited are no longer read themselves.
     """
 
-    def __init__(self, cluster: AirflowCluster, component: str) -> None:
+    def __init__(self, cluster: AirflowCluster, component: str | list[str]) -> None:
         self._cluster = cluster
-        self._component = component
+        self._components = [component] if isinstance(component, str) else list(component)
         self._first: dict[int, float] = {}
 
     def _read(self) -> dict[int, float]:
         readings = {}
-        for pid in self._cluster.pids(self._component):  # type: ignore[arg-type]
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                readings[pid] = times.user + times.system + times.children_user + times.children_system
+        for name in self._components:
+            for pid in self._cluster.pids(name):
+                with contextlib.suppress(psutil.Error):
+                    times = psutil.Process(pid).cpu_times()
+                    readings[pid] = times.user + times.system + times.children_user + times.children_system
         return readings
 
     def start(self) -> ComponentCpu:
@@ -180,7 +182,9 @@ def worker_starts_for(cluster: AirflowCluster, dag_ids: set[str]) -> int:
 
 
 def db_time(value: object) -> datetime | None:
-    """SQLite keeps Airflow's UTC timestamps as naive ISO strings."""
+    """SQLite keeps Airflow's UTC timestamps as naive ISO strings; PostgreSQL returns aware datetimes."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if not isinstance(value, str) or not value:
         return None
     parsed = datetime.fromisoformat(value)

@@ -28,8 +28,12 @@ The run is repeated on a second cluster with ``[workers] min_heartbeat_interval 
 supervisor lingers up to that interval (default 5 s) after its task runner exits, and the linger is slot time.
 The default is what users get.
 
+With ``--distributed`` each cluster is a distributed one instead (``harness/distributed.py``: PostgreSQL, Redis,
+CeleryExecutor with two workers of ``parallelism / 2`` slots each, two triggerers): a slot is a Celery worker's
+pool process, whose supervisor logs the same "Workload finished" line. Run it with ``.venv-distributed``'s python.
+
     .venv/bin/python benchmarks/worker_cost.py [--videos 10] [--speed 1.0] [--stagger 1.5] [--heartbeats default 1]
-        [--variants deferrable poke reschedule blocking]
+        [--variants deferrable poke reschedule blocking] [--distributed]
 
 Prints one markdown table per heartbeat setting and writes ``benchmarks/results/worker_cost.json``.
 Targets for ``GenerateVideoOperator``: worker-slot time at most 2% of render time; one worker start per video.
@@ -71,7 +75,7 @@ from _airflow import (
 )
 
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
-from harness import AirflowCluster, WorkerRun
+from harness import AirflowCluster, DistributedCluster, WorkerRun
 
 DAGS_FOLDER = DAGS / "worker_cost"
 OUTPUT = RESULTS / "worker_cost.json"
@@ -282,14 +286,21 @@ def run_once(
     env = cluster_env(emulator, options, heartbeat)
     label = heartbeat_label(heartbeat)
     print(f"\n== min_heartbeat_interval {label}: starting Airflow (parallelism {parallelism}) ...", flush=True)
-    with AirflowCluster(home, DAGS_FOLDER, extra_env=env, parallelism=parallelism) as cluster:
+    cluster: AirflowCluster
+    if options.distributed:
+        cluster = DistributedCluster(home, DAGS_FOLDER, extra_env=env, worker_concurrency=-(-parallelism // 2))
+        triggerers = list(cluster.triggerers)
+    else:
+        cluster = AirflowCluster(home, DAGS_FOLDER, extra_env=env, parallelism=parallelism)
+        triggerers = ["triggerer"]
+    with cluster:
         print(f"   cluster healthy in {cluster.startup_seconds:.0f} s; warm-up run, idle baseline ...", flush=True)
         warm_up(cluster)
-        idle = ComponentCpu(cluster, "triggerer").start()
+        idle = ComponentCpu(cluster, triggerers).start()
         time.sleep(IDLE_BASELINE_SECONDS)
         idle_rate = idle.stop() / IDLE_BASELINE_SECONDS
 
-        triggerer = ComponentCpu(cluster, "triggerer").start()
+        triggerer = ComponentCpu(cluster, triggerers).start()
         scheduler = ComponentCpu(cluster, "scheduler").start()
         execution_api = ComponentCpu(cluster, "execution-api").start()
         began = time.time()
@@ -440,6 +451,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the runs of one cluster")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--keep-home", action="store_true", help="keep each cluster's AIRFLOW_HOME (logs, DB)")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="CeleryExecutor (two workers), two triggerers, PostgreSQL, Redis (run with .venv-distributed's python)",
+    )
     options = parser.parse_args()
     exit_on_sigterm()
 
@@ -465,7 +481,8 @@ def main() -> int:
         load = result["load"]
         print(
             f"\n**[workers] min_heartbeat_interval = {result['min_heartbeat_interval_label']}** -- "
-            f"{options.videos} videos per variant, variants interleaved, parallelism {result['parallelism']}, "
+            f"{options.videos} videos per variant, variants interleaved, parallelism {result['parallelism']}"
+            f"{' (CeleryExecutor, 2 workers)' if options.distributed else ''}, "
             f"load avg {fmt(load['load_avg_1m_mean'], 1)} (max {fmt(load['load_avg_1m_max'], 1)}) on "
             f"{load['cpus']} CPUs\n"
         )
@@ -487,6 +504,9 @@ def main() -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {
+            "executor": "CeleryExecutor, 2 workers, 2 triggerers, PostgreSQL"
+            if options.distributed
+            else "LocalExecutor, SQLite",
             "videos_per_variant": options.videos,
             "emulator_speed": options.speed,
             "render_model": "20 s + 3 s per video second, pro x1.5, audio x1.2, +/-10%; shapes std/pro x 5/10 s",
