@@ -15,7 +15,7 @@ DIST_BIN := $(DIST_VENV)/bin
 DIST_STAMP := $(DIST_VENV)/.installed
 
 .PHONY: demo test test-floor lint unit e2e venv lock lock-floor lock-distributed reliability bench clean \
-	e2e-distributed reliability-distributed
+	test-distributed e2e-distributed reliability-distributed
 
 venv: $(STAMP)
 
@@ -56,9 +56,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every suite on SQLite and LocalExecutor, then the distributed deployment's tests and its short trial.
 test: lint
 	bash scripts/install-test-deps.sh
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --ignore=tests/distributed
+	$(MAKE) test-distributed
 
 # The unit tests and one real `airflow dags test` on the oldest supported Airflow. Not part of `test`.
 test-floor: $(FLOOR_STAMP)
@@ -69,8 +71,13 @@ test-floor: $(FLOOR_STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)
 
+# The distributed deployment's part of `make test`: its end-to-end tests, then the short trial (the batch and a
+# triggerer kill). The full table of trials: make reliability-distributed RELIABILITY_ARGS=--full
+test-distributed: e2e-distributed
+	$(MAKE) reliability-distributed RELIABILITY_ARGS=
+
 # A distributed deployment (PostgreSQL, Redis, CeleryExecutor with two workers, two triggerers; harness/distributed.py)
-# in .venv-distributed, with Debian's postgresql and redis-server (installed when missing). Not part of `test`.
+# in .venv-distributed, with Debian's postgresql and redis-server (installed when missing).
 e2e-distributed: $(DIST_STAMP)
 	bash scripts/install-distributed-deps.sh
 	$(DIST_BIN)/pytest tests/distributed -q -p no:cacheprovider
