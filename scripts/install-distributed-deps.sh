@@ -6,6 +6,7 @@
 # `apt-get update` and one install (as root, or through sudo when there is one). Fails loudly when it
 # cannot install them.
 set -euo pipefail
+source "$(dirname "$0")/lib/apt.sh"
 
 REDIS_SERVER=/usr/bin/redis-server
 
@@ -28,24 +29,7 @@ if have_all; then
     exit 0
 fi
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo)
-else
-    echo "install-distributed-deps: PostgreSQL or redis-server is missing and I am not root (no sudo either)." >&2
-    echo "install-distributed-deps: run as root: apt-get install -y --no-install-recommends postgresql redis-server" >&2
-    exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-distributed-deps: no apt-get here; install postgresql and redis-server (Debian packages) yourself." >&2
-    exit 1
-fi
-
-echo "install-distributed-deps: installing postgresql and redis-server from the Debian mirror" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update
-"${SUDO[@]}" apt-get install -y --no-install-recommends postgresql redis-server
+apt_install install-distributed-deps postgresql redis-server
 
 if ! PG_BIN="$(postgres_bin)"; then
     echo "install-distributed-deps: no /usr/lib/postgresql/<version>/bin/{initdb,postgres} after apt-get install" >&2
