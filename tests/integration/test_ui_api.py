@@ -9,60 +9,27 @@ and no row of it).
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.emulator.config import DEFAULT_API_KEY
+from support.gallery import DAY, Gallery, airflow, airflow_env, render_in_flight, run_dags, run_ids
 
 DAGS = Path(__file__).parent / "dags"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-DAY = "2026-03-01"
-
-
-@dataclass
-class Gallery:
-    client: Any
-    output: Path
-    tokens: dict[str, str]
-    run_ids: dict[str, str]
-
-    def key(self, dag_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
-        return {"dag_id": dag_id, "run_id": self.run_ids[dag_id], "task_id": task_id, "map_index": map_index}
-
-    def get(self, path: str, user: str | None = "viewer", **kwargs: Any) -> Any:
-        headers = kwargs.pop("headers", {})
-        if user is not None:
-            headers["Authorization"] = f"Bearer {self.tokens[user]}"
-        return self.client.get(f"/happyhorse{path}", headers=headers, **kwargs)
+DAG_IDS = ("happyhorse_it_videos", "happyhorse_it_private")
 
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorServer) -> Iterator[Gallery]:
     # This process's Airflow uses the session's AIRFLOW_HOME (tests/conftest.py): fill its DB with real runs.
     output = tmp_path_factory.mktemp("clips")
-    connection = {"conn_type": "happyhorse", "host": emulator_server.base_url, "password": emulator_server.api_key}
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT": json.dumps(connection),
-        "HAPPYHORSE_IT_OUTPUT": f"file://{output}",
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    for dag_id in ("happyhorse_it_videos", "happyhorse_it_private"):
-        run = subprocess.run(
-            [AIRFLOW, "dags", "test", dag_id, DAY], env=env, capture_output=True, text=True, timeout=300
-        )
-        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    env = airflow_env(DAGS, emulator_server, output)
+    airflow(env, "db", "migrate")
+    run_dags(env, DAG_IDS)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "support.auth.DagScopedAuthManager")
         # This process read its Airflow config before the first `airflow` command wrote one with a secret.
@@ -78,14 +45,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorS
                 name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role="viewer"))
                 for name in ("viewer", "outsider")
             }
-            headers = {"Authorization": f"Bearer {tokens['viewer']}"}
-            run_ids = {
-                dag_id: client.get(f"/api/v2/dags/{dag_id}/dagRuns", headers=headers).json()["dag_runs"][0][
-                    "dag_run_id"
-                ]
-                for dag_id in ("happyhorse_it_videos", "happyhorse_it_private")
-            }
-            yield Gallery(client, output, tokens, run_ids)
+            yield Gallery(client, output, tokens, run_ids(DAG_IDS), default_user="viewer")
 
 
 # -- access -------------------------------------------------------------------------------------------------
@@ -242,33 +202,7 @@ def test_the_extra_link_of_a_stored_clip_opens_its_page_here(gallery: Gallery) -
 
 
 def test_renders_in_flight_are_the_deferred_tasks_on_our_trigger(gallery: Gallery) -> None:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import Trigger
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    kwargs = {
-        "job_id": "n92inflight01",
-        "happyhorse_conn_id": "happyhorse_default",
-        "deadline": "2026-03-01T01:00:00+00:00",
-        "submitted_at": "2026-03-01T00:00:00+00:00",
-        "first_poll_after": 50.0,
-        "min_poll_interval": 2.0,
-        "max_poll_interval": 120.0,
-        "result": {"job_id": "n92inflight01", "status": "IN_PROGRESS", "video_url": None},
-        "end_task_on_success": True,
-    }
-    with create_session() as session:
-        trigger = Trigger(
-            classpath="airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger", kwargs=kwargs
-        )
-        session.add(trigger)
-        session.flush()
-        ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == "happyhorse_it_private"))
-        assert ti is not None
-        previous = ti.state
-        ti.state, ti.trigger_id = "deferred", trigger.id
-    try:
+    with render_in_flight("happyhorse_it_private", "n92inflight01"):
         renders = gallery.get("/api/in-flight").json()["renders"]
         assert renders == [
             {
@@ -285,8 +219,3 @@ def test_renders_in_flight_are_the_deferred_tasks_on_our_trigger(gallery: Galler
         ]
         assert gallery.get("/api/in-flight", user="outsider").json()["renders"] == []
         assert DEFAULT_API_KEY not in json.dumps(renders)
-    finally:
-        with create_session() as session:
-            ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == "happyhorse_it_private"))
-            assert ti is not None
-            ti.state, ti.trigger_id = previous, None
