@@ -11,7 +11,7 @@ from harness.common import ClusterError, ClusterStartError, ClusterTimeout, Task
 from harness.distributed import DistributedCluster
 from harness.metadata_db import MetadataDB, PostgresMetadataDB
 from harness.observers import StateChange, StateRecorder, WorkerRun
-from harness.processes import ALL_COMPONENTS, Component, ComponentSpec, Processes, TaskProcess
+from harness.processes import ALL_COMPONENTS, Component, ComponentSpec, Processes, TaskProcess, processes_in
 from harness.rest import FINISHED_RUN_STATES, ApiError, ImportErrorInfo, RestClient, TaskInstanceInfo
 from harness.services import PostgresServer, RedisServer
 
@@ -39,4 +39,5 @@ __all__ = [
     "TaskKey",
     "TaskProcess",
     "WorkerRun",
+    "processes_in",
 ]

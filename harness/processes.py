@@ -359,7 +359,7 @@ def _process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _processes_in(home: Path) -> list[psutil.Process]:
+def processes_in(home: Path) -> list[psutil.Process]:
     """Every live process (but this one and its parents) whose working directory is ``home``."""
     own = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
     found = []
@@ -507,7 +507,7 @@ class Processes:
 
     def check_no_strays(self) -> None:
         """Raise :class:`ClusterStartError` if a process already runs in ``home``."""
-        strays = _processes_in(self.home)
+        strays = processes_in(self.home)
         if strays:
             raise ClusterStartError(
                 f"processes already run in {self.home}: {[p.pid for p in strays]}; "
@@ -522,8 +522,8 @@ class Processes:
         survivors = self._stop_components(list(self._running.values()), grace)
         # Anything else with our home as cwd: task runners orphaned by a killed worker,
         # `run_cli` children, processes of a component killed earlier.
-        survivors += _terminate(_processes_in(self.home), [], 0)[1]
-        left = [proc.pid for proc in survivors if proc.is_running()] + [proc.pid for proc in _processes_in(self.home)]
+        survivors += _terminate(processes_in(self.home), [], 0)[1]
+        left = [proc.pid for proc in survivors if proc.is_running()] + [proc.pid for proc in processes_in(self.home)]
         return sorted(set(left))
 
     def _stop_components(self, components: list[_RunningComponent], grace: float) -> list[psutil.Process]:
@@ -546,7 +546,7 @@ class Processes:
     @staticmethod
     def kill_strays(home: Path) -> list[int]:
         """SIGKILL every process whose working directory is ``home`` (left by a crashed run)."""
-        procs = _processes_in(home.resolve())
+        procs = processes_in(home.resolve())
         _terminate(procs, [], 0)
         return [proc.pid for proc in procs]
 
@@ -767,7 +767,7 @@ class Processes:
             and (map_index is None or key.map_index == map_index)
         }
         found = []
-        for proc in _processes_in(self.home):
+        for proc in processes_in(self.home):
             with contextlib.suppress(psutil.Error):
                 title = " ".join(part for part in proc.cmdline() if part)
                 process = _classify_title(proc.pid, title)

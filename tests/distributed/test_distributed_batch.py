@@ -15,11 +15,9 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 pytest.importorskip("airflow.providers.celery", reason="needs the distributed extras: make e2e-distributed")
@@ -28,6 +26,7 @@ pytest.importorskip("psycopg2", reason="needs the distributed extras: make e2e-d
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import TaskKey
 from harness.distributed import DistributedCluster
+from harness.processes import processes_in
 from reliability.lab import CLUSTER_SETTINGS, DISTRIBUTED_DAGS_FOLDER
 from reliability.plan import RENDER_SECONDS_AT_SPEED_1
 
@@ -53,17 +52,6 @@ class Finished:
             (ti for ti in self.cluster.task_instances(DAG_ID, self.run_id) if ti.task_id == "render"),
             key=lambda ti: ti.map_index,
         )
-
-
-def processes_in(home: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if Path(proc.cwd()) == home and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 @pytest.fixture(scope="module")

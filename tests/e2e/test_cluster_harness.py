@@ -18,23 +18,13 @@ import psutil
 import pytest
 
 from harness.airflow_cluster import AirflowCluster, StateRecorder, TaskKey
+from harness.processes import processes_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DAGS = Path(__file__).parent / "harness_dags"
 SMOKE = "harness_smoke"
 SLEEPY = "harness_sleepy"
-
-
-def processes_in(home: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if Path(proc.cwd()) == home and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def wait_until(condition: object, timeout: float, what: str) -> None:
