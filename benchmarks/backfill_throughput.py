@@ -35,7 +35,6 @@ Prints a markdown table and writes ``benchmarks/results/backfill_throughput.json
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -67,14 +66,13 @@ from _airflow import (
 
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 from harness import ALL_COMPONENTS, AirflowCluster, DistributedCluster
+from harness.observers import TASK_LOG_NAME
 
 DAGS_FOLDER = DAGS / "backfill"
 DAG_ID = "bench_backfill"
 OUTPUT = RESULTS / "backfill_throughput.json"
 FINAL_TI_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 PROGRESS_EVERY = 30.0
-# Airflow names a trigger's log after the task's: ``attempt=1.log.trigger.<triggerer job id>.log``.
-TRIGGER_LOG = re.compile(r"\.log\.trigger\.(\d+)\.log$")
 
 
 def trigger_spread(cluster: DistributedCluster) -> dict[str, int]:
@@ -82,8 +80,8 @@ def trigger_spread(cluster: DistributedCluster) -> dict[str, int]:
     jobs = cluster.triggerer_jobs()
     spread: Counter[str] = Counter()
     for path in cluster.task_log_files(DAG_ID):
-        if match := TRIGGER_LOG.search(path.name):
-            spread[jobs.get(int(match.group(1)), f"job {match.group(1)}")] += 1
+        if (match := TASK_LOG_NAME.match(path.name)) and (job := match["triggerer"]):
+            spread[jobs.get(int(job), f"job {job}")] += 1
     return dict(sorted(spread.items()))
 
 

@@ -32,6 +32,9 @@ SAMPLE_INTERVAL_SEC = 0.2
 NO_STATUS = "none"
 _DB_FILES = ("airflow.db", "airflow.db-wal", "airflow.db-shm", "airflow.db-journal")
 _TEXT_LOG_PAIR = re.compile(r"(\w+)=(\S+)")
+# A task's log file: ``attempt=N.log`` from the worker, ``attempt=N.log.trigger.<triggerer job id>.log`` from a
+# triggerer (Airflow names a trigger's log after the task's).
+TASK_LOG_NAME = re.compile(r"^attempt=(?P<attempt>\d+)\.log(?P<trigger>\.trigger\.(?P<triggerer>\d+)\.log)?$")
 
 
 class StateChange(NamedTuple):

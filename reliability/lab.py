@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import AirflowCluster, ApiError, TaskInstanceInfo, TaskKey
+from harness.observers import TASK_LOG_NAME
 from reliability.gateway import FaultGateway, GatewayFaults
 
 if TYPE_CHECKING:
@@ -192,9 +192,6 @@ class Lab:
         return TaskLogs.collect(self.cluster.task_log_files(dag_id, run_id))
 
 
-_ATTEMPT = re.compile(r"^attempt=(?P<attempt>\d+)\.log(?P<trigger>\.trigger\.(?P<triggerer>\d+)\.log)?$")
-
-
 @dataclass
 class TaskLogs:
     """A run's task logs by (task id, map index): worker logs per attempt, trigger logs per triggerer."""
@@ -207,7 +204,7 @@ class TaskLogs:
         worker: dict[tuple[str, int, int], Path] = {}
         trigger: dict[tuple[str, int], dict[str, Path]] = {}
         for path in paths:
-            match = _ATTEMPT.match(path.name)
+            match = TASK_LOG_NAME.match(path.name)
             if match is None:
                 continue
             parts = dict(part.split("=", 1) for part in path.parent.parts if "=" in part)
