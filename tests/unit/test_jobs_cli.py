@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import io
 import json
+import sys
 from typing import Any
 
 import httpx
@@ -13,6 +16,26 @@ from airflow_provider_happyhorse.jobs_cli import run
 RECORD = {"fingerprint": "f" * 64, "submitted_at": "2026-11-01T00:00:05+00:00", "job_id": None}
 ARGS = ["--dag-id", "daily", "--run-id", "manual__2026-11-01T00:00:00+00:00", "--task-id", "clip"]
 PATH = "/api/v2/dags/daily/dagRuns/manual__2026-11-01T00:00:00+00:00/taskInstances/clip/state-store/happyhorse_job"
+# A value that appears nowhere else: if it shows up in the output, the command echoed a secret.
+SECRET = "hunter2-Zq8xV3"
+
+
+@pytest.fixture(autouse=True)
+def no_credentials_around(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the developer's environment nor a terminal: each test gives what it means to give."""
+    for name in ("AIRFLOW_API_TOKEN", "AIRFLOW_USERNAME", "AIRFLOW_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # isatty() is False
+
+    def no_prompt(prompt: str = "") -> str:
+        raise AssertionError(f"prompted without a terminal: {prompt!r}")
+
+    monkeypatch.setattr(getpass, "getpass", no_prompt)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
 class AirflowAPI:
@@ -42,8 +65,8 @@ class AirflowAPI:
         return httpx.Response(200, json={"key": "happyhorse_job", "value": self.record, "updated_at": "x"})
 
 
-def cli(api: AirflowAPI, *argv: str) -> int:
-    return run([*argv, "--api-url", "http://airflow.test"], transport=httpx.MockTransport(api))
+def cli(api: AirflowAPI, *argv: str, url: str = "http://airflow.test") -> int:
+    return run([*argv, "--api-url", url], transport=httpx.MockTransport(api))
 
 
 def test_show_explains_a_record_whose_outcome_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,12 +89,120 @@ def test_forget_deletes_the_record_and_says_what_follows(capsys: pytest.CaptureF
     assert "no HappyHorse job is remembered; its next try submits a new one" in capsys.readouterr().out
 
 
-def test_credentials_are_exchanged_for_a_token(capsys: pytest.CaptureFixture[str]) -> None:
-    api = AirflowAPI(RECORD, token="minted")
-    assert cli(api, "show", "--json", *ARGS, "--username", "admin", "--password", "secret") == 0
-    assert json.loads(capsys.readouterr().out) == RECORD
+def test_a_token_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = AirflowAPI(RECORD, token=SECRET)
     assert cli(api, "show", *ARGS) == 2
-    assert "Airflow refused the request (HTTP 401): give --token, or --username" in capsys.readouterr().err
+    assert (
+        "Airflow refused the request (HTTP 401): set $AIRFLOW_API_TOKEN, or --username (or $AIRFLOW_USERNAME) "
+        "and $AIRFLOW_PASSWORD" in capsys.readouterr().err
+    )
+    monkeypatch.setenv("AIRFLOW_API_TOKEN", SECRET)
+    assert cli(api, "show", "--json", *ARGS) == 0
+    assert json.loads(capsys.readouterr().out) == RECORD
+    assert api.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
+    assert "/auth/token" not in [request.url.path for request in api.requests]
+
+
+@pytest.mark.parametrize("username_from", ["option", "environment"])
+def test_a_password_from_the_environment_is_exchanged_for_a_token(
+    username_from: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = AirflowAPI(RECORD, token="minted")
+    monkeypatch.setenv("AIRFLOW_PASSWORD", "secret")
+    user = ["--username", "admin"] if username_from == "option" else []
+    if username_from == "environment":
+        monkeypatch.setenv("AIRFLOW_USERNAME", "admin")
+    assert cli(api, "show", "--json", *ARGS, *user) == 0
+    assert json.loads(capsys.readouterr().out) == RECORD
+    assert [request.url.path for request in api.requests] == ["/auth/token", PATH]
+    assert api.requests[-1].headers["authorization"] == "Bearer minted"
+
+
+def test_the_password_is_asked_for_at_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts: list[str] = []
+
+    def typed(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return "secret"
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr(getpass, "getpass", typed)
+    api = AirflowAPI(RECORD, token="minted")
+    assert cli(api, "show", "--json", *ARGS, "--username", "admin", url="https://airflow.test") == 0
+    assert json.loads(capsys.readouterr().out) == RECORD
+    assert prompts == ["Password for admin at https://airflow.test: "]
+    assert api.requests[-1].headers["authorization"] == "Bearer minted"
+
+
+def test_without_a_password_or_a_terminal_the_command_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    api = AirflowAPI(RECORD, token="minted")
+    assert cli(api, "show", *ARGS, "--username", "admin", url="https://airflow.test") == 2
+    err = capsys.readouterr().err
+    assert "no password for 'admin': set $AIRFLOW_PASSWORD (or use a token in $AIRFLOW_API_TOKEN instead)" in err
+    assert "It is not accepted as an option on purpose: ps shows the command line" in err
+    assert api.requests == []  # nothing was sent, not even an empty password
+
+
+@pytest.mark.parametrize(
+    ("argv", "instead"),
+    [
+        (["show", *ARGS, "--password", SECRET], "$AIRFLOW_PASSWORD"),
+        (["show", *ARGS, f"--password={SECRET}"], "$AIRFLOW_PASSWORD"),
+        (["forget", *ARGS, "--pass", SECRET], "$AIRFLOW_PASSWORD"),
+        (["--password", SECRET, "show", *ARGS], "$AIRFLOW_PASSWORD"),
+        (["show", *ARGS, "--token", SECRET], "$AIRFLOW_API_TOKEN"),
+        (["--token", SECRET, "forget", *ARGS], "$AIRFLOW_API_TOKEN"),
+    ],
+)
+def test_a_secret_given_as_an_option_is_refused_without_repeating_it(
+    argv: list[str], instead: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = AirflowAPI(RECORD)
+    assert run([*argv, "--api-url", "http://airflow.test"], transport=httpx.MockTransport(api)) == 2
+    out, err = capsys.readouterr()
+    assert "is not accepted: a value on the command line is visible to every user of the machine (ps shows it)" in err
+    assert f"Put it in {instead}" in err
+    assert SECRET not in out + err
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("http://airflow.example.com:8080", True),
+        ("http://10.0.0.5:8080", True),
+        ("HTTP://[2001:db8::1]:8080", True),
+        ("http://localhost:8080", False),
+        ("http://127.0.0.1:8080", False),
+        ("http://127.8.9.10:8080", False),
+        ("http://[::1]:8080", False),
+        ("https://airflow.example.com", False),
+    ],
+)
+def test_credentials_over_plain_http_to_another_machine_are_warned_about(
+    url: str, warned: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_API_TOKEN", SECRET)
+    assert cli(AirflowAPI(RECORD, token=SECRET), "show", *ARGS, url=url) == 0
+    err = capsys.readouterr().err
+    warning = "crosses the network in clear text; use an https:// API URL."
+    assert (warning in err) is warned
+    if warned:
+        assert err.count("\n") == 1
+        assert err.startswith(f"happyhorse-jobs: warning: {url} is plain http")
+        assert SECRET not in err
+    else:
+        assert err == ""
+
+
+def test_no_warning_when_no_credentials_are_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    # An API server that lets anonymous requests through (simple_auth_manager_all_admins): nothing to leak.
+    assert cli(AirflowAPI(RECORD), "show", *ARGS, url="http://airflow.example.com") == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_an_unknown_task_instance_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
