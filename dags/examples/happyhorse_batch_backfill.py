@@ -10,27 +10,56 @@ Safe to point at a paid account:
   ``start_date``. For a backfill, ask for it: ``airflow backfill create --dag-id happyhorse_batch_backfill
   --from-date ... --to-date ...``; at most ``max_active_tis_per_dag`` renders run at once.
 - **A budget for the run.** Before any render, ``check_budget`` validates every row and sums the credit
-  estimates; above the ``max_run_credits`` param the run fails and nothing is submitted.
+  estimates; above the ``max_run_credits`` param the run fails and nothing is submitted. A trigger's conf
+  may lower ``max_run_credits`` (``{"max_run_credits": 100}``) but not raise it: the param's schema caps
+  it at ``MAX_RUN_CREDITS``, so Airflow refuses to create a run whose conf asks for more. Raising the
+  budget is a change to this file.
 - **Never twice for one task instance.** A retry or a cleared task re-attaches to the job it already paid for.
 
-The CSV is read by a task, not at parse time.
+The CSV is read by a task, not at parse time. Its path is fixed (``prompts.csv`` beside this file), not a
+param: a trigger's conf cannot point the run at another file on the worker.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from airflow.sdk import DAG, AssetAlias, task
+from airflow.sdk import DAG, AssetAlias, Param, task
 from happyhorse_example_settings import OUTPUT_ROOT, POLLING
 
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 
+# Fixed here, not a param: a trigger's conf must not choose which file on the worker the run reads.
 PROMPTS_FILE = Path(__file__).with_name("prompts.csv")
-# Per clip and per run: each is checked before anything is paid for.
+# Per clip and per run: each is checked before anything is paid for. A trigger's conf may lower the run's
+# budget, never raise it past MAX_RUN_CREDITS (the param's schema maximum, enforced again in check_budget).
 MAX_CLIP_CREDITS = 1000
 MAX_RUN_CREDITS = 3000
+
+
+def run_budget(value: Any) -> float:
+    """The ``max_run_credits`` param as a number in [0, MAX_RUN_CREDITS], or an error naming the param.
+
+    Airflow validates the param's schema when a run is created and again when a task starts; this is for
+    whatever bypasses both (the task function called directly, an Airflow that skips the check).
+    """
+    try:
+        if isinstance(value, bool):  # float(True) is 1.0; a JSON true is not a budget
+            raise TypeError
+        limit = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"max_run_credits: {value!r} is not a number") from None
+    if not (math.isfinite(limit) and 0 <= limit <= MAX_RUN_CREDITS):
+        raise ValueError(
+            f"max_run_credits: {value!r} is outside 0 to {MAX_RUN_CREDITS}, the most this DAG allows a run to "
+            "spend; raising it is a change to the DAG file, not to a trigger's conf"
+        )
+    return limit
+
 
 with DAG(
     dag_id="happyhorse_batch_backfill",
@@ -40,14 +69,23 @@ with DAG(
     max_active_runs=2,
     tags=["happyhorse", "example", "backfill"],
     doc_md=__doc__,
-    params={"prompts_file": str(PROMPTS_FILE), "max_run_credits": MAX_RUN_CREDITS},
+    params={
+        "max_run_credits": Param(
+            MAX_RUN_CREDITS,
+            type="number",
+            minimum=0,
+            maximum=MAX_RUN_CREDITS,
+            description=f"Most credits this run may spend (estimated before any render): at most {MAX_RUN_CREDITS}. "
+            "A trigger may lower it; raising the cap is a change to the DAG file.",
+        ),
+    },
     default_args={"retries": 3, "retry_delay": timedelta(minutes=2)},
 ):
 
     @task
-    def load_prompts(params: dict | None = None, ds: str | None = None) -> list[dict]:
-        """One mapped item per CSV row, for this run's day: the operator's keyword arguments."""
-        with open((params or {})["prompts_file"], newline="") as handle:
+    def load_prompts(ds: str | None = None) -> list[dict]:
+        """One mapped item per row of PROMPTS_FILE, for this run's day: the operator's keyword arguments."""
+        with open(PROMPTS_FILE, newline="") as handle:
             rows = list(csv.DictReader(handle))
         return [
             {
@@ -70,7 +108,10 @@ with DAG(
         from airflow_provider_happyhorse.exceptions import InvalidRequestError
         from airflow_provider_happyhorse.models import VideoRequest
 
-        limit = float((params or {})["max_run_credits"])
+        try:
+            limit = run_budget((params or {}).get("max_run_credits", MAX_RUN_CREDITS))
+        except ValueError as error:
+            raise AirflowFailException(str(error)) from None
         undated = [index for index, row in enumerate(rows) if not row["_dated"]]
         if undated:
             raise AirflowFailException(
@@ -88,7 +129,8 @@ with DAG(
         if total > limit:
             raise AirflowFailException(
                 f"max_run_credits: the run's {len(renders)} videos are estimated at {total:g} credits, above "
-                f"{limit:g}; nothing was submitted. Raise the max_run_credits param or trim prompts.csv."
+                f"{limit:g}; nothing was submitted. Trim prompts.csv, or trigger with a higher max_run_credits "
+                f"(at most {MAX_RUN_CREDITS:g}; more is a change to the DAG file)."
             )
         return renders
 

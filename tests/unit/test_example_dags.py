@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +58,60 @@ def test_batch_dag_is_mapped_capped_and_does_not_catch_up(dagbag) -> None:  # ty
     assert render.max_active_tis_per_dag == 4
     assert type(render).__name__ == "MappedOperator"
     assert (EXAMPLES / "prompts.csv").exists()
+
+
+def test_the_batch_budget_param_is_capped_at_what_the_dag_allows(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["happyhorse_batch_backfill"]
+    param = dag.params.get_param("max_run_credits")
+    assert param.value == 3000
+    assert param.schema == {"type": "number", "minimum": 0, "maximum": 3000}  # the default is the ceiling
+    assert param.description
+
+
+@pytest.mark.parametrize("budget", [3001, 1e9, -1, "5000", None, True])
+def test_a_trigger_conf_cannot_raise_the_batch_budget(dagbag, budget: Any) -> None:  # type: ignore[no-untyped-def]
+    from airflow.exceptions import ParamValidationError
+    from airflow.sdk.definitions.param import process_params
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = dagbag.dags["happyhorse_batch_backfill"]
+    # What the API server and `airflow dags trigger` do before creating the run (DAG.create_dagrun) ...
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert serialized.params.deep_merge({"max_run_credits": 100}).validate() == {"max_run_credits": 100}
+    with pytest.raises(ParamValidationError, match="max_run_credits"):
+        serialized.params.deep_merge({"max_run_credits": budget}).validate()
+    # ... and what the task runner does again when a task starts.
+    task = dag.get_task("check_budget")
+    assert process_params(dag, task, {"max_run_credits": 100}, suppress_exception=False)["max_run_credits"] == 100
+    with pytest.raises(ParamValidationError, match="max_run_credits"):
+        process_params(dag, task, {"max_run_credits": budget}, suppress_exception=False)
+
+
+@pytest.mark.parametrize("budget", [3001, "5000", "lots", None, True, float("nan"), float("inf"), -1])
+def test_check_budget_refuses_a_budget_that_skipped_validation(dagbag, budget: Any) -> None:  # type: ignore[no-untyped-def]
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    dag = dagbag.dags["happyhorse_batch_backfill"]
+    rows = dag.get_task("load_prompts").python_callable(ds="2026-11-24")
+    check_budget = dag.get_task("check_budget").python_callable
+    assert len(check_budget(rows, params={"max_run_credits": 3000})) == len(rows)
+    with pytest.raises(AirflowFailException, match="max_run_credits: the run's 6 videos are estimated at 2080"):
+        check_budget(rows, params={"max_run_credits": 100})
+    with pytest.raises(AirflowFailException, match=r"^max_run_credits: .* (is not a number|is outside 0 to 3000)"):
+        check_budget(rows, params={"max_run_credits": budget})
+
+
+def test_a_trigger_conf_cannot_choose_the_batch_prompts_file(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["happyhorse_batch_backfill"]
+    assert "prompts_file" not in dag.params
+    load_prompts = dag.get_task("load_prompts").python_callable
+    # The task takes neither params nor the run's conf: what it reads is the file beside the DAG.
+    assert set(inspect.signature(load_prompts).parameters) == {"ds"}
+    assert load_prompts.__globals__["PROMPTS_FILE"] == EXAMPLES / "prompts.csv"
+    with open(EXAMPLES / "prompts.csv", newline="") as handle:
+        shipped = list(csv.DictReader(handle))
+    rows = load_prompts(ds="2026-11-24")
+    assert [row["prompt"] for row in rows] == [row["prompt"].replace("{date}", "2026-11-24") for row in shipped]
 
 
 def test_publish_dag_is_scheduled_on_the_clip_alias(dagbag) -> None:  # type: ignore[no-untyped-def]
