@@ -5,8 +5,9 @@ The async path's transport: ``httpx`` requests sent over one pooled ``aiohttp`` 
 differs between the paths. The hook calls this transport directly, without an ``httpx.AsyncClient``:
 for a status poll the client layer (cookies, redirects, auth hooks, response streaming) costs more
 CPU than the request itself, and httpx's own async pool gets dearer per request as hundreds of polls
-bunch up (README, "Choosing the async transport"). A request is sent whole and its small answer read
-whole.
+bunch up (README, "Choosing the async transport"). A request is sent whole and its answer read raw
+(undecoded), at most one byte past the request's answer limit and within its read timeout as a whole:
+the hook decodes it within that limit (``core.responses.bounded_answer``).
 
 aiohttp's failures become the httpx error that says what is known about the request: ``ConnectError``
 and ``ConnectTimeout`` only when it cannot have reached the server (``core.responses`` decides from that
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import certifi
 import httpx
+
+from airflow_provider_happyhorse.core.responses import answer_limit
 
 if TYPE_CHECKING:
     import aiohttp
@@ -94,13 +97,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             ) as answer:
-                content = await answer.read()
-        except (aiohttp.ClientError, TimeoutError) as error:
+                content = await asyncio.wait_for(_read_at_most(answer, answer_limit(request) + 1), timeout.get("read"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             raise httpx_error(error, request) from error
         return httpx.Response(
             answer.status,
             headers=answer.raw_headers,
-            content=content,
+            stream=httpx.ByteStream(content),  # not content=: httpx would decode it, past any limit
             request=request,
             extensions={"reason_phrase": (answer.reason or "").encode(), "http_version": b"HTTP/1.1"},
         )
@@ -109,14 +112,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         await self._session.close()
 
 
-def httpx_error(error: aiohttp.ClientError | TimeoutError, request: httpx.Request) -> httpx.TransportError:
+async def _read_at_most(answer: aiohttp.ClientResponse, size: int) -> bytes:
+    """Up to ``size`` bytes of the raw body (aiohttp decompresses nothing here: ``auto_decompress=False``)."""
+    content = bytearray()
+    while len(content) < size and (chunk := await answer.content.read(size - len(content))):
+        content += chunk
+    return bytes(content)
+
+
+def httpx_error(error: aiohttp.ClientError | asyncio.TimeoutError, request: httpx.Request) -> httpx.TransportError:
     """The httpx error for an aiohttp one. Only failures before sending count as connect errors."""
     import aiohttp
 
     kind: type[httpx.TransportError]
     if isinstance(error, aiohttp.ConnectionTimeoutError):  # no connection (or pool slot) in time
         kind = httpx.ConnectTimeout
-    elif isinstance(error, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
+    elif isinstance(error, asyncio.TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
         kind = httpx.ReadTimeout
     elif isinstance(error, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake, proxy
         kind = httpx.ConnectError

@@ -15,6 +15,9 @@ USER_AGENT = "airflow-provider-happyhorse"
 # The connection check asks for the status of this made-up job (no job is created).
 CHECK_JOB_ID = "airflow-connection-test"
 
+# A job id from the service is used in file names, logs and URLs only when it matches this.
+JOB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+
 # -- the request's limits -------------------------------------------------------------------------------
 MAX_PROMPT_CHARS = 2500
 MIN_DURATION = 3
@@ -23,6 +26,11 @@ MAX_DURATION = 15
 # -- one HTTP request (connection extras: timeout, max_connections) -------------------------------------
 DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds per request
 DEFAULT_MAX_CONNECTIONS = 100  # the async pool shared by a triggerer's triggers
+
+# -- what is read from the network (connection extras of the same names) ----------------------------------
+DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024  # one API answer, after decoding; more is a malformed answer
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # one clip (a 15 s 1080p clip is tens of MB)
+DEFAULT_DOWNLOAD_TIMEOUT = 600.0  # seconds for one whole download, on top of `timeout` per read
 
 # -- retries of one call (connection extras of the same names). A retry is a request sent again after a
 # failed one: a call with max_retries=4 sends at most 5 requests.
@@ -63,6 +71,10 @@ POLL_TICK = 1.0
 CHUNK_SIZE = 1024 * 1024  # reading and writing clips
 # A result URL may redirect (to a signed CDN URL) at most this many times.
 MAX_RESULT_REDIRECTS = 5
+# A clip's frames may be at most this large (width x height) to be read for its poster (8K UHD).
+MAX_FRAME_PIXELS = 7680 * 4320
+# Reading a clip's packets (the probe) stops with an error after this many seconds.
+PROBE_TIMEOUT = 60.0
 # How far a clip may stray from its request and still be the one asked for.
 DURATION_TOLERANCE = 0.5  # seconds
 ASPECT_TOLERANCE = 0.03  # relative, width / height against the requested aspect ratio

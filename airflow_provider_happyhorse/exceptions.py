@@ -18,6 +18,8 @@ The provider's errors. Nothing here ever holds the API key or an ``httpx.Request
     ├── JobTimeoutError ............ the job did not finish before its deadline
     ├── ResultUnavailableError ..... the result URL is expired, missing or empty
     ├── ResultRedirectError ........ the result URL redirects in a loop, too often, or off http(s)
+    ├── DownloadRefusedError ....... a result URL or redirect goes where downloads may not (nothing fetched)
+    ├── DownloadLimitError ......... a download over its size cap or its whole-transfer deadline
     ├── InvalidClipError ........... what the result URL gave is not a video (an error page, a cut file)
     └── ClipMismatchError .......... the clip is a video, but not the one asked for (duration, aspect, audio)
 
@@ -183,6 +185,31 @@ class ResultRedirectError(HappyHorseError):
         super().__init__(
             f"The video of HappyHorse job {job_id} was not downloaded: its result URL {problem} "
             f"({' -> '.join(chain)}). Nothing was stored; a retry downloads again."
+        )
+
+
+class DownloadRefusedError(HappyHorseError):
+    """A result URL (or a redirect hop) that downloads may not follow: see ``core.egress``. Nothing was fetched."""
+
+    def __init__(self, job_id: str, host: str, rule: str) -> None:
+        self.job_id = job_id
+        self.host = host
+        self.rule = rule
+        super().__init__(
+            f"The video of HappyHorse job {job_id} was not downloaded: the URL on host {host!r} {rule}. "
+            "Nothing was fetched from it. If the host is your own CDN or proxy, allow it with the connection "
+            "extra allowed_download_hosts (host names or CIDR blocks)."
+        )
+
+
+class DownloadLimitError(HappyHorseError):
+    """A download that went past the connection's ``max_download_bytes`` or ``download_timeout``."""
+
+    def __init__(self, job_id: str, detail: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"The video of HappyHorse job {job_id} was not stored: {detail}. Nothing was stored; raise the "
+            "connection extra if the clip is really that large or slow, and the task's retries download again."
         )
 
 

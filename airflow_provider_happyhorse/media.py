@@ -9,30 +9,50 @@ provider (the triggerer, the scheduler) never read a clip.
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from typing import Any
 
+from airflow_provider_happyhorse.constants import MAX_FRAME_PIXELS, PROBE_TIMEOUT
 from airflow_provider_happyhorse.models import MediaInfo
+
+# FFmpeg's MP4/MOV demuxer, and no other: no playlist that fetches URLs, no image or raw format.
+DEMUXER = "mov"
 
 
 class NotAVideo(Exception):
     """The file does not open as a video container with a video stream (the reason is the message)."""
 
 
-def probe(path: Any) -> MediaInfo:
-    """The clip's media facts; ``NotAVideo`` when it is not a whole video. ``path``: anything with ``open("rb")``."""
+def _frame_size_refusal(width: int, height: int) -> str | None:
+    if width * height > MAX_FRAME_PIXELS:
+        return f"frames of {width}x{height}, over the {MAX_FRAME_PIXELS:,}-pixel limit"
+    return None
+
+
+def probe(path: Any, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
+    """
+    The clip's media facts; ``NotAVideo`` when it is not a whole MP4/MOV video, when its frames are over
+    ``MAX_FRAME_PIXELS``, or when reading its packets takes longer than ``timeout`` seconds. ``path``:
+    anything with ``open("rb")``.
+    """
     import av
 
+    deadline = time.monotonic() + timeout
     try:
-        with path.open("rb") as handle, av.open(handle, mode="r") as container:
+        with path.open("rb") as handle, av.open(handle, mode="r", format=DEMUXER) as container:
             if not container.streams.video:
                 raise NotAVideo(f"a {container.format.name} file without a video stream")
             video = container.streams.video[0]
+            if (too_large := _frame_size_refusal(video.codec_context.width, video.codec_context.height)) is not None:
+                raise NotAVideo(too_large)
             audio = container.streams.audio[0] if container.streams.audio else None
             end = 0.0
             packets = 0
             # Demux every packet (no decoding): the duration the file really holds, however long its header says.
             for packet in container.demux(video):
+                if time.monotonic() > deadline:
+                    raise NotAVideo(f"reading its packets took longer than {timeout:g} s")
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
@@ -56,11 +76,14 @@ def probe(path: Any) -> MediaInfo:
 
 
 def poster_jpeg(path: Any) -> bytes:
-    """The clip's first frame as a JPEG."""
+    """The clip's first frame as a JPEG (a probed clip: its frames are within ``MAX_FRAME_PIXELS``)."""
     import av
 
-    with path.open("rb") as handle, av.open(handle, mode="r") as container:
-        frame = next(container.decode(video=0))
+    with path.open("rb") as handle, av.open(handle, mode="r", format=DEMUXER) as container:
+        video = container.streams.video[0]
+        if (too_large := _frame_size_refusal(video.codec_context.width, video.codec_context.height)) is not None:
+            raise NotAVideo(too_large)
+        frame = next(container.decode(video))
     codec = av.CodecContext.create("mjpeg", "w")
     codec.width, codec.height = frame.width, frame.height
     codec.pix_fmt = "yuvj420p"

@@ -14,6 +14,7 @@ from airflow_provider_happyhorse.exceptions import (
     AuthenticationError,
     ClipMismatchError,
     ConfigurationError,
+    DownloadRefusedError,
     HappyHorseError,
     InvalidRequestError,
     JobFailedError,
@@ -40,9 +41,13 @@ def raise_for_event(event: JobEvent) -> NoReturn:
 
 def clip_failure(error: HappyHorseError, ti: Any) -> AirflowException:
     """
-    A clip that was not kept. A mismatch fails without retries (the job's clip stays what it is); a body
-    that is not a video or a broken redirect fails so that the task's retries download again.
+    A clip that was not kept. A mismatch fails without retries (the job's clip stays what it is), and so
+    does a download refused by where it would go (the job's result URL stays where it is); a body that is
+    not a video, a broken redirect or a download past its limits fails so that the task's retries download
+    again.
     """
+    if isinstance(error, DownloadRefusedError):
+        return AirflowFailException(str(error))
     if isinstance(error, ClipMismatchError):
         return AirflowFailException(
             f"{error}. Nothing was stored. To keep this clip anyway, set verify_clip='warn' (or 'off') and "

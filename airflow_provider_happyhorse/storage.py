@@ -15,17 +15,20 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_happyhorse.constants import CHUNK_SIZE
+from airflow_provider_happyhorse.core.responses import is_job_id, undecoded
 from airflow_provider_happyhorse.core.results import cut_short, mismatches, what_came
 from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, retry_after_of
 from airflow_provider_happyhorse.exceptions import (
     ClipMismatchError,
     ConfigurationError,
+    DownloadLimitError,
     HappyHorseError,
     InvalidClipError,
     TransportError,
@@ -113,6 +116,9 @@ class ClipRecord(BaseModel):
     size: int
     sha256: str
     result: dict[str, Any]  # the task's result without the request, which the fingerprint stands for
+    # The poster written with the clip (None: no poster, or a record from before posters were recorded).
+    poster_size: int | None = None
+    poster_sha256: str | None = None
 
 
 def as_storage_path(destination: Any) -> Any:
@@ -243,6 +249,51 @@ def read_clip_record(destination: Any) -> ClipRecord | None:
     return record if record is not None and record.size == size else None
 
 
+def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[VideoResult | None, str]:
+    """
+    The result of the clip kept at ``destination`` for the request whose fingerprint is given, when it
+    proves itself, else None; and what was found, in words. It proves itself when our record is beside it
+    (or in its metadata), was made for this request, and the file's size and SHA-256 are the record's. The
+    result's paths are the destination's (never the record's), and the poster is named only when its
+    bytes are the ones recorded.
+    """
+    final = as_storage_path(destination)
+    if not final.exists():
+        return None, "holds no file"
+    record = read_clip_record(final)
+    if record is None:
+        return None, "holds a file with no record of ours that matches its size"
+    if record.fingerprint != fingerprint:
+        return None, "holds a clip made for another request"
+    if not is_job_id(record.job_id):
+        return None, "holds a clip whose record names no valid job id"
+    size, sha256 = digest(final)
+    if (size, sha256) != (record.size, record.sha256):
+        return None, f"holds a file whose SHA-256 ({sha256}) is not the one its record names ({record.sha256})"
+    poster = poster_path_for(final)
+    poster_proven = (
+        record.poster_sha256 is not None
+        and poster.exists()
+        and digest(poster) == (record.poster_size, record.poster_sha256)
+    )
+    kept = {key: value for key, value in record.result.items() if key not in _CLIP_FIELDS}
+    result = VideoResult.model_validate(
+        {
+            **kept,
+            "job_id": record.job_id,
+            "stored_path": str(final),
+            "stored_size": size,
+            "stored_sha256": sha256,
+            "poster_path": str(poster) if poster_proven else None,
+        }
+    )
+    return result, f"holds the clip of job {record.job_id} made for this request (sha256 {sha256})"
+
+
+# What a record's result says of where its files are: never believed, always taken from the destination.
+_CLIP_FIELDS = frozenset({"job_id", "stored_path", "stored_size", "stored_sha256", "poster_path", "request"})
+
+
 def store_clip(
     hook: HappyHorseHook,
     *,
@@ -297,14 +348,17 @@ def store_clip(
             verified=None if verify_clip == "off" else not found,
             poster_path=str(poster_final) if poster else None,
         )
-        if poster:
-            poster_temporary.write_bytes(poster_jpeg(temporary))
+        poster_bytes = poster_jpeg(temporary) if poster else None
+        if poster_bytes is not None:
+            poster_temporary.write_bytes(poster_bytes)
         record = ClipRecord(
             fingerprint=None if request is None else request.fingerprint(),
             job_id=job_id,
             size=size,
             sha256=sha256,
             result=result.model_copy(update=clip.result_fields()).model_dump(mode="json", exclude={"request"}),
+            poster_size=None if poster_bytes is None else len(poster_bytes),
+            poster_sha256=None if poster_bytes is None else hashlib.sha256(poster_bytes).hexdigest(),
         )
         metadata = _keeps_metadata(final)
         if metadata:
@@ -347,40 +401,79 @@ def _download_with_retries(
             hook.sleep(delay)
 
 
-def _probe(job_id: str, url: str, temporary: Any, size: int, came: tuple[str | None, bytes]) -> MediaInfo:
-    content_type, head = came
+def _probe(job_id: str, url: str, temporary: Any, size: int, came: Came) -> MediaInfo:
     try:
         media = probe(temporary)
     except NotAVideo as error:
-        raise InvalidClipError(job_id, url, f"{what_came(content_type, size, head)} ({error})") from None
+        raise InvalidClipError(job_id, url, f"{came.said(size)} ({error})") from None
     if (cut := cut_short(media)) is not None:
-        raise InvalidClipError(job_id, url, f"{what_came(content_type, size, head)} ({cut})")
+        raise InvalidClipError(job_id, url, f"{came.said(size)} ({cut})")
     return media
 
 
 def _download(
     hook: HappyHorseHook, *, job_id: str, url: str, into: Any, on_chunk: Callable[[int], None] | None
-) -> tuple[int, str, tuple[str | None, bytes]]:
+) -> tuple[int, str, Came]:
+    """
+    Stream the result into ``into``: at most the connection's ``max_download_bytes``, within its
+    ``download_timeout`` as a whole. Returns the size, the SHA-256 and what came (its type and, only
+    when it came from the API's own host, its first bytes: a foreign body is never echoed).
+    """
+    settings = hook.settings
+    cap, seconds = settings.max_download_bytes, settings.download_timeout
+    deadline = hook.clock() + timedelta(seconds=seconds)
     sha = hashlib.sha256()
     size = 0
     head = b""
-    with hook.stream_result(job_id, url) as response:
-        expected = response.headers.get("content-length")
+    with hook.stream_result(job_id, url) as (response, came_from):
+        expected = _content_length(response)
+        if expected is not None and expected > cap:
+            raise DownloadLimitError(job_id, f"it is {expected:,} bytes, over max_download_bytes {cap:,}")
+        content_type = response.headers.get("content-type")
+        chunks, encoding = undecoded(response)  # as they arrive: the deadline is checked after each read
+        if (encoding or "identity").strip().lower() != "identity":
+            raise InvalidClipError(job_id, url, f"a body encoded as {encoding!r}, which was not asked for")
         with into.open("wb") as handle:
-            for chunk in response.iter_bytes(CHUNK_SIZE):
+            for chunk in chunks:
+                size += len(chunk)
+                if size > cap:
+                    raise DownloadLimitError(job_id, f"it went past max_download_bytes {cap:,}")
                 if len(head) < 256:
                     head += chunk[: 256 - len(head)]
                 handle.write(chunk)
                 sha.update(chunk)
-                size += len(chunk)
                 if on_chunk is not None:
                     on_chunk(size)
-        content_type = response.headers.get("content-type")
-    if expected is not None and int(expected) != size:
+                if hook.clock() > deadline:
+                    raise DownloadLimitError(
+                        job_id, f"it took longer than download_timeout {seconds:g} s ({size:,} bytes by then)"
+                    )
+        host = urlsplit(came_from).hostname or ""
+        came = Came(content_type, head, None if host == settings.egress.api_host else host)
+    if expected is not None and expected != size:
         raise TransportError(f"download of job {job_id} stopped at {size} of {expected} bytes", request_sent=True)
     if size == 0:
-        raise InvalidClipError(job_id, url, f"{what_came(content_type, 0, b'')} (an empty body)")
-    return size, sha.hexdigest(), (content_type, head)
+        raise InvalidClipError(job_id, url, f"{came.said(0)} (an empty body)")
+    return size, sha.hexdigest(), came
+
+
+@dataclass(frozen=True)
+class Came:
+    """What a download answered, for an error that names it: its type, first bytes and whose host it came from."""
+
+    content_type: str | None
+    head: bytes
+    foreign_host: str | None  # None: the API's own host, whose bytes may be shown
+
+    def said(self, size: int) -> str:
+        return what_came(self.content_type, size, self.head, foreign_host=self.foreign_host)
+
+
+def _content_length(response: Any) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _remove_stale_partials(final: Any) -> None:

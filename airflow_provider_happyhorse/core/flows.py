@@ -101,7 +101,13 @@ def submit_flow(
     try:
         return (
             yield from call(
-                build_submit_request(settings.base_url, settings.api_key, request, timeout=settings.timeout),
+                build_submit_request(
+                    settings.base_url,
+                    settings.api_key,
+                    request,
+                    timeout=settings.timeout,
+                    max_answer_bytes=settings.max_answer_bytes,
+                ),
                 parse_submit_response,
                 max_retries=settings.policy.submit_max_retries,
                 retryable=is_retryable_submit_error,
@@ -118,6 +124,16 @@ def submit_flow(
         raise raised from None
 
 
+def _status_request(settings: ConnectionSettings, job_id: str, *, keyless: bool = False) -> httpx.Request:
+    return build_status_request(
+        settings.base_url,
+        None if keyless else settings.api_key,
+        job_id,
+        timeout=settings.timeout,
+        max_answer_bytes=settings.max_answer_bytes,
+    )
+
+
 def status_flow(
     settings: ConnectionSettings,
     job_id: str,
@@ -129,7 +145,7 @@ def status_flow(
     """A job's status; ``max_retries`` defaults to the connection's (a wait's polls use 0)."""
     return (
         yield from call(
-            build_status_request(settings.base_url, settings.api_key, job_id, timeout=settings.timeout),
+            _status_request(settings, job_id),
             parse_job_response,
             max_retries=settings.policy.max_retries if max_retries is None else max_retries,
             retryable=is_retryable_poll_error,
@@ -165,7 +181,7 @@ def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
     """
     base_url = settings.base_url
     status_url = base_url + STATUS_PATH
-    keyed = yield Send(build_status_request(base_url, settings.api_key, CHECK_JOB_ID, timeout=settings.timeout))
+    keyed = yield Send(_status_request(settings, CHECK_JOB_ID))
     if isinstance(keyed, httpx.TransportError):
         return False, (
             f"Could not reach {base_url}: {map_transport_error(keyed)}. Check the Base URL's host and port, "
@@ -188,7 +204,7 @@ def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
         return False, f"{base_url} accepted no work for this key (HTTP {error.status_code}: {error.message})."
     if not isinstance(error, NotFoundError):
         return False, f"{base_url} answered GET {status_url} with {_shown(keyed)}: it may be in trouble; try again."
-    anonymous = yield Send(build_status_request(base_url, None, CHECK_JOB_ID, timeout=settings.timeout))
+    anonymous = yield Send(_status_request(settings, CHECK_JOB_ID, keyless=True))
     if isinstance(anonymous, httpx.Response) and anonymous.status_code == 401:
         return True, f"Connected to {base_url}: HappyHorse checked the API key and accepted it."
     got = _shown(anonymous) if isinstance(anonymous, httpx.Response) else str(anonymous)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
+import zlib
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 
+from airflow_provider_happyhorse.constants import DEFAULT_MAX_ANSWER_BYTES, JOB_ID_PATTERN
+from airflow_provider_happyhorse.core.requests import MAX_ANSWER_BYTES
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     APIStatusError,
@@ -24,6 +29,68 @@ from airflow_provider_happyhorse.exceptions import (
     TransportError,
 )
 from airflow_provider_happyhorse.models import JobStatus, classify_status
+
+# The response extension that says why an answer's body could not be read (over its limit, undecodable).
+UNREADABLE = "happyhorse.unreadable"
+_DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def answer_limit(request: httpx.Request) -> int:
+    """How many bytes of the answer to ``request`` may be read (raw, and again once decoded)."""
+    return int(request.extensions.get(MAX_ANSWER_BYTES, DEFAULT_MAX_ANSWER_BYTES))
+
+
+def decode_within(raw: bytes, content_encoding: str | None, limit: int) -> tuple[bytes, str | None]:
+    """
+    The body ``raw`` stands for, decoded by its Content-Encoding without ever holding more than ``limit``
+    bytes: (body, None), or (b"", why it cannot be read). ``raw`` is at most ``limit + 1`` bytes.
+    """
+    if len(raw) > limit:
+        return b"", f"is over the {limit:,}-byte limit for an API answer"
+    codings = [part.strip().lower() for part in (content_encoding or "").split(",")]
+    body = raw
+    for coding in reversed([part for part in codings if part not in ("", "identity")]):
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            return b"", f"is encoded as {coding!r}, which was not asked for"
+        # gzip, or zlib-wrapped deflate (32 + window: zlib or gzip header, detected)
+        decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        try:
+            body = decoder.decompress(body, limit + 1)
+        except zlib.error:
+            return b"", f"does not decode as {coding}"
+        if len(body) > limit or decoder.unconsumed_tail:
+            return b"", f"inflates past the {limit:,}-byte limit for an API answer ({coding})"
+    return body, None
+
+
+def undecoded(response: httpx.Response, chunk_size: int | None = None) -> tuple[Iterator[bytes], str | None]:
+    """
+    A streamed answer's body as it was sent (never decoded here, so never inflated) and its
+    Content-Encoding. An answer a transport handed back already read comes as its (decoded) content, with
+    None for the encoding.
+    """
+    if response.is_stream_consumed:
+        return iter((response.content,)), None
+    return response.iter_raw(chunk_size), response.headers.get("content-encoding")
+
+
+def bounded_answer(
+    request: httpx.Request, status_code: int, headers: httpx.Headers, raw: bytes, content_encoding: str | None
+) -> httpx.Response:
+    """
+    An answer as the flows read it: its body decoded within the request's limit (``answer_limit``). An
+    answer that cannot be read keeps its status and headers, has an empty body and says why in its
+    ``UNREADABLE`` extension, which the parsers treat as a malformed answer.
+    """
+    body, problem = decode_within(raw, content_encoding, answer_limit(request))
+    kept = [(name, value) for name, value in headers.multi_items() if name.lower() not in _DROPPED_HEADERS]
+    return httpx.Response(
+        status_code,
+        headers=kept,
+        content=body,
+        request=request,
+        extensions={} if problem is None else {UNREADABLE: problem},
+    )
 
 
 def _request_id(response: httpx.Response, body: Any) -> str | None:
@@ -100,7 +167,9 @@ def error_for_status(
 
 
 def json_body(response: httpx.Response) -> Any:
-    """The parsed JSON body, or None when the body is not JSON."""
+    """The parsed JSON body, or None when the body is not JSON (or could not be read)."""
+    if UNREADABLE in response.extensions:
+        return None
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -112,6 +181,8 @@ def _read_envelope(response: httpx.Response, *, now: datetime | None = None) -> 
     body = json_body(response)
     if response.status_code >= 400:
         raise error_for_status(response.status_code, body, response, now=now)
+    if (problem := response.extensions.get(UNREADABLE)) is not None:
+        raise MalformedResponseError(f"the answer {problem}", status_code=response.status_code)
     if not isinstance(body, dict):
         raise MalformedResponseError("body is not a JSON object", status_code=response.status_code)
     code = body.get("code")
@@ -133,6 +204,8 @@ def parse_job(data: dict[str, Any], *, top_level_message: str | None = None) -> 
     status = data.get("status")
     if not isinstance(job_id, str) or not job_id or not isinstance(status, str):
         raise MalformedResponseError("'data' lacks task_id or status", status_code=200)
+    if not is_job_id(job_id):
+        raise MalformedResponseError(f"'data.task_id' is not a job id ({_clipped(job_id)})", status_code=200)
     state = classify_status(status)
     video_url = None
     response_field = data.get("response")
@@ -151,6 +224,16 @@ def parse_job(data: dict[str, Any], *, top_level_message: str | None = None) -> 
     if state.value == "succeeded" and video_url is None:
         raise MalformedResponseError(f"job {job_id} is {status} but has no resultUrls", status_code=200)
     return JobStatus(job_id=job_id, status=status, state=state, video_url=video_url, error_message=error_message)
+
+
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` may be used as a job id: in file names, logs and URLs (``JOB_ID_PATTERN``)."""
+    return re.fullmatch(JOB_ID_PATTERN, text) is not None
+
+
+def _clipped(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else f"{shown[:57]}... ({len(text)} characters)"
 
 
 def parse_job_response(response: httpx.Response, *, now: datetime | None = None) -> JobStatus:

@@ -34,10 +34,15 @@ def next_hop(job_id: str, chain: list[str], location: str | None) -> str:
     return target
 
 
-def what_came(content_type: str | None, size: int, head: bytes) -> str:
-    """A body in words: its type, its size and how it begins (as text when it is text)."""
+def what_came(content_type: str | None, size: int, head: bytes, *, foreign_host: str | None = None) -> str:
+    """
+    A body in words: its type, its size and how it begins (as text when it is text). A body from a host
+    other than the API's (``foreign_host``) is never echoed: only that it was not shown.
+    """
     kind = (content_type or "no content type").split(";")[0].strip()
     said = f"{kind}, {size} bytes"
+    if foreign_host is not None:
+        return f"{said} from {foreign_host} (not the API's host: its bytes are not shown)"
     if not head:
         return said
     text = head[:120].decode("utf-8", errors="replace")

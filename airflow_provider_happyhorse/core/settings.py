@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from airflow_provider_happyhorse.constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
+from airflow_provider_happyhorse.constants import (
+    DEFAULT_DOWNLOAD_TIMEOUT,
+    DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+)
+from airflow_provider_happyhorse.core.egress import ALLOW_EXTRA, EgressRule
 from airflow_provider_happyhorse.core.requests import normalize_base_url
 from airflow_provider_happyhorse.core.retries import RetryPolicy
 from airflow_provider_happyhorse.exceptions import ConfigurationError
@@ -40,6 +47,15 @@ class ConnectionSettings:
     timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+    allowed_download_hosts: tuple[str, ...] = ()
+
+    @property
+    def egress(self) -> EgressRule:
+        """Where result downloads may go (``core.egress``)."""
+        return EgressRule.for_base_url(self.base_url, self.allowed_download_hosts)
 
     @classmethod
     def from_connection(cls, conn: ConnectionFields, extra: Mapping[str, Any]) -> ConnectionSettings:
@@ -68,10 +84,40 @@ class ConnectionSettings:
             )
             timeout = float(extra.get("timeout", DEFAULT_REQUEST_TIMEOUT))
             max_connections = int(extra.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+            max_answer_bytes = int(extra.get("max_answer_bytes", DEFAULT_MAX_ANSWER_BYTES))
+            max_download_bytes = int(extra.get("max_download_bytes", DEFAULT_MAX_DOWNLOAD_BYTES))
+            download_timeout = float(extra.get("download_timeout", DEFAULT_DOWNLOAD_TIMEOUT))
         except (TypeError, ValueError) as error:
             raise ConfigurationError(
                 subject, f"has an extra that is not a number ({error})", 'Fix its extra JSON, e.g. {"timeout": 30}.'
             ) from None
+        limits = (
+            ("max_answer_bytes", max_answer_bytes),
+            ("max_download_bytes", max_download_bytes),
+            ("download_timeout", download_timeout),
+        )
+        for name, value in limits:
+            if value <= 0:
+                raise ConfigurationError(
+                    subject, f"has {name} {value!r} (must be above 0)", "Fix its extra JSON or remove the key."
+                )
+        allowed = extra.get(ALLOW_EXTRA, [])
+        if isinstance(allowed, str):
+            allowed = [item for item in allowed.split(",") if item.strip()]
+        if not isinstance(allowed, list) or not all(isinstance(item, str) for item in allowed):
+            raise ConfigurationError(
+                subject,
+                f"has {ALLOW_EXTRA} {allowed!r} (must be a list of host names or CIDR blocks)",
+                f'Fix its extra JSON, e.g. {{"{ALLOW_EXTRA}": ["cdn.internal.example", "10.20.0.0/16"]}}.',
+            )
         return cls(
-            base_url=base_url, api_key=conn.password, timeout=timeout, max_connections=max_connections, policy=policy
+            base_url=base_url,
+            api_key=conn.password,
+            timeout=timeout,
+            max_connections=max_connections,
+            policy=policy,
+            max_answer_bytes=max_answer_bytes,
+            max_download_bytes=max_download_bytes,
+            download_timeout=download_timeout,
+            allowed_download_hosts=tuple(item.strip() for item in allowed),
         )

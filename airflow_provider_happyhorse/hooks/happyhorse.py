@@ -9,28 +9,48 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_happyhorse.constants import USER_AGENT
+from airflow_provider_happyhorse.core.egress import (
+    Address,
+    EgressRule,
+    address_refusal,
+    literal_address,
+    parse_addresses,
+    pinned,
+    url_refusal,
+)
 from airflow_provider_happyhorse.core.flows import Flow, Outcome, Send, Sleep, check_flow, status_flow, submit_flow
-from airflow_provider_happyhorse.core.responses import error_for_status, map_transport_error
+from airflow_provider_happyhorse.core.responses import (
+    answer_limit,
+    bounded_answer,
+    error_for_status,
+    map_transport_error,
+    undecoded,
+)
 from airflow_provider_happyhorse.core.results import REDIRECT_STATUSES, next_hop
 from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.core.wait import WaitPlan, wait_flow
-from airflow_provider_happyhorse.exceptions import ConfigurationError, HappyHorseError, ResultUnavailableError
+from airflow_provider_happyhorse.exceptions import (
+    ConfigurationError,
+    DownloadRefusedError,
+    HappyHorseError,
+    ResultUnavailableError,
+    TransportError,
+)
 from airflow_provider_happyhorse.models import JobEvent, JobStatus, VideoRequest
-
-if TYPE_CHECKING:
-    pass
 
 T = TypeVar("T")
 
@@ -198,6 +218,11 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _resolve(host: str, port: int | None) -> list[str]:
+    """The addresses a host name resolves to (the system's resolver), for the egress check."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
 def _current_task() -> asyncio.Task[Any]:
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - coroutines driven by asyncio always run in a task
@@ -217,6 +242,8 @@ class HappyHorseHook(BaseHook):
     :param happyhorse_conn_id: the connection id.
     :param transport: an ``httpx`` transport for the sync path (tests use ``httpx.MockTransport``).
     :param async_transport: the same for the async path.
+    :param resolve: resolves a result URL's host to its addresses for the egress check (``socket.getaddrinfo``
+        by default; tests with a fake transport give a fake one).
     """
 
     conn_name_attr = "happyhorse_conn_id"
@@ -234,6 +261,7 @@ class HappyHorseHook(BaseHook):
         async_sleep: Callable[[float], Any] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], datetime] | None = None,
+        resolve: Callable[[str, int | None], list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.happyhorse_conn_id = happyhorse_conn_id
@@ -243,6 +271,7 @@ class HappyHorseHook(BaseHook):
         self._async_sleep = async_sleep
         self.rng = rng
         self.clock = clock or _utcnow
+        self._resolve = resolve or _resolve
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
         # Per task: concurrent tasks on one hook each hold their own reference to the shared transport,
@@ -324,10 +353,16 @@ class HappyHorseHook(BaseHook):
         self.log.info("HappyHorse call failed: %s; retry %d in %.1f s", error, retry, delay)
 
     def _send(self, request: httpx.Request) -> Outcome:
+        """One API request; its answer read within its size limit and, as a whole, within the request timeout."""
         try:
-            return self.get_conn().send(request)
+            response = self.get_conn().send(request, stream=True)
+            try:
+                raw, encoding = _read_raw(response, answer_limit(request), self.settings.timeout)
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             return exc
+        return bounded_answer(request, response.status_code, response.headers, raw, encoding)
 
     def _run(self, flow: Flow[T]) -> T:
         outcome: Outcome = None
@@ -355,12 +390,7 @@ class HappyHorseHook(BaseHook):
                 while True:
                     action = flow.send(outcome)
                     if isinstance(action, Send):
-                        try:
-                            response = await transport.handle_async_request(action.request)
-                            await response.aread()
-                            outcome = response
-                        except httpx.TransportError as exc:
-                            outcome = exc
+                        outcome = await _asend(transport, action.request)
                     elif isinstance(action, Sleep):
                         await self._async_sleep(action.seconds)
                         outcome = None
@@ -410,16 +440,26 @@ class HappyHorseHook(BaseHook):
         return WaitInSteps(self, self._wait_flow(self.settings, plan))
 
     @contextmanager
-    def stream_result(self, job_id: str, url: str) -> Iterator[httpx.Response]:
+    def stream_result(self, job_id: str, url: str) -> Iterator[tuple[httpx.Response, str]]:
         """
         Stream a job's result file, following its redirects (a signed CDN URL, usually; see
-        ``core.results.next_hop``). The API key is never sent: these URLs are not the API's.
+        ``core.results.next_hop``): yields the answer, streamed and undecoded, and the URL it came from.
+        Every URL is held to ``core.egress`` before it is fetched, and the connection goes to the address
+        that was checked. The API key is never sent: these URLs are not the API's.
         """
+        rule = self.settings.egress
+        api_addresses = self._addresses(rule.api_host, None) or []
         chain = [url]
         client = self.get_conn()
         try:
             while True:
-                request = client.build_request("GET", chain[-1], headers={"User-Agent": USER_AGENT})
+                target, host, server_name = self._checked_target(job_id, chain[-1], rule, api_addresses)
+                request = client.build_request(
+                    "GET",
+                    target,
+                    headers={"User-Agent": USER_AGENT, "Host": host, "Accept-Encoding": "identity"},
+                    extensions={"sni_hostname": server_name},
+                )
                 response = client.send(request, stream=True, follow_redirects=False)
                 if response.status_code not in REDIRECT_STATUSES:
                     break
@@ -428,14 +468,38 @@ class HappyHorseHook(BaseHook):
             try:
                 if response.status_code in (403, 404, 410):
                     raise ResultUnavailableError(job_id, " -> ".join(chain), f"HTTP {response.status_code}")
-                if response.status_code >= 400:
-                    response.read()
+                if response.status_code >= 400:  # its body is not read: it is not the API's
                     raise error_for_status(response.status_code, None, response)
-                yield response
+                yield response, chain[-1]
             finally:
                 response.close()
         except httpx.TransportError as exc:
             raise map_transport_error(exc) from None
+
+    def _checked_target(
+        self, job_id: str, url: str, rule: EgressRule, api_addresses: list[Address]
+    ) -> tuple[str, str, str]:
+        """``url`` pinned to an address ``core.egress`` allows (``pinned``), or ``DownloadRefusedError``."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if (why := url_refusal(url, rule)) is not None:
+            raise DownloadRefusedError(job_id, host, why)
+        addresses = self._addresses(host, parts.port)
+        if addresses is None:
+            raise TransportError(f"the result URL's host {host!r} could not be resolved", request_sent=False)
+        if (why := address_refusal(host, addresses, api_addresses, rule)) is not None:
+            raise DownloadRefusedError(job_id, host, why)
+        return pinned(url, addresses[0])
+
+    def _addresses(self, host: str, port: int | None) -> list[Address] | None:
+        """The addresses ``host`` resolves to (an IP literal is its own), or None when it does not resolve."""
+        literal = literal_address(host)
+        if literal is not None:
+            return [literal]
+        try:
+            return parse_addresses(self._resolve(host, port))
+        except (OSError, ValueError):
+            return None
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -452,6 +516,44 @@ class HappyHorseHook(BaseHook):
             return self._run(check_flow(settings))
         finally:
             self.close()
+
+
+def _read_raw(response: httpx.Response, limit: int, seconds: float) -> tuple[bytes, str | None]:
+    """
+    At most ``limit + 1`` undecoded bytes of a streamed answer, all within ``seconds``, and their
+    Content-Encoding (None for an answer a transport handed back already read, and so decoded).
+    """
+    deadline = time.monotonic() + seconds
+    raw = bytearray()
+    chunks, encoding = undecoded(response)
+    for chunk in chunks:
+        raw += chunk
+        if len(raw) > limit:
+            break
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout(f"the answer took more than {seconds:g} s", request=response.request)
+    return bytes(raw[: limit + 1]), encoding
+
+
+async def _asend(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> Outcome:
+    """``_send`` on the async path (the aiohttp transport bounds the answer's time itself)."""
+    limit = answer_limit(request)
+    try:
+        response = await transport.handle_async_request(request)
+        try:
+            if response.is_stream_consumed:
+                raw, encoding = response.content, None
+            else:
+                raw, encoding = b"", response.headers.get("content-encoding")
+                async for chunk in response.aiter_raw():
+                    raw += chunk
+                    if len(raw) > limit:
+                        break
+        finally:
+            await response.aclose()
+    except httpx.TransportError as exc:
+        return exc
+    return bounded_answer(request, response.status_code, response.headers, raw[: limit + 1], encoding)
 
 
 class WaitInSteps:

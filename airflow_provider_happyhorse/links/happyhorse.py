@@ -8,6 +8,7 @@ from urllib.parse import urlencode, urlsplit
 from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 from airflow_provider_happyhorse.constants import UI_URL_PREFIX
+from airflow_provider_happyhorse.core.egress import EgressRule, link_refusal
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
@@ -24,12 +25,18 @@ def clip_page(ti_key: TaskInstanceKey) -> str:
     return f"{base}{UI_URL_PREFIX}/clip?{query}"
 
 
+def shown_url(url: object, rule: EgressRule) -> str:
+    """A result URL as a link, only when it passes the download rule's checks (``core.egress.link_refusal``)."""
+    return url if isinstance(url, str) and link_refusal(url, rule) is None else ""
+
+
 class HappyHorseVideoLink(BaseOperatorLink):
     """
     Airflow stores a link's URL as an XCom when a task ends on a worker, by calling ``get_link`` there,
     after the task's result XCom. A stored clip's link opens its page in the HappyHorse view (Airflow 3.1+),
-    which never expires; a clip that was not stored links to the job's temporary result URL. When the
-    triggerer ends the task (nothing stored), the trigger stores that URL as the link itself.
+    which never expires; a clip that was not stored links to the job's temporary result URL, when that URL
+    passes the connection's download rule (``shown_url``). When the triggerer ends the task (nothing stored),
+    the trigger stores that URL as the link itself.
     """
 
     name = "HappyHorse video"
@@ -44,4 +51,12 @@ class HappyHorseVideoLink(BaseOperatorLink):
             return ""
         if result.get("stored_path") and view_available():
             return clip_page(ti_key)
-        return str(result["video_url"]) if isinstance(result.get("video_url"), str) else ""
+        from airflow_provider_happyhorse.exceptions import ConfigurationError
+        from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+
+        conn_id = getattr(operator, "happyhorse_conn_id", HappyHorseHook.default_conn_name)
+        try:
+            rule = HappyHorseHook(conn_id).settings.egress
+        except ConfigurationError:
+            return ""
+        return shown_url(result.get("video_url"), rule)

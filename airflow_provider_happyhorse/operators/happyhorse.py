@@ -42,7 +42,7 @@ from airflow_provider_happyhorse.storage import (
     StoredClip,
     as_storage_path,
     prepare_destination,
-    read_clip_record,
+    prove_kept_clip,
     store_clip,
 )
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
@@ -263,23 +263,19 @@ class GenerateVideoOperator(BaseOperator):
                     "Remove it, or set if_exists='skip' (keep a clip made for the same request) or 'replace'."
                 )
             return None
-        record = read_clip_record(final)
-        if record is None or record.fingerprint != request.fingerprint():
+        result, found = prove_kept_clip(final, request.fingerprint())
+        if result is None:
             if final.exists():
-                self.log.info(
-                    "%s holds a file not made for this request: rendering anew; it is replaced only once the "
-                    "new clip is verified",
-                    final,
+                self.log.warning(
+                    "%s %s: rendering anew; it is replaced only once the new clip is verified", final, found
                 )
             return None
         self.log.info(
-            "%s already holds the clip of job %s made for this request (sha256 %s): returning its recorded "
-            "result. Nothing was submitted (if_exists='skip'; 'replace' renders anew).",
+            "%s %s: returning its result. Nothing was submitted (if_exists='skip'; 'replace' renders anew).",
             final,
-            record.job_id,
-            record.sha256,
+            found,
         )
-        return VideoResult.model_validate({**record.result, "request": request.to_body()}).payload()
+        return result.model_copy(update={"request": request.to_body()}).payload()
 
     def _wait_and_finish(
         self, context: Context, store: JobRecordStore, record: JobRecord, request: VideoRequest

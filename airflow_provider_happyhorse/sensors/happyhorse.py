@@ -21,6 +21,7 @@ from airflow_provider_happyhorse.constants import (
     PROGRESS_LOG_INTERVAL,
     VERIFY_CLIP_MODES,
 )
+from airflow_provider_happyhorse.core.responses import is_job_id
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.exceptions import (
@@ -95,7 +96,12 @@ class HappyHorseJobSensor(BaseSensorOperator):
         )
 
     def _preflight(self) -> None:
-        """The clip's destination and mode, refused before waiting (and so before anything is kept)."""
+        """The job id, the clip's destination and mode, refused before waiting (and so before anything is kept)."""
+        if not isinstance(self.job_id, str) or not is_job_id(self.job_id):
+            raise AirflowFailException(
+                f"job_id: must be a HappyHorse task id (letters, digits and _ . : -, at most 128 characters, "
+                f"starting with a letter or digit), got {self.job_id!r:.80}."
+            )
         if self.verify_clip not in VERIFY_CLIP_MODES:
             raise AirflowFailException(
                 f"verify_clip: must be one of {', '.join(VERIFY_CLIP_MODES)} (got {self.verify_clip!r})."

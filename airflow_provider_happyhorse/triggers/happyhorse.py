@@ -12,10 +12,11 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from airflow_provider_happyhorse.core.egress import EgressRule
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
-from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
+from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink, shown_url
 from airflow_provider_happyhorse.models import JobEvent, VideoResult
 
 
@@ -121,17 +122,19 @@ class HappyHorseJobTrigger(BaseTrigger):
         # The event is yielded after the HTTP session is released: nothing is left to clean up once a
         # consumer has the event and closes this generator.
         freeze_heap_once()
-        event = await self._make_hook().await_job(self.plan())
-        yield await self._ending(event)
+        hook = self._make_hook()
+        event = await hook.await_job(self.plan())
+        yield await self._ending(event, (await hook.aget_settings()).egress)
 
-    async def _ending(self, event: JobEvent) -> TriggerEvent:
+    async def _ending(self, event: JobEvent, rule: EgressRule) -> TriggerEvent:
         """The event's payload, or on success with ``end_task_on_success`` the task's end itself."""
         if event.status == "success" and self.end_task_on_success:
             # No worker runs after this event, so the trigger stores what the worker would have: the
             # result, the job id, and the extra link's URL.
             known = None if self.result is None else VideoResult.model_validate(self.result)
             result = VideoResult.of_event(event, known).payload()
-            xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: event.video_url}
+            link = shown_url(event.video_url, rule)
+            xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: link}
             if await self._push_xcoms(xcoms):
                 return TaskSuccessEvent()
         return TriggerEvent(event.payload())

@@ -28,6 +28,15 @@ CONN_JSON = json.dumps({"conn_type": "happyhorse", "host": HOST, "password": API
 # A real MP4 (H.264 + AAC) of what a default request asks for: 5 s, 16:9, with sound.
 CLIP = render_mp4(5, 160, 90, True)
 
+# Where the fake service's hosts resolve (``HappyHorseHook(resolve=resolve)``): a public address, so the
+# egress check passes them; nothing connects to it, the transport is fake.
+PUBLIC_ADDRESS = "93.184.215.14"
+
+
+def resolve(host: str, port: int | None) -> list[str]:
+    return [PUBLIC_ADDRESS]
+
+
 Reply = Callable[[httpx.Request], httpx.Response]
 # The ``connection`` fixture: ``connection(host=..., password=..., extra={...}, conn_id=..., uri=...)``.
 ConnectionSetter = Callable[..., None]

@@ -22,9 +22,10 @@ from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperat
 from airflow_provider_happyhorse.storage import read_clip_record, store_clip
 from support.clock import FakeClock
 from support.context import DictStore, make_context
-from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, serve_clip
+from support.service import API_KEY, CLIP, CONN_JSON, HOST, PUBLIC_ADDRESS, FakeService, reply, resolve, serve_clip
 
 URL = "http://cdn.test/files/n92abc123hh10.mp4"
+API_HOST_URL = f"{HOST}/files/n92abc123hh10.mp4"  # on the connection's own host: its bodies may be shown
 
 
 @pytest.fixture(autouse=True)
@@ -33,11 +34,19 @@ def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def file_hook(service: FakeService) -> HappyHorseHook:
-    return HappyHorseHook(transport=service.transport(), sleep=lambda s: None, rng=lambda: 0.5)
+    return HappyHorseHook(transport=service.transport(), resolve=resolve, sleep=lambda s: None, rng=lambda: 0.5)
 
 
 def everything_in(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def asked_for(request: httpx.Request) -> str:
+    """The URL a pinned request stands for: its Host header (and TLS server name) with its path."""
+    host = request.headers["host"]
+    if request.url.scheme == "https":
+        assert request.extensions["sni_hostname"] == host.split(":")[0]
+    return f"{request.url.scheme}://{host}{request.url.raw_path.decode()}"
 
 
 def redirect(location: str, status: int = 302) -> Any:
@@ -55,7 +64,9 @@ def test_a_redirect_to_a_signed_url_is_followed_without_the_key(tmp_path: Path) 
     clip, _ = store_clip(file_hook(service), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
     assert (tmp_path / "clip.mp4").read_bytes() == CLIP
     assert clip.verified is True
-    assert [str(request.url) for request in service.requests] == [
+    # Each hop is connected to the address the egress check passed, asking for the URL's own host.
+    assert {request.url.host for request in service.requests} == {PUBLIC_ADDRESS}
+    assert [asked_for(request) for request in service.requests] == [
         URL,
         "https://signed.cdn.test/files/clip.mp4?sig=abc",
         "https://signed.cdn.test/files/clip.mp4?sig=def",
@@ -112,12 +123,23 @@ def test_a_body_that_is_not_a_video_is_never_stored(tmp_path: Path, body: bytes,
     service = FakeService()
     service.file_faults.extend([reply(200, body, {"Content-Type": content_type})] * 5)
     with pytest.raises(InvalidClipError) as raised:
-        store_clip(file_hook(service), job_id="n92html", url=URL, destination=tmp_path / "clip.mp4")
+        store_clip(file_hook(service), job_id="n92html", url=API_HOST_URL, destination=tmp_path / "clip.mp4")
     message = str(raised.value)
-    assert message.startswith(f"The result of HappyHorse job n92html from {URL} is not a video: {said}")
+    assert message.startswith(f"The result of HappyHorse job n92html from {API_HOST_URL} is not a video: {said}")
     assert "a retry of the task downloads again" in message
     assert everything_in(tmp_path) == []  # nothing at the final path or beside it
     assert service.downloads == 5  # downloaded again up to the connection's max_retries (4)
+
+
+def test_a_body_from_another_host_than_the_apis_is_never_echoed(tmp_path: Path) -> None:
+    service = FakeService()
+    service.file_faults.extend([reply(200, HTML, {"Content-Type": "text/html"})] * 5)
+    with pytest.raises(InvalidClipError) as raised:
+        store_clip(file_hook(service), job_id="n92html", url=URL, destination=tmp_path / "clip.mp4")
+    message = str(raised.value)
+    assert f"text/html, {len(HTML)} bytes from cdn.test (not the API's host: its bytes are not shown)" in message
+    assert "Request has expired" not in message
+    assert "403" not in message
 
 
 def test_an_error_page_once_is_downloaded_again(tmp_path: Path) -> None:
@@ -139,7 +161,7 @@ def operator(service: FakeService, tmp_path: Path, **kwargs: Any) -> GenerateVid
     )
     clock = service.clock
     task.hook = HappyHorseHook(  # type: ignore[misc]
-        transport=service.transport(), sleep=clock.sleep, rng=lambda: 0.5, clock=clock
+        transport=service.transport(), resolve=resolve, sleep=clock.sleep, rng=lambda: 0.5, clock=clock
     )
     return task
 
@@ -247,6 +269,40 @@ def test_a_rerun_of_the_same_request_pays_nothing_and_returns_the_recorded_resul
     assert again == first
 
 
+def test_a_tampered_clip_or_record_is_named_and_rendered_as_if_none_were_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = FakeService(FakeClock())
+    operator(service, tmp_path).execute(make_context(DictStore()))
+    final = tmp_path / "daily" / "a.mp4"
+    sidecar = tmp_path / "daily" / "a.mp4.happyhorse.json"
+    # Someone with write access to the folder: a record naming another file, and a clip edited in place.
+    record = json.loads(sidecar.read_text())
+    record["result"]["stored_path"] = "/etc/passwd"
+    sidecar.write_text(json.dumps(record))
+    clip = bytearray(final.read_bytes())
+    clip[100] ^= 0xFF
+    final.write_bytes(bytes(clip))
+    result = operator(service, tmp_path).execute(make_context(DictStore()))
+    assert service.posts == 2  # rendered again: the kept clip did not prove itself
+    assert "is not the one its record names" in capsys.readouterr().out
+    assert result["stored_path"] == f"file://{final}"
+    assert final.read_bytes() == CLIP
+
+
+def test_a_kept_clip_result_names_the_destination_never_the_record(tmp_path: Path) -> None:
+    service = FakeService(FakeClock())
+    operator(service, tmp_path).execute(make_context(DictStore()))
+    sidecar = tmp_path / "daily" / "a.mp4.happyhorse.json"
+    record = json.loads(sidecar.read_text())
+    record["result"].update(stored_path="/etc/passwd", poster_path="/etc/shadow")
+    sidecar.write_text(json.dumps(record))
+    result = operator(service, tmp_path).execute(make_context(DictStore()))
+    assert service.posts == 1
+    assert result["stored_path"] == f"file://{tmp_path}/daily/a.mp4"
+    assert result["poster_path"] == f"file://{tmp_path}/daily/a.poster.jpg"
+
+
 def test_a_changed_request_is_rendered_and_replaces_the_clip(tmp_path: Path) -> None:
     service = FakeService(FakeClock())
     operator(service, tmp_path).execute(make_context(DictStore()))
@@ -254,7 +310,7 @@ def test_a_changed_request_is_rendered_and_replaces_the_clip(tmp_path: Path) -> 
         task_id="video", prompt="a horse at dawn", deferrable=False, output_path=str(tmp_path / "daily" / "a.mp4")
     )
     changed.hook = HappyHorseHook(  # type: ignore[misc]
-        transport=service.transport(), sleep=service.clock.sleep, rng=lambda: 0.5, clock=service.clock
+        transport=service.transport(), resolve=resolve, sleep=service.clock.sleep, rng=lambda: 0.5, clock=service.clock
     )
     result = changed.execute(make_context(DictStore()))
     assert service.posts == 2

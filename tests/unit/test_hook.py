@@ -50,6 +50,7 @@ from support.service import (
     job_data,
     ok_job,
     reply,
+    resolve,
     scripted,
     succeeded_data,
 )
@@ -71,6 +72,7 @@ def make_hook(script: FakeService | None = None, clock: FakeClock | None = None,
     transport = script.transport() if script is not None else None
     return HappyHorseHook(
         transport=transport,
+        resolve=resolve,
         async_transport=transport,
         sleep=clock.sleep,
         async_sleep=clock.async_sleep,

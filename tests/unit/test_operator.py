@@ -17,7 +17,7 @@ from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperat
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 from support.clock import FakeClock
 from support.context import DictStore, make_context
-from support.service import API_KEY, CONN_JSON, FakeService, fail, reply
+from support.service import API_KEY, CONN_JSON, FakeService, fail, reply, resolve
 
 HAS_NEVER_EXPIRE = hasattr(importlib.import_module("airflow.sdk.execution_time.context"), "NEVER_EXPIRE")
 
@@ -35,6 +35,7 @@ def make_operator(service: FakeService, **kwargs: Any) -> GenerateVideoOperator:
     operator.hook = HappyHorseHook(  # type: ignore[misc]
         "happyhorse_default",
         transport=service.transport(),
+        resolve=resolve,
         sleep=service.clock.sleep,
         clock=service.clock,
         rng=lambda: 0.5,
@@ -412,7 +413,7 @@ def test_preflight_refuses_before_writing_or_sending_and_then_pays_once(
     store = DictStore()
     operator = make_operator(service, **kwargs)
     if setup == "missing":
-        operator.hook = HappyHorseHook("happyhorse_typo", transport=service.transport())  # type: ignore[misc]
+        operator.hook = HappyHorseHook("happyhorse_typo", transport=service.transport(), resolve=resolve)  # type: ignore[misc]
     with pytest.raises(AirflowFailException) as refused:
         operator.execute(make_context(store))
     assert fragment in str(refused.value)

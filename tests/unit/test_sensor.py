@@ -11,7 +11,7 @@ from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
 from support.clock import FakeClock
 from support.context import make_context
-from support.service import CLIP, CONN_JSON, FakeService, reply
+from support.service import CLIP, CONN_JSON, FakeService, reply, resolve
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_sensor(service: FakeService, **kwargs: object) -> HappyHorseJobSensor:
     sensor = HappyHorseJobSensor(task_id="wait", job_id=service.job_id, poke_interval=5, timeout=600, **kwargs)
-    sensor.hook = HappyHorseHook(transport=service.transport(), clock=service.clock)  # type: ignore[misc]
+    sensor.hook = HappyHorseHook(transport=service.transport(), resolve=resolve, clock=service.clock)  # type: ignore[misc]
     return sensor
 
 
@@ -107,3 +107,10 @@ def test_the_sensor_refuses_an_unusable_output_path_before_waiting(tmp_path: Pat
     with pytest.raises(AirflowFailException, match="is a relative path"):
         make_sensor(service, output_path="clips/a.mp4").execute(make_context(None))
     assert service.requests == []
+
+
+@pytest.mark.parametrize("job_id", ["../../etc/passwd", "a b", "", "x" * 129])
+def test_a_job_id_that_is_not_one_is_refused_before_waiting(job_id: str) -> None:
+    sensor = HappyHorseJobSensor(task_id="wait", job_id=job_id)
+    with pytest.raises(AirflowFailException, match="job_id: must be a HappyHorse task id"):
+        sensor.execute({})  # type: ignore[arg-type]

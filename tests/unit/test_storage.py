@@ -15,7 +15,7 @@ from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperat
 from airflow_provider_happyhorse.storage import store_clip
 from support.clock import FakeClock
 from support.context import DictStore, make_context
-from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, serve_clip
+from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, resolve, serve_clip
 
 URL = "http://cdn.test/files/n92abc123hh10.mp4"
 
@@ -26,7 +26,7 @@ def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def file_hook(service: FakeService) -> HappyHorseHook:
-    return HappyHorseHook(transport=service.transport(), sleep=lambda s: None, rng=lambda: 0.5)
+    return HappyHorseHook(transport=service.transport(), resolve=resolve, sleep=lambda s: None, rng=lambda: 0.5)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -126,7 +126,7 @@ def finished_event(service: FakeService) -> dict[str, Any]:
 def operator_with_files(service: FakeService, **kwargs: Any) -> GenerateVideoOperator:
     """An operator whose hook talks to ``service``, which also serves the clip."""
     operator = GenerateVideoOperator(task_id="video", prompt="a horse", **kwargs)
-    operator.hook = HappyHorseHook(transport=service.transport(), sleep=service.clock.sleep)  # type: ignore[misc]
+    operator.hook = HappyHorseHook(transport=service.transport(), resolve=resolve, sleep=service.clock.sleep)  # type: ignore[misc]
     return operator
 
 

@@ -31,7 +31,7 @@ from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 from support.clock import START, FakeClock
 from support.context import make_context
-from support.service import API_KEY, CONN_JSON, HOST, FakeService, Reply, fail, reply
+from support.service import API_KEY, CONN_JSON, HOST, FakeService, Reply, fail, reply, resolve
 
 POKE_INTERVAL = 5.0  # the sensor's poke_interval, and so every driver's floor between polls
 MAX_INTERVAL = 60.0
@@ -133,7 +133,7 @@ def blocking(row: Row, *, on_pokes: bool = False) -> tuple[FakeService, JobEvent
         clock.sleep(woken - clock.elapsed())
 
     sleep = sleep_until_a_poke if on_pokes else clock.sleep
-    hook = HappyHorseHook(transport=service.transport(), sleep=sleep, rng=half, clock=clock)
+    hook = HappyHorseHook(transport=service.transport(), resolve=resolve, sleep=sleep, rng=half, clock=clock)
     return service, hook.wait_for_job(row.plan())
 
 
@@ -176,7 +176,7 @@ def poked(row: Row) -> tuple[FakeService, PokeReturnValue | Exception, int]:
         max_poll_interval=MAX_INTERVAL,
         timeout=row.timeout,
     )
-    sensor.hook = HappyHorseHook(transport=service.transport(), rng=half, clock=clock)  # type: ignore[misc]
+    sensor.hook = HappyHorseHook(transport=service.transport(), resolve=resolve, rng=half, clock=clock)  # type: ignore[misc]
     context = make_context(None)
     pokes = 0
     while pokes < 1000:
