@@ -74,7 +74,7 @@ from _airflow import (
     xcom_values,
 )
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess, key_id
 from harness import AirflowCluster, DistributedCluster, WorkerRun
 
 DAGS_FOLDER = DAGS / "worker_cost"
@@ -251,7 +251,7 @@ def variant_figures(
             latencies.append(task_end[dag] - due[dag])
     slot_per_video = sum(slot_by_dag.values()) / n
     render_per_video = statistics.fmean(renders) if renders else None
-    key = API_KEYS[variant]
+    key = key_id(API_KEYS[variant])  # the stats document names keys by their id only
     return {
         "label": LABELS[variant],
         "videos": n,
@@ -269,7 +269,7 @@ def variant_figures(
         "slot_share_of_render_by_video": [round(share, 4) for share in shares],
         "submissions_per_video": stats["submissions"]["by_key"].get(key, {}).get("accepted", 0) / n,
         "duplicate_submissions": sum(
-            entry["count"] - 1 for entry in stats.get("duplicated_fingerprints", []) if entry["api_key"] == key
+            entry["count"] - 1 for entry in stats.get("duplicated_fingerprints", []) if entry["key_id"] == key
         ),
         "status_requests_per_video": stats["status_calls"]["by_key"].get(key, 0) / n,
         "seconds_from_render_end_to_task_end": round(statistics.fmean(after_render), 2) if after_render else None,

@@ -3,12 +3,23 @@
 Start it with ``happyhorse-emulator`` (or ``python -m airflow_provider_happyhorse.emulator``), or from Python
 with :class:`EmulatorServer` (in a thread) / :class:`EmulatorProcess` (a child process). It imports nothing from
 Airflow nor from the rest of this package: its reading of the contract is independent of the client's.
+
+Its admin routes want the handle's ``admin_token`` in the ``X-Emulator-Token`` header, and its documents name API
+keys only by :func:`key_id` (``stats["jobs"]["by_key"][key_id(key)]``).
 """
 
 from __future__ import annotations
 
 from .app import create_app
-from .config import EmulatorConfig, FaultConfig
+from .config import ADMIN_TOKEN_HEADER, EmulatorConfig, FaultConfig, key_id
 from .server import EmulatorProcess, EmulatorServer
 
-__all__ = ["EmulatorConfig", "EmulatorProcess", "EmulatorServer", "FaultConfig", "create_app"]
+__all__ = [
+    "ADMIN_TOKEN_HEADER",
+    "EmulatorConfig",
+    "EmulatorProcess",
+    "EmulatorServer",
+    "FaultConfig",
+    "create_app",
+    "key_id",
+]

@@ -1,7 +1,9 @@
 """``happyhorse-emulator`` / ``python -m airflow_provider_happyhorse.emulator``: serve the emulator.
 
 Settings come from the defaults, then ``--config FILE`` (an ``EmulatorConfig`` as JSON), then the flags.
-It binds 127.0.0.1:8765 unless told otherwise and prints one line with its URL; no access log by default.
+It binds 127.0.0.1:8765 unless told otherwise and prints two lines: its URL and API key, then the admin token
+(``--admin-token``, else ``$HAPPYHORSE_EMULATOR_ADMIN_TOKEN``, else the config file's, else a random one) that the
+``/_emulator/*`` admin routes want in the ``X-Emulator-Token`` header. No access log by default.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +20,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from .app import create_app, is_loopback_host
-from .config import EmulatorConfig
+from .config import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER, EmulatorConfig
 from .server import bind_socket, uvicorn_config
 
 logger = logging.getLogger("airflow_provider_happyhorse.emulator")
@@ -127,11 +130,30 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--no-admin-routes",
         "--no-admin",
+        dest="no_admin",
         action="store_true",
         help=_with_default(
-            "turn off the /_emulator/* admin routes; the test image route stays on",
-            "served" if defaults.admin_enabled else "off",
+            "turn off the /_emulator/* admin routes (they answer 404); the test image route stays on",
+            "served" if defaults.admin_routes else "off",
+        ),
+    )
+    parser.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help=_with_default(
+            f"token the admin routes want in the {ADMIN_TOKEN_HEADER} header, printed at start",
+            f"${ADMIN_TOKEN_ENV}, else the --config file's, else a random one made at start",
+        ),
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help=_with_default(
+            "Host header name accepted besides localhost, loopback addresses and --host; repeatable",
+            defaults.allowed_hosts,
         ),
     )
     parser.add_argument(
@@ -159,6 +181,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         with open(args.config, encoding="utf-8") as file:
             config = EmulatorConfig.model_validate(json.load(file))
     partial: dict[str, Any] = {}
+    token = args.admin_token if args.admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
+    if token is not None:
+        partial["admin_token"] = token
     for field, _, _ in _FLAGS.values():
         if getattr(args, field) is not None:
             partial[field] = getattr(args, field)
@@ -183,8 +208,25 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     if args.state_file:
         partial["state_file"] = args.state_file
     if args.no_admin:
-        partial["admin_enabled"] = False
+        partial["admin_routes"] = False
+    if args.allowed_host:
+        partial["allowed_hosts"] = tuple(args.allowed_host)
     return config.merged(partial)
+
+
+def startup_lines(url: str, config: EmulatorConfig) -> str:
+    """What the CLI prints once it listens (``server.STARTUP_LINE`` and ``server.ADMIN_LINE`` parse it)."""
+    key = config.api_keys[0] if config.api_keys else "-"
+    if not config.admin_routes:
+        admin = "happyhorse-emulator admin routes: off"
+    elif config.admin_token is None:
+        admin = "happyhorse-emulator admin routes: open (no admin token)"
+    else:
+        admin = (
+            f"happyhorse-emulator admin token: {config.admin_token} "
+            f"(send it as {ADMIN_TOKEN_HEADER} on /_emulator/* admin routes)"
+        )
+    return f"happyhorse-emulator listening on {url} (api key: {key})\n{admin}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,12 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not is_loopback_host(args.host):
         logger.warning("binding %s: the emulator is reachable from other machines", args.host)
-    app = create_app(config)
+    app = create_app(config, bind_host=args.host)
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
-    key = config.api_keys[0] if config.api_keys else "-"
-    print(f"happyhorse-emulator listening on http://{shown_host}:{port} (api key: {key})", flush=True)
+    print(startup_lines(f"http://{shown_host}:{port}", config), flush=True)
     server = uvicorn.Server(uvicorn_config(app, access_log=args.access_log, log_level=args.log_level))
     try:
         server.run(sockets=[sock])

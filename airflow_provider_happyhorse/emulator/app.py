@@ -11,12 +11,22 @@ Two layers:
 Request order on the API routes: injected gateway faults (5xx, 429 storm, drop before create), then the key
 (401), the per-key rate limit (429), the account (403, 402, generate only), the payload (400/422), the task;
 then the faults that strike after a task exists (drop after create, malformed body, slow response).
+
+Local safety (the emulator runs on laptops, next to a browser):
+
+- every request whose Host header is neither a loopback name/address, nor the address the server was bound to,
+  nor one of ``allowed_hosts`` gets 421 (a DNS-rebinding page cannot reach it);
+- the admin routes (``/_emulator/stats``, ``jobs``, ``reset``, ``config``; not ``health`` nor the test images)
+  want ``X-Emulator-Token: <admin_token>`` (401 otherwise) and take JSON bodies only (415 otherwise);
+- a presented API key is never kept nor shown: from :meth:`Emulator.authenticate` on, the emulator (counters,
+  rate-limit buckets, jobs, the state file, the stats and jobs documents) only knows its :func:`key_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -38,7 +48,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .config import EmulatorConfig
+from .config import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER, EmulatorConfig, key_id
 from .jobs import (
     FAILURE_REASONS,
     STANDARD_SPELLING,
@@ -77,6 +87,7 @@ MAX_BODY_BYTES = 1 << 20
 IMAGE_FETCH_TIMEOUT = 2.0
 MAX_IMAGE_BYTES = 20 << 20
 _NO_KEY = "(none)"
+"""The key id of requests that presented no (well-formed) key."""
 _JSON = (b"content-type", b"application/json")
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 _MALFORMED_BODIES: Final = (
@@ -186,13 +197,15 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config or EmulatorConfig()
+        self.admin_token = self.config.admin_token
+        """Fixed for the emulator's life (see :meth:`_apply`)."""
         self._clock = clock
         self.store = JobStore(self.config.state_file)
         self.counters = Counters()
         self.started_at = clock()
         self._buckets: dict[str, _Bucket] = {}
         self._ids = random.SystemRandom()  # ids must not repeat after a restart with the same seed
-        self._key_kinds: dict[str, str] = {}
+        self._key_kinds: dict[str, tuple[str, str]] = {}
         self._fault_rng = random.Random()
         self._job_rng = random.Random()
         self._apply(self.config, reseed=True)
@@ -202,10 +215,13 @@ class Emulator:
     def _apply(self, config: EmulatorConfig, *, reseed: bool) -> None:
         if config.state_file != self.store.state_file:
             raise ValueError("state_file cannot be changed at runtime")
+        if config.admin_token != self.admin_token:
+            # The admin token is the one the emulator started with, whatever a runtime change brings.
+            config = config.model_copy(update={"admin_token": self.config.admin_token})
         self.config = config
-        kinds = {key: "ok" for key in config.api_keys}
-        kinds.update({key: "no_credit" for key in config.no_credit_keys})
-        kinds.update({key: "forbidden" for key in config.forbidden_keys})
+        kinds = {key: (key_id(key), "ok") for key in config.api_keys}
+        kinds.update({key: (key_id(key), "no_credit") for key in config.no_credit_keys})
+        kinds.update({key: (key_id(key), "forbidden") for key in config.forbidden_keys})
         self._key_kinds = kinds
         if reseed:
             self._fault_rng.seed(f"faults:{config.seed}")
@@ -213,9 +229,10 @@ class Emulator:
 
     def configure(self, partial: dict[str, Any]) -> EmulatorConfig:
         """Apply a partial update (nested ``faults`` may be partial too); a new ``seed`` re-seeds."""
-        config = self.config.merged(partial)
-        self._apply(config, reseed="seed" in partial)
-        return config
+        if "admin_token" in partial and partial["admin_token"] != self.config.admin_token:
+            raise ValueError("admin_token cannot be changed at runtime")
+        self._apply(self.config.merged(partial), reseed="seed" in partial)
+        return self.config
 
     def replace_config(self, config: EmulatorConfig) -> None:
         self._apply(config, reseed=True)
@@ -316,14 +333,19 @@ class Emulator:
         return Reply(200, body, (header,))
 
     def authenticate(self, authorization: str | None) -> tuple[str, str | None]:
-        """``(key as presented, kind)``; kind is ``ok``/``no_credit``/``forbidden``, or None when refused."""
+        """``(key id, kind)``; kind is ``ok``/``no_credit``/``forbidden``, or None when refused.
+
+        The key itself goes no further: everything after this (counters, buckets, jobs) is keyed by its id."""
         if authorization is None:
             return _NO_KEY, None
         scheme, _, key = authorization.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             return _NO_KEY, None
-        return key, self._key_kinds.get(key)
+        known = self._key_kinds.get(key)
+        if known is None:
+            return key_id(key), None
+        return known
 
     def rate_limit(self, api_key: str) -> Reply | None:
         """The per-key token bucket; a 429 with ``Retry-After`` in whole seconds when it is empty."""
@@ -357,7 +379,7 @@ class Emulator:
     def create_job(
         self, api_key: str, request: GenerateRequest, fingerprint: str, image_size: tuple[int, int] | None
     ) -> Job:
-        """Schedule, decide and record a new job (one state-file line)."""
+        """Schedule, decide and record a new job (one state-file line). ``api_key`` is the owner's key id."""
         config = self.config
         now = self.now()
         started, finished = self.store.schedule(
@@ -437,8 +459,7 @@ class Emulator:
             per_key_jobs.setdefault(job.api_key, []).append(job)
         repeated = [(key, count) for key, count in sorted(self.store.fingerprint_counts().items()) if count > 1]
         duplicated = [
-            {"api_key": api_key, "fingerprint": fingerprint, "count": count}
-            for (api_key, fingerprint), count in repeated
+            {"key_id": owner, "fingerprint": fingerprint, "count": count} for (owner, fingerprint), count in repeated
         ]
         faults = {kind: counters.faults.get(kind, 0) for kind in FAULT_KINDS}
         return {
@@ -553,6 +574,25 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def host_name(host_header: str) -> str | None:
+    """The name in a Host header (``name``, ``name:port``, ``[v6]``, ``[v6]:port``), lowercase; None if malformed."""
+    value = host_header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        name, rest = value[1:end], value[end + 1 :]
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+    else:
+        name, colon, port = value.partition(":")
+        if colon and not port.isdigit():
+            return None
+    return name.removesuffix(".") or None
+
+
+def _normalised_host(host: str) -> str:
+    return host.strip().lower().removeprefix("[").removesuffix("]").removesuffix(".")
+
+
 async def _fetch_image_size(url: str) -> tuple[int, int] | None:
     """The size of the image at ``url``: parsed from our own image route, fetched only from loopback."""
     parts = urlsplit(url)
@@ -579,13 +619,33 @@ async def _fetch_image_size(url: str) -> tuple[int, int] | None:
 
 _NOT_FOUND = _error(404, "not found")
 _METHOD_NOT_ALLOWED = _error(405, "method not allowed")
+_ADMIN_TOKEN_REFUSED = {
+    "error": {
+        "code": "admin_token",
+        "message": (
+            f"the emulator's admin routes want the header {ADMIN_TOKEN_HEADER}: <admin token>; the token is printed "
+            f"by happyhorse-emulator at start (set it with --admin-token or ${ADMIN_TOKEN_ENV}; in Python: the "
+            "handle's admin_token, or EmulatorConfig.admin_token)"
+        ),
+    }
+}
+_JSON_ONLY = {
+    "error": {"code": "unsupported_media_type", "message": "the admin routes take JSON bodies only (application/json)"}
+}
+_HOST_CACHE_SIZE = 256
 
 
 class EmulatorApp:
-    """The ASGI application. ``create_app`` builds one; ``.emulator`` is its state."""
+    """The ASGI application. ``create_app`` builds one; ``.emulator`` is its state.
 
-    def __init__(self, emulator: Emulator) -> None:
+    ``bind_host`` is the address the server listens on: besides loopback names and ``config.allowed_hosts``, the
+    only name accepted in the Host header."""
+
+    def __init__(self, emulator: Emulator, *, bind_host: str | None = None) -> None:
         self.emulator = emulator
+        self.bind_host = bind_host
+        self._host_verdicts: dict[bytes, bool] = {}
+        self._verdicts_for: EmulatorConfig | None = None
         _install_log_filter()
         self._router = Starlette(
             routes=[
@@ -604,7 +664,9 @@ class EmulatorApp:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
-            if path == "/api/status":
+            if not self._host_allowed(scope):
+                await _send(send, self._misdirected(scope))
+            elif path == "/api/status":
                 await self._status(scope, send)
             elif path == "/api/generate":
                 await self._generate(scope, receive, send)
@@ -624,6 +686,47 @@ class EmulatorApp:
                 self.emulator.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    # -- Host header --------------------------------------------------------------------------------------------
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        """Whether the Host header names this server: a loopback name or address, the bound address or one of
+        ``allowed_hosts``. No Host header (HTTP/1.0) is allowed: browsers, hence rebinding pages, always send one."""
+        raw = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                raw = value
+                break
+        if raw is None:
+            return True
+        config = self.emulator.config
+        if self._verdicts_for is not config or len(self._host_verdicts) >= _HOST_CACHE_SIZE:
+            self._host_verdicts = {}
+            self._verdicts_for = config
+        verdict = self._host_verdicts.get(raw)
+        if verdict is None:
+            verdict = self._host_verdicts[raw] = self._judge_host(raw.decode("latin-1"), config)
+        return verdict
+
+    def _judge_host(self, header: str, config: EmulatorConfig) -> bool:
+        name = host_name(header)
+        if name is None:
+            return False
+        if is_loopback_host(name):
+            return True
+        allowed = {_normalised_host(host) for host in config.allowed_hosts}
+        if self.bind_host:
+            allowed.add(_normalised_host(self.bind_host))
+        return name in allowed
+
+    @staticmethod
+    def _misdirected(scope: Scope) -> Reply:
+        shown = (_header(scope, b"host") or "")[:100]
+        message = (
+            f"Host {shown!r} is not this emulator: it answers to localhost, loopback addresses and the address it "
+            "was bound to (add others with --allowed-host / EmulatorConfig.allowed_hosts)"
+        )
+        return _json_reply(421, {"error": {"code": "misdirected_request", "message": message}})
 
     # -- API ----------------------------------------------------------------------------------------------------
 
@@ -771,30 +874,54 @@ class EmulatorApp:
         return JSONResponse({"code": status, "message": "not found" if status == 404 else "method not allowed"}, status)
 
     def _admin_off(self) -> Response | None:
-        if self.emulator.config.admin_enabled:
+        if self.emulator.config.admin_routes:
             return None
         return JSONResponse({"code": 404, "message": "not found"}, status_code=404)
+
+    async def _admin_refusal(self, request: Request) -> Response | None:
+        """404 when the admin routes are off, 401 without the right token, 415 for a POST body that is not JSON."""
+        off = self._admin_off()
+        if off is not None:
+            return off
+        token = self.emulator.admin_token
+        if token is not None:
+            presented = None
+            for name, value in request.scope["headers"]:
+                if name == b"x-emulator-token":
+                    presented = value
+                    break
+            # The presented token is never echoed nor logged.
+            if presented is None or not hmac.compare_digest(presented, token.encode("ascii")):
+                return JSONResponse(_ADMIN_TOKEN_REFUSED, status_code=401)
+        if request.method == "POST":
+            content_type = request.headers.get("content-type")
+            if content_type is None:
+                if await request.body():
+                    return JSONResponse(_JSON_ONLY, status_code=415)
+            elif content_type.partition(";")[0].strip().lower() != "application/json":
+                return JSONResponse(_JSON_ONLY, status_code=415)
+        return None
 
     async def _health(self, request: Request) -> Response:
         return self._admin_off() or JSONResponse({"status": "ok", "jobs": len(self.emulator.store)})
 
     async def _stats(self, request: Request) -> Response:
-        return self._admin_off() or JSONResponse(self.emulator.stats())
+        return await self._admin_refusal(request) or JSONResponse(self.emulator.stats())
 
     async def _jobs(self, request: Request) -> Response:
-        return self._admin_off() or JSONResponse(self.emulator.job_timelines())
+        return await self._admin_refusal(request) or JSONResponse(self.emulator.job_timelines())
 
     async def _reset(self, request: Request) -> Response:
-        off = self._admin_off()
-        if off is not None:
-            return off
+        refused = await self._admin_refusal(request)
+        if refused is not None:
+            return refused
         self.emulator.reset()
         return JSONResponse({"status": "reset"})
 
     async def _config(self, request: Request) -> Response:
-        off = self._admin_off()
-        if off is not None:
-            return off
+        refused = await self._admin_refusal(request)
+        if refused is not None:
+            return refused
         if request.method == "POST":
             try:
                 partial = json.loads(await request.body())
@@ -803,7 +930,8 @@ class EmulatorApp:
                 self.emulator.configure(partial)
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 return JSONResponse({"code": 400, "message": str(exc)}, status_code=400)
-        return JSONResponse(self.emulator.config.model_dump(mode="json"))
+        # The token is not shown: whoever may read this already has it.
+        return JSONResponse(self.emulator.config.model_dump(mode="json", exclude={"admin_token"}))
 
     async def _image(self, request: Request) -> Response:
         size = image_size_from_url_path(request.url.path)
@@ -850,6 +978,7 @@ _REFUSED_PAGE = (
 )
 
 
-def create_app(config: EmulatorConfig | None = None) -> EmulatorApp:
-    """A new emulator application (with its own state) for ``config`` (defaults: the demo's)."""
-    return EmulatorApp(Emulator(config or EmulatorConfig()))
+def create_app(config: EmulatorConfig | None = None, *, bind_host: str | None = None) -> EmulatorApp:
+    """A new emulator application (with its own state) for ``config`` (defaults: the demo's); ``bind_host``: the
+    address it will listen on (accepted in the Host header besides loopback names)."""
+    return EmulatorApp(Emulator(config or EmulatorConfig()), bind_host=bind_host)

@@ -7,10 +7,16 @@ handles all produce. It is a frozen pydantic model: a runtime change builds a ne
 Times are in seconds. ``speed`` multiplies the render time model only (``speed=0.01`` turns a 40 s render into
 0.4 s); the result TTL, the slow-response delay and ``Retry-After`` values are not scaled, so tests set those
 directly.
+
+The admin routes (``/_emulator/stats``, ``jobs``, ``reset``, ``config``) want the header
+``X-Emulator-Token: <admin_token>``; each config built without one gets a random token. Documents and logs never
+show a presented API key, only its :func:`key_id`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -19,6 +25,23 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Endpoint = Literal["generate", "status"]
 
 DEFAULT_API_KEY = "emulator-demo-key"
+ADMIN_TOKEN_HEADER = "X-Emulator-Token"  # noqa: S105 - a header name
+"""The header that carries the admin token on the ``/_emulator/*`` admin routes."""
+ADMIN_TOKEN_ENV = "HAPPYHORSE_EMULATOR_ADMIN_TOKEN"  # noqa: S105 - a variable name
+"""The CLI's admin token when ``--admin-token`` is not given."""
+
+
+def key_id(api_key: str) -> str:
+    """What the emulator shows instead of an API key (stats, jobs, logs): ``key-`` and 12 hex digits of its sha256.
+
+    Callers that look a key up in the stats document's ``by_key`` maps compute it with this function."""
+    return "key-" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
+
+
+def new_admin_token() -> str:
+    """A fresh random admin token (each config built without one gets its own)."""
+    return secrets.token_urlsafe(24)
+
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -98,14 +121,43 @@ class EmulatorConfig(BaseModel):
 
     seed: int = 0
     """Seeds the fault and job decisions (and re-seeds on reset) so runs are reproducible."""
-    admin_enabled: bool = True
+    admin_routes: bool = True
     """Serve the admin routes (``/_emulator/stats``, ``jobs``, ``reset``, ``config``, ``health``); else they answer 404.
 
-    The test image route ``/_emulator/images/<W>x<H>.png`` stays on either way."""
+    The test image route ``/_emulator/images/<W>x<H>.png`` stays on either way. The former name
+    ``admin_enabled`` is still accepted as input."""
+    admin_token: str | None = Field(
+        default_factory=new_admin_token, min_length=1, max_length=256, pattern=r"^[!-~]+$", repr=False
+    )
+    """What the admin routes (all but ``health``) want in the ``X-Emulator-Token`` header. Default: a random
+    token made when the config is built. None: they need no token (in-process use only; the CLI always has one).
+    It is fixed for an emulator's life: runtime configuration changes keep the one it started with."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header names accepted besides loopback ones (``localhost``, ``127.x.x.x``, ``[::1]``) and the bound
+    address; any other Host is refused (421), which stops DNS rebinding."""
     state_file: str | None = None
     """Append-only JSON-lines job log replayed at start-up, so jobs survive a restart."""
 
     faults: FaultConfig = FaultConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, data: Any) -> Any:
+        """``admin_enabled`` is the former name of ``admin_routes``."""
+        if isinstance(data, Mapping) and "admin_enabled" in data:
+            data = dict(data)
+            value = data.pop("admin_enabled")
+            if "admin_routes" in data and data["admin_routes"] != value:
+                raise ValueError("admin_enabled (the former name of admin_routes) contradicts admin_routes")
+            data["admin_routes"] = value
+        return data
+
+    @model_validator(mode="after")
+    def _hosts_are_names(self) -> EmulatorConfig:
+        for host in self.allowed_hosts:
+            if not host or any(char in host for char in " /@"):
+                raise ValueError(f"allowed_hosts: {host!r} is not a host name or address")
+        return self
 
     @model_validator(mode="after")
     def _keys_are_disjoint(self) -> EmulatorConfig:
@@ -131,6 +183,8 @@ class EmulatorConfig(BaseModel):
         """Return a validated copy with ``partial`` applied; ``faults`` may itself be partial."""
         data = self.model_dump()
         for name, value in partial.items():
+            if name == "admin_enabled":  # the former name
+                name = "admin_routes"
             if name == "faults" and isinstance(value, Mapping):
                 data["faults"] = {**data["faults"], **value}
             else:

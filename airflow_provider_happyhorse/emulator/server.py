@@ -11,21 +11,23 @@ Both handles have the same API::
 
 :class:`EmulatorServer` talks to its emulator directly (through the server's event loop), so it works even with
 the admin routes off. :class:`EmulatorProcess` runs ``python -m airflow_provider_happyhorse.emulator`` and uses the
-admin routes; it can be killed (SIGKILL) and restarted on the same port, which with a state file is how crash
-tests check that jobs survive.
+admin routes, sending the admin token the child printed at start (``X-Emulator-Token``); it can be killed
+(SIGKILL) and restarted on the same port, which with a state file is how crash tests check that jobs survive.
+Both handles have ``admin_token`` and ``admin_headers`` for callers that use the admin routes over raw HTTP.
 
-The stats document (``GET /_emulator/stats``)::
+The stats document (``GET /_emulator/stats``); keys appear only as their ``key_id(key)`` (``key-`` and 12 hex
+digits of the key's sha256; ``(none)`` for requests without a key), here ``key-5f2b...`` for brevity::
 
     {"uptime_seconds": 1.2,
      "submissions": {"total": 5, "accepted": 3, "refused": 1, "faulted": 1,
                      "refused_by_status": {"400": 1},
-                     "by_key": {"emulator-demo-key": {"total": 5, "accepted": 3, "refused": 1, "faulted": 1}}},
-     "status_calls": {"total": 40, "not_found": 0, "by_key": {"emulator-demo-key": 40}},
+                     "by_key": {"key-5f2b...": {"total": 5, "accepted": 3, "refused": 1, "faulted": 1}}},
+     "status_calls": {"total": 40, "not_found": 0, "by_key": {"key-5f2b...": 40}},
      "jobs": {"total": 3, "by_state": {"QUEUED": 0, "IN_PROGRESS": 1, "SUCCESS": 1, "FAILED": 1},
-              "by_key": {"emulator-demo-key": 3}},
+              "by_key": {"key-5f2b...": 3}},
      "duplicate_submissions": 1,
-     "duplicated_fingerprints": [{"api_key": "emulator-demo-key", "fingerprint": "<sha256 hex>", "count": 2}],
-     "peak_concurrent_renders": 2, "peak_concurrent_renders_by_key": {"emulator-demo-key": 2},
+     "duplicated_fingerprints": [{"key_id": "key-5f2b...", "fingerprint": "<sha256 hex>", "count": 2}],
+     "peak_concurrent_renders": 2, "peak_concurrent_renders_by_key": {"key-5f2b...": 2},
      "rate_limited": 0,
      "faults": {"total": 1, "by_kind": {"server_error": 1, "server_error_after_create": 0,
                                         "rate_limit_storm": 0, "slow_response": 0,
@@ -61,12 +63,16 @@ import httpx
 import uvicorn
 
 from .app import Emulator, EmulatorApp
-from .config import EmulatorConfig
+from .config import ADMIN_TOKEN_HEADER, EmulatorConfig
 
 _T = TypeVar("_T")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _LOOPBACK = "127.0.0.1"
 STARTUP_LINE = re.compile(r"listening on (?P<url>http://\S+) \(api key: (?P<key>\S+)\)")
+"""The CLI's first line: ``happyhorse-emulator listening on http://127.0.0.1:8765 (api key: emulator-demo-key)``."""
+ADMIN_LINE = re.compile(r"happyhorse-emulator admin (?:token: (?P<token>\S+)|routes: (?P<routes>off|open))")
+"""The CLI's second line: ``happyhorse-emulator admin token: <token> (send it as X-Emulator-Token ...)``, or
+``happyhorse-emulator admin routes: off`` (``--no-admin-routes``) or ``... admin routes: open`` (no token)."""
 
 
 def uvicorn_config(
@@ -92,16 +98,30 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=2048)
 
 
+def admin_headers(admin_token: str | None) -> dict[str, str]:
+    """The headers of an admin call (none when the emulator wants no token)."""
+    return {ADMIN_TOKEN_HEADER: admin_token} if admin_token is not None else {}
+
+
 class _AdminOverHttp:
-    """stats/reset/configure through the admin routes (needs ``admin_enabled``)."""
+    """stats/reset/configure through the admin routes (needs ``admin_routes``), with the admin token."""
 
     base_url: str
+    admin_token: str | None
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``{"X-Emulator-Token": <admin token>}`` for callers of the admin routes over raw HTTP."""
+        return admin_headers(self.admin_token)
 
     def _admin(self, method: str, path: str, payload: object | None = None) -> Any:
-        with httpx.Client(base_url=self.base_url, timeout=10.0, trust_env=False) as client:
-            response = client.request(method, path, json=payload)
+        with httpx.Client(base_url=self.base_url, timeout=10.0, trust_env=False, headers=self.admin_headers) as client:
+            # POST admin routes take JSON only: even a body-less reset says so.
+            response = client.request(method, path, json={} if payload is None and method == "POST" else payload)
         if response.status_code == 404:
             raise RuntimeError(f"{path}: the emulator's admin routes are off")
+        if response.status_code == 401:
+            raise RuntimeError(f"{path}: the emulator refused the admin token")
         response.raise_for_status()
         return response.json()
 
@@ -118,7 +138,7 @@ class EmulatorServer:
         startup_timeout: float = 10.0,
     ) -> None:
         self.initial_config = config or EmulatorConfig()
-        self.app = EmulatorApp(Emulator(self.initial_config))
+        self.app = EmulatorApp(Emulator(self.initial_config), bind_host=host)
         self._host = host
         self._port = port
         self._startup_timeout = startup_timeout
@@ -150,6 +170,16 @@ class EmulatorServer:
     @property
     def config(self) -> EmulatorConfig:
         return self.emulator.config
+
+    @property
+    def admin_token(self) -> str | None:
+        """What the admin routes want in ``X-Emulator-Token`` (this handle's own admin calls need none)."""
+        return self.emulator.admin_token
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``{"X-Emulator-Token": <admin token>}`` for callers of the admin routes over raw HTTP."""
+        return admin_headers(self.admin_token)
 
     def start(self) -> EmulatorServer:
         """Bind, serve in a daemon thread, and return once uvicorn is accepting requests."""
@@ -287,6 +317,8 @@ class EmulatorProcess(_AdminOverHttp):
         self._process: subprocess.Popen[bytes] | None = None
         self.base_url = ""
         self.api_key = ""
+        self.admin_token: str | None = None
+        """The token the child printed at start (None: its admin routes are off or want none)."""
 
     @property
     def pid(self) -> int | None:
@@ -329,19 +361,21 @@ class EmulatorProcess(_AdminOverHttp):
 
     def _wait_until_ready(self, offset: int) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        match = None
-        while match is None:
+        match = admin = None
+        while match is None or admin is None:
             if not self.running:
                 raise RuntimeError(f"the emulator exited at start-up:\n{self.log_text()[-4000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the emulator did not start in time:\n{self.log_text()[-4000:]}")
             with open(self.log_file, "rb") as log:
                 log.seek(offset)
-                match = STARTUP_LINE.search(log.read().decode("utf-8", "replace"))
-            if match is None:
+                text = log.read().decode("utf-8", "replace")
+            match, admin = STARTUP_LINE.search(text), ADMIN_LINE.search(text)
+            if match is None or admin is None:
                 time.sleep(0.02)
         self.base_url = match.group("url")
         self.api_key = match.group("key")
+        self.admin_token = admin.group("token")
         self.port = int(self.base_url.rsplit(":", 1)[1])
         # The socket listens before the line is printed; one request proves the server answers.
         with httpx.Client(timeout=2.0, trust_env=False) as client:
@@ -417,11 +451,14 @@ class EmulatorProcess(_AdminOverHttp):
 
     def configure(self, **partial: Any) -> EmulatorConfig:
         """Partial runtime update through ``POST /_emulator/config``."""
-        return EmulatorConfig.model_validate(self._admin("POST", "/_emulator/config", partial))
+        shown = self._admin("POST", "/_emulator/config", partial)
+        return EmulatorConfig.model_validate({**shown, "admin_token": self.admin_token})
 
     def set_config(self, config: EmulatorConfig) -> None:
-        """Replace the whole configuration (and re-seed); the state file stays the one it started with."""
-        self._admin("POST", "/_emulator/config", config.model_dump(mode="json", exclude={"state_file"}))
+        """Replace the whole configuration (and re-seed); the state file and the admin token stay the ones it
+        started with."""
+        exclude = {"state_file", "admin_token"}
+        self._admin("POST", "/_emulator/config", config.model_dump(mode="json", exclude=exclude))
 
     def restore(self) -> None:
         """Back to the configuration it was started with (before CLI ``args``), no jobs, zeroed counters."""

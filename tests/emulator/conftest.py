@@ -61,10 +61,10 @@ class Api:
 
 @pytest.fixture
 def http(emulator: EmulatorServer) -> Iterator[httpx.Client]:
-    """An httpx client on the freshly reset session emulator, sending its API key."""
+    """An httpx client on the freshly reset session emulator, sending its API key and its admin token."""
     with httpx.Client(
         base_url=emulator.base_url,
-        headers={"Authorization": f"Bearer {emulator.api_key}"},
+        headers={"Authorization": f"Bearer {emulator.api_key}", **emulator.admin_headers},
         timeout=5.0,
         trust_env=False,
     ) as client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from airflow_provider_happyhorse.emulator import EmulatorServer, key_id
 
 BODY = {"model": "happyhorse-1.0/video", "prompt": "a horse"}
 
@@ -35,7 +35,7 @@ def test_bearer_scheme_is_case_insensitive_and_every_listed_key_works(emulator: 
     with httpx.Client(base_url=emulator.base_url, trust_env=False) as http:
         for header in ("Bearer first-key", "bearer second-key"):
             assert http.post("/api/generate", json=BODY, headers={"Authorization": header}).status_code == 200
-    assert emulator.stats()["jobs"]["by_key"] == {"first-key": 1, "second-key": 1}
+    assert emulator.stats()["jobs"]["by_key"] == {key_id("first-key"): 1, key_id("second-key"): 1}
 
 
 def test_key_without_credits_gets_402(emulator: EmulatorServer) -> None:

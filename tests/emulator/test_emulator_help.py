@@ -99,3 +99,19 @@ def test_every_option_shows_a_default() -> None:
     assert "--fault-unknown-status" in options  # the parsing found the whole list
     missing = [option for option, text in options.items() if option != "-h" and not _DEFAULT.search(text)]
     assert missing == []
+
+
+def test_admin_defaults_are_the_configs_and_the_random_token_is_described_not_printed() -> None:
+    from airflow_provider_happyhorse.emulator.__main__ import build_parser
+    from airflow_provider_happyhorse.emulator.config import ADMIN_TOKEN_ENV
+
+    assert EmulatorConfig.model_fields["admin_routes"].default is True
+    assert _shown_default("--no-admin-routes") == "served"
+    assert EmulatorConfig.model_fields["admin_token"].default_factory is not None
+    shown = _shown_default("--admin-token")
+    assert f"${ADMIN_TOKEN_ENV}" in shown
+    assert "random" in shown
+    assert EmulatorConfig.model_fields["allowed_hosts"].default == ()
+    assert _shown_default("--allowed-host") == "none"
+    # A printed random token would differ from one help text to the next.
+    assert build_parser().format_help() == build_parser().format_help()

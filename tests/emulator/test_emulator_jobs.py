@@ -138,5 +138,5 @@ def test_admin_jobs_route_lists_each_jobs_timeline(api, fast: EmulatorServer) ->
         assert timeline["created"] == timeline["started"]  # no queue: two jobs, four slots
         assert timeline["finished"] - timeline["started"] == pytest.approx(0.2)
 
-    fast.configure(admin_enabled=False)
+    fast.configure(admin_routes=False)
     assert api.http.get("/_emulator/jobs").status_code == 404

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from airflow_provider_happyhorse.emulator import EmulatorServer, key_id
 
 
 def test_queued_then_in_progress_then_success(api, fast: EmulatorServer) -> None:
@@ -78,7 +78,7 @@ def test_concurrency_cap_queues_per_key(api, fast: EmulatorServer) -> None:
     for task_id in task_ids:
         assert api.wait_until_final(task_id)[0]["data"]["status"] == "SUCCESS"
     stats = fast.stats()
-    assert stats["peak_concurrent_renders_by_key"] == {fast.api_key: 2, "second-key": 1}
+    assert stats["peak_concurrent_renders_by_key"] == {key_id(fast.api_key): 2, key_id("second-key"): 1}
     assert stats["peak_concurrent_renders"] == 3
 
 
@@ -124,9 +124,10 @@ def test_file_of_unknown_or_unfinished_job_is_404(api, fast: EmulatorServer) -> 
 def test_result_url_follows_the_host_the_client_used(api, fast: EmulatorServer) -> None:
     task_id = api.submit()
     api.wait_until_final(task_id)
-    response = api.http.get("/api/status", params={"task_id": task_id}, headers={"Host": "videos.example.test:9999"})
+    # Any Host the emulator answers to (a foreign one is refused: see test_emulator_admin.py).
+    response = api.http.get("/api/status", params={"task_id": task_id}, headers={"Host": "localhost:9999"})
     url = response.json()["data"]["response"]["resultUrls"][0]
-    assert url == f"http://videos.example.test:9999/files/{task_id}.mp4"
+    assert url == f"http://localhost:9999/files/{task_id}.mp4"
 
 
 def test_stats_count_submissions_duplicates_and_status_calls(api, emulator: EmulatorServer) -> None:
@@ -141,7 +142,7 @@ def test_stats_count_submissions_duplicates_and_status_calls(api, emulator: Emul
 
     stats = api.http.get("/_emulator/stats").json()
     assert stats == emulator.stats() | {"uptime_seconds": stats["uptime_seconds"]}
-    key = emulator.api_key
+    key = key_id(emulator.api_key)
     assert stats["submissions"] == {
         "total": 4,
         "accepted": 3,
@@ -150,11 +151,11 @@ def test_stats_count_submissions_duplicates_and_status_calls(api, emulator: Emul
         "refused_by_status": {"400": 1},
         "by_key": {key: {"total": 4, "accepted": 3, "refused": 1, "faulted": 0}},
     }
-    assert stats["status_calls"] == {"total": 3, "not_found": 0, "by_key": {key: 2, "nope": 1}}
+    assert stats["status_calls"] == {"total": 3, "not_found": 0, "by_key": {key: 2, key_id("nope"): 1}}
     assert stats["jobs"]["total"] == 3
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert stats["duplicate_submissions"] == 1
-    assert stats["duplicated_fingerprints"] == [{"api_key": key, "fingerprint": fingerprint, "count": 2}]
+    assert stats["duplicated_fingerprints"] == [{"key_id": key, "fingerprint": fingerprint, "count": 2}]
     assert stats["faults"]["total"] == 0
     assert stats["file_downloads"] == 0
 
@@ -195,10 +196,10 @@ def test_handle_configure_and_restore(emulator: EmulatorServer) -> None:
 
 def test_admin_routes_can_be_switched_off(api, emulator: EmulatorServer) -> None:
     assert api.http.get("/_emulator/health").json()["status"] == "ok"
-    emulator.configure(admin_enabled=False)
+    emulator.configure(admin_routes=False)
     for method, path in [("GET", "/_emulator/health"), ("GET", "/_emulator/stats"), ("POST", "/_emulator/reset")]:
         assert api.http.request(method, path).status_code == 404
-    assert api.http.post("/_emulator/config", json={"admin_enabled": True}).status_code == 404
+    assert api.http.post("/_emulator/config", json={"admin_routes": True}).status_code == 404
     assert api.submit()  # the API itself still works
     assert emulator.stats()["jobs"]["total"] == 1  # and the in-process handle still sees everything
 

@@ -87,7 +87,7 @@ def test_torn_last_line_is_skipped_on_replay(tmp_path: Path) -> None:
 
 
 def test_cli_flags_start_a_quiet_server_on_loopback() -> None:
-    args = ["--speed", "0.01", "--api-key", "cli-key", "--api-key", "cli-key-2", "--no-admin", "--seed", "7"]
+    args = ["--speed", "0.01", "--api-key", "cli-key", "--api-key", "cli-key-2", "--no-admin-routes", "--seed", "7"]
     with EmulatorProcess(args=args) as process:
         assert process.api_key == "cli-key"
         assert process.base_url.startswith("http://127.0.0.1:")
@@ -99,7 +99,11 @@ def test_cli_flags_start_a_quiet_server_on_loopback() -> None:
             process.stats()
         log = process.log_text()
     lines = [line for line in log.splitlines() if line.strip()]
-    assert lines == [f"happyhorse-emulator listening on {process.base_url} (api key: cli-key)"]
+    assert lines == [
+        f"happyhorse-emulator listening on {process.base_url} (api key: cli-key)",
+        "happyhorse-emulator admin routes: off",
+    ]
+    assert process.admin_token is None
 
 
 def test_config_from_flags_and_file(tmp_path: Path) -> None:
@@ -143,7 +147,9 @@ def test_config_from_flags_and_file(tmp_path: Path) -> None:
     assert config.no_credit_keys == ("broke",)
     assert config.forbidden_keys == ("basic",)
     assert config.state_file == str(tmp_path / "s.jsonl")
-    assert config.admin_enabled
+    assert config.admin_routes
+    assert config.admin_token  # random unless given
+    assert config_from_args(build_parser().parse_args(["--no-admin"])).admin_routes is False  # the former spelling
 
 
 def test_cli_refuses_a_bad_configuration(capsys: pytest.CaptureFixture[str]) -> None:
