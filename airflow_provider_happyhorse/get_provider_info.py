@@ -85,7 +85,22 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "boolean",
                         "example": None,
                         "default": "True",
-                    }
+                    },
+                    "view_roots": {
+                        "description": (
+                            "Where the HappyHorse view may serve stored clips and posters from: a comma-separated "
+                            "list of local folders (compared on whole path components after resolving symlinks, "
+                            "so /data/clips allows /data/clips/a.mp4 but not /data/clips2/a.mp4) and object-store "
+                            "prefixes (scheme://bucket/prefix, compared without the connection id, so "
+                            "s3://bucket/clips allows s3://aws_default@bucket/clips/a.mp4). When set, nothing "
+                            "outside them is served. Empty (the default): any location, still only files the "
+                            "provider stored (its record beside the file, the same size and SHA-256)."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/data/clips,s3://my-bucket/clips/",
+                        "default": "",
+                    },
                 },
             }
         },

@@ -3,14 +3,16 @@ The HappyHorse view's FastAPI app, mounted in Airflow's api-server at ``/happyho
 
 Every route needs an authenticated user (Airflow's own ``get_user`` dependency: the UI's session cookie
 or a bearer token), and every row, poster and clip is served only to a user the auth manager lets read
-its DAG. A file route serves only the path recorded in that task instance's own result, never one taken
-from the request. Files stream in chunks with HTTP Range support, so players can seek and memory stays
-constant.
+its DAG and that DAG's XComs (a clip is a task's result XCom: Airflow's own XCom routes ask the same). A
+file route serves only the path recorded in that task instance's own result, never one taken from the
+request, and only a file the provider stored there (``ui.files``: its record beside it, the same size and
+SHA-256, an MP4 or JPEG, inside ``[happyhorse] view_roots`` when set). Files stream in chunks with HTTP
+Range support, so players can seek and memory stays constant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Annotated, Any
@@ -25,15 +27,50 @@ from sqlalchemy.orm import Session
 
 from airflow_provider_happyhorse.constants import UI_PAGE_SIZE, UI_STREAM_CHUNK
 from airflow_provider_happyhorse.ui.clips import AVAILABILITY, Clip, ClipKey, get_clip, in_flight, list_clips, spend
+from airflow_provider_happyhorse.ui.files import POSTER, VIDEO, NotServed, open_stored_file
 from airflow_provider_happyhorse.ui.ranges import UnsatisfiableRange, byte_range
 
 User = GetUserDep
 DBSession = SessionDep
 
 
+def _team_names(dag_ids: Iterable[str]) -> dict[str, str | None]:
+    """Each DAG's team, where Airflow runs in multi-team mode (its auth managers decide per team)."""
+    from airflow.configuration import conf
+    from airflow.models.dag import DagModel
+
+    mapping = getattr(DagModel, "get_dag_id_to_team_name_mapping", None)
+    if mapping is None or not conf.getboolean("core", "multi_team", fallback=False):
+        return {}
+    return dict(mapping(sorted(set(dag_ids))))
+
+
+def may_read_xcoms(user: BaseUser, dag_ids: Iterable[str]) -> set[str]:
+    """Those of ``dag_ids`` whose XComs the auth manager lets this user read (as Airflow's XCom routes ask)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager, wanted = get_auth_manager(), set(dag_ids)
+    teams = _team_names(wanted)
+
+    def details(dag_id: str) -> DagDetails:
+        team = teams.get(dag_id)
+        return DagDetails(id=dag_id) if team is None else DagDetails(id=dag_id, team_name=team)
+
+    return {
+        dag_id
+        for dag_id in wanted
+        if manager.is_authorized_dag(
+            method="GET", access_entity=DagAccessEntity.XCOM, details=details(dag_id), user=user
+        )
+    }
+
+
 def readable_dags(user: BaseUser) -> set[str]:
-    """The DAGs the auth manager lets this user read (Airflow's own routes ask the same question)."""
-    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+    """
+    The DAGs whose clips this user may see: those the auth manager lets them read (Airflow's own lists ask
+    the same question) and whose XComs they may read.
+    """
+    return may_read_xcoms(user, get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
 
 
 def _now() -> datetime:
@@ -45,8 +82,10 @@ def _page() -> str:
 
 
 def _clip_for(session: Session, user: BaseUser, key: ClipKey) -> Clip:
-    if key.dag_id not in readable_dags(user):
+    if key.dag_id not in get_auth_manager().get_authorized_dag_ids(user=user, method="GET"):
         raise HTTPException(status_code=403, detail=f"You may not read DAG {key.dag_id!r}")
+    if not may_read_xcoms(user, [key.dag_id]):
+        raise HTTPException(status_code=403, detail=f"You may not read the XComs of DAG {key.dag_id!r}")
     clip = get_clip(session, key)
     if clip is None:
         raise HTTPException(status_code=404, detail="No HappyHorse clip for this task instance")
@@ -60,33 +99,37 @@ def _key(dag_id: str, run_id: str, task_id: str, map_index: int) -> ClipKey:
 Key = Annotated[ClipKey, Depends(_key)]
 
 
-def _serve(path_text: str, request: Request, media_type: str) -> Response:
-    """A stored file (recorded in the result), whole or one byte range, streamed in chunks."""
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
+def _where(key: ClipKey) -> str:
+    return f"dag_id={key.dag_id} run_id={key.run_id} task_id={key.task_id} map_index={key.map_index}"
 
-    path = ObjectStoragePath(path_text)
+
+def serve_stored(result: dict[str, Any], kind: str, key: ClipKey, request: Request) -> Response:
+    """
+    The clip or poster the provider stored for this result (``ui.files``: else 404 naming the rule), whole
+    or one byte range, streamed in chunks from the one descriptor the rule checked.
+    """
     try:
-        size = path.stat().st_size
-    except (FileNotFoundError, OSError):
-        raise HTTPException(status_code=404, detail="The stored file is gone from its storage") from None
+        stored = open_stored_file(result, kind, _where(key))
+    except NotServed as refusal:
+        raise HTTPException(status_code=404, detail=refusal.detail) from None
+    size = stored.size
     try:
         wanted = byte_range(request.headers.get("range"), size)
     except UnsatisfiableRange:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        stored.close()
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **stored.headers})
     first, last = wanted if wanted is not None else (0, size - 1)
-    headers = {"Accept-Ranges": "bytes", "Content-Length": str(last - first + 1), "Cache-Control": "private"}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(last - first + 1),
+        "Cache-Control": "private",
+        **stored.headers,
+    }
     if wanted is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-
-    def chunks() -> Iterator[bytes]:  # a sync iterator: Starlette runs it in a thread, off the event loop
-        remaining = last - first + 1
-        with path.open("rb") as handle:
-            handle.seek(first)
-            while remaining > 0 and (chunk := handle.read(min(UI_STREAM_CHUNK, remaining))):
-                remaining -= len(chunk)
-                yield chunk
-
-    return StreamingResponse(chunks(), status_code=206 if wanted else 200, headers=headers, media_type=media_type)
+    # A sync iterator: Starlette runs it in a thread, off the event loop; it closes the file when done.
+    chunks = stored.chunks(first, last, UI_STREAM_CHUNK)
+    return StreamingResponse(chunks, status_code=206 if wanted else 200, headers=headers, media_type=stored.media_type)
 
 
 def create_app() -> FastAPI:
@@ -146,16 +189,16 @@ def create_app() -> FastAPI:
 
     @app.get("/files/video")
     def video(user: User, session: DBSession, key: Key, request: Request) -> Response:
-        stored = _clip_for(session, user, key).result.get("stored_path")
-        if not stored:
+        clip = _clip_for(session, user, key)
+        if not clip.result.get("stored_path"):
             raise HTTPException(status_code=404, detail="This clip was not stored: it plays from its temporary URL")
-        return _serve(str(stored), request, "video/mp4")
+        return serve_stored(clip.result, VIDEO, key, request)
 
     @app.get("/files/poster")
     def poster(user: User, session: DBSession, key: Key, request: Request) -> Response:
-        stored = _clip_for(session, user, key).result.get("poster_path")
-        if not stored:
+        clip = _clip_for(session, user, key)
+        if not clip.result.get("poster_path"):
             raise HTTPException(status_code=404, detail="This clip has no poster")
-        return _serve(str(stored), request, "image/jpeg")
+        return serve_stored(clip.result, POSTER, key, request)
 
     return app

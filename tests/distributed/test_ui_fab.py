@@ -5,7 +5,9 @@ The HappyHorse view's access control under the FAB auth manager, the one with pe
 DAG permissions synced by FAB when `airflow dags test` writes the DAGs, and bearer tokens from FAB's
 ``POST /auth/token``. The user whose role DAG A's access_control names reads A's clip, its files and its render in
 flight; the other gets 403 and sees nothing of A in the gallery, the spend or the renders in flight; anonymous
-requests get 401.
+requests get 401. A clip is a task's result XCom, so the view also asks FAB for XCom read ("can_read" on "XComs",
+a global permission that access_control cannot name): both roles are granted it, and a third user, who may read
+every DAG but no XCom, gets 403 and no row.
 
 Needs the FAB provider (``.venv-distributed``: ``make e2e-distributed``); skipped in ``make test``'s venv.
 """
@@ -28,7 +30,11 @@ PRIVATE = "happyhorse_fab_private"  # DAG A: its access_control names happyhorse
 SHARED = "happyhorse_fab_shared"  # DAG B: both roles may read it
 FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # Each user's one role: no Viewer or other built-in role, whose global "DAGs" read would let them read every DAG.
-ROLES = {"reader": "happyhorse_private_readers", "outsider": "happyhorse_shared_readers"}
+ROLES = {
+    "reader": "happyhorse_private_readers",
+    "outsider": "happyhorse_shared_readers",
+    "dag_reader": "happyhorse_dag_readers",  # every DAG ("can_read" on "DAGs"), no XCom
+}
 FILES = ("/api/clip", "/files/video", "/files/poster", "/clip")
 
 
@@ -41,6 +47,10 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorS
     airflow(env, "db", "migrate")
     airflow(env, "roles", "create", *ROLES.values())  # before the DAGs: FAB rejects an access_control to no role
     run_dags(env, (PRIVATE, SHARED))
+    airflow(env, "sync-perm")  # FAB's built-in resources ("XComs", "DAGs") exist before a role is granted one
+    readers = (ROLES["reader"], ROLES["outsider"])
+    airflow(env, "roles", "add-perms", *readers, "-r", "XComs", "-a", "can_read")
+    airflow(env, "roles", "add-perms", ROLES["dag_reader"], "-r", "DAGs", "-a", "can_read")
     passwords = {user: secrets.token_urlsafe(16) for user in ROLES}
     for user, role in ROLES.items():
         names = ("-f", user, "-l", "Test", "-e", f"{user}@example.com")
@@ -73,10 +83,17 @@ def test_fab_synced_each_dags_access_control_into_its_roles(gallery: Gallery) ->
             role.name: sorted(f"{perm.action.name} {perm.resource.name}" for perm in role.permissions)
             for role in session.scalars(select(Role).where(Role.name.in_(ROLES.values()))).unique()
         }
-    # Website: the home page, which FAB grants every custom role when its app starts; no "DAGs" (every DAG).
+    # Website: the home page, which FAB grants every custom role when its app starts; "DAGs" (every DAG) only for
+    # the third role, and "XComs" (granted above) for the two readers.
     assert granted == {
-        "happyhorse_private_readers": [f"can_read DAG:{PRIVATE}", f"can_read DAG:{SHARED}", "can_read Website"],
-        "happyhorse_shared_readers": [f"can_read DAG:{SHARED}", "can_read Website"],
+        "happyhorse_private_readers": [
+            f"can_read DAG:{PRIVATE}",
+            f"can_read DAG:{SHARED}",
+            "can_read Website",
+            "can_read XComs",
+        ],
+        "happyhorse_shared_readers": [f"can_read DAG:{SHARED}", "can_read Website", "can_read XComs"],
+        "happyhorse_dag_readers": ["can_read DAGs", "can_read Website"],
     }
 
 
@@ -122,6 +139,17 @@ def test_a_user_fab_does_not_let_read_dag_a_gets_403_and_nothing_of_it(gallery: 
     assert set(spend["per_day"]) == set(spend["per_month"]) == {SHARED}
     assert spend["clips"] == 1
     assert spend["total_credits"] == rows[0]["credits_estimate"]
+
+
+def test_a_user_fab_lets_read_every_dag_but_no_xcom_gets_403_and_no_row(gallery: Gallery) -> None:
+    assert gallery.get("/api/clips", user="dag_reader").json()["clips"] == []
+    assert gallery.get("/api/spend", user="dag_reader").json()["per_day"] == {}
+    for dag_id, task_id in ((PRIVATE, "private_clip"), (SHARED, "shared_clip")):
+        for path in FILES:
+            response = gallery.get(path, user="dag_reader", params=gallery.key(dag_id, task_id))
+            assert response.status_code == 403, path
+            assert "XComs" in response.json()["detail"]
+            assert b"ftyp" not in response.content
 
 
 def test_only_the_reader_sees_dag_as_render_in_flight(gallery: Gallery) -> None:

@@ -2,16 +2,22 @@
 The HappyHorse view's endpoints on Airflow's real api-server application (``create_app``, in process)
 and a real metadata DB (SQLite), filled by real `airflow dags test` runs against the emulator: the
 gallery, its filters and pages, the spend, the renders in flight, files with HTTP ranges, the extra
-link, and access control through the auth manager (anonymous: 401; a user who may not read a DAG: 403
-and no row of it).
+link, and access control through the auth manager (anonymous: 401; a user who may not read a DAG, or its
+XComs: 403 and no row of it). The file routes serve only files the provider stored: a result edited to name
+/etc/passwd, a DAG whose plain task returns a secret's path, and symlinks to a secret all get 404 and none
+of the secret.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,13 +27,24 @@ from support.gallery import DAY, Gallery, airflow, airflow_env, render_in_flight
 
 DAGS = Path(__file__).parent / "dags"
 DAG_IDS = ("happyhorse_it_videos", "happyhorse_it_private")
+ROGUE = "happyhorse_it_rogue"  # not run with the others: tests make and remove its run (see `rogue_run`)
+NOT_SERVED = "(the HappyHorse view serves only files the provider stored)"
+SERVED_HEADERS = {"x-content-type-options": "nosniff", "content-security-policy": "sandbox"}
 
 
 @pytest.fixture(scope="module")
-def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorServer) -> Iterator[Gallery]:
+def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="module")
+def env(output: Path, emulator_server: EmulatorServer) -> dict[str, str]:
+    return airflow_env(DAGS, emulator_server, output)
+
+
+@pytest.fixture(scope="module")
+def gallery(output: Path, env: dict[str, str]) -> Iterator[Gallery]:
     # This process's Airflow uses the session's AIRFLOW_HOME (tests/conftest.py): fill its DB with real runs.
-    output = tmp_path_factory.mktemp("clips")
-    env = airflow_env(DAGS, emulator_server, output)
     airflow(env, "db", "migrate")
     run_dags(env, DAG_IDS)
     with pytest.MonkeyPatch.context() as patch:
@@ -41,9 +58,11 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorS
 
         with TestClient(create_app()) as client:
             manager = get_auth_manager()
+            # dag_reader may read every DAG but no XCom (support.auth); editor may edit XComs (an admin).
+            roles = {"viewer": "viewer", "outsider": "viewer", "dag_reader": "viewer", "editor": "admin"}
             tokens = {
-                name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role="viewer"))
-                for name in ("viewer", "outsider")
+                name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+                for name, role in roles.items()
             }
             yield Gallery(client, output, tokens, run_ids(DAG_IDS), default_user="viewer")
 
@@ -82,6 +101,24 @@ def test_a_user_who_may_not_read_a_dag_sees_no_row_of_it_and_gets_403(gallery: G
     got = gallery.get("/api/clip", params=private)
     assert got.status_code == 200, (got.text, gallery.get("/api/clips").json())
     assert got.json()["dag_id"] == "happyhorse_it_private"
+
+
+def test_a_user_who_may_read_a_dag_but_not_its_xcoms_sees_no_row_and_gets_403(gallery: Gallery) -> None:
+    page = gallery.get("/api/clips", user="dag_reader").json()
+    assert (page["clips"], page["total"]) == ([], 0)
+    spend = gallery.get("/api/spend", user="dag_reader").json()
+    assert (spend["total_credits"], spend["clips"], spend["per_day"]) == (0, 0, {})
+    stored = gallery.key("happyhorse_it_videos", "stored")
+    for path in ("/api/clip", "/files/video", "/files/poster", "/clip"):
+        response = gallery.get(path, user="dag_reader", params=stored)
+        assert response.status_code == 403, path
+        assert "XComs" in response.json()["detail"]
+        assert b"ftyp" not in response.content
+    # Airflow's own XCom route refuses them too; the DAG itself they may read.
+    headers = {"Authorization": f"Bearer {gallery.tokens['dag_reader']}"}
+    run = f"/api/v2/dags/happyhorse_it_videos/dagRuns/{gallery.run_ids['happyhorse_it_videos']}"
+    assert gallery.client.get(f"{run}/taskInstances/stored/xcomEntries", headers=headers).status_code == 403
+    assert gallery.client.get(run, headers=headers).status_code == 200
 
 
 # -- the gallery --------------------------------------------------------------------------------------------
@@ -151,12 +188,15 @@ def test_a_stored_clip_streams_whole_and_by_ranges(gallery: Gallery) -> None:
     assert whole.content == clip
     assert whole.headers["accept-ranges"] == "bytes"
     assert whole.headers["content-type"] == "video/mp4"
+    assert SERVED_HEADERS.items() <= whole.headers.items()
+    assert whole.headers["content-disposition"] == f'inline; filename="{DAY}.mp4"'
     part = gallery.get(
         "/files/video", params=gallery.key("happyhorse_it_videos", "stored"), headers={"Range": "bytes=100-199"}
     )
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 100-199/{len(clip)}"
     assert part.content == clip[100:200]
+    assert SERVED_HEADERS.items() <= part.headers.items()
     tail = gallery.get(
         "/files/video", params=gallery.key("happyhorse_it_videos", "stored"), headers={"Range": "bytes=-16"}
     )
@@ -173,6 +213,8 @@ def test_the_poster_is_a_jpeg(gallery: Gallery) -> None:
     assert poster.status_code == 200
     assert poster.headers["content-type"] == "image/jpeg"
     assert poster.content == (gallery.output / f"{DAY}.poster.jpg").read_bytes()
+    assert SERVED_HEADERS.items() <= poster.headers.items()
+    assert poster.headers["content-disposition"] == f'inline; filename="{DAY}.poster.jpg"'
 
 
 def test_the_file_route_serves_only_the_recorded_path(gallery: Gallery) -> None:
@@ -183,6 +225,123 @@ def test_the_file_route_serves_only_the_recorded_path(gallery: Gallery) -> None:
     assert "plays from its temporary URL" in response.json()["detail"]
     unknown = gallery.get("/files/video", params=gallery.key("happyhorse_it_videos", "no_such_task"))
     assert unknown.status_code == 404
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_not_served(response: Any, rule: str, secret: bytes) -> None:
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == f"not served: {rule} {NOT_SERVED}"
+    assert secret not in response.content
+    for line in [line for line in secret.splitlines() if line.strip()][:5]:
+        assert line not in response.content
+
+
+@contextmanager
+def patched_result(gallery: Gallery, key: dict[str, Any], value: dict[str, Any]) -> Iterator[None]:
+    """A task's result XCom edited through Airflow's own PATCH route (as a user who may edit XComs), then restored."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_provider_happyhorse.ui.clips import _value
+
+    with create_session() as session:
+        original = _value(
+            session.scalar(
+                select(XComModel.value).where(
+                    XComModel.dag_id == key["dag_id"],
+                    XComModel.run_id == key["run_id"],
+                    XComModel.task_id == key["task_id"],
+                    XComModel.map_index == key["map_index"],
+                    XComModel.key == "return_value",
+                )
+            )
+        )
+    assert isinstance(original, dict)
+    url = (
+        f"/api/v2/dags/{key['dag_id']}/dagRuns/{key['run_id']}/taskInstances/{key['task_id']}/xcomEntries/return_value"
+    )
+    headers = {"Authorization": f"Bearer {gallery.tokens['editor']}"}
+
+    def patch(new: dict[str, Any]) -> None:
+        response = gallery.client.patch(url, json={"value": new, "map_index": key["map_index"]}, headers=headers)
+        assert response.status_code == 200, response.text
+
+    patch(value)
+    try:
+        yield
+    finally:
+        patch(original)
+
+
+def test_a_result_edited_to_name_etc_passwd_serves_nothing_of_it(gallery: Gallery) -> None:
+    passwd = Path("/etc/passwd").read_bytes()
+    key = gallery.key("happyhorse_it_videos", "mapped", 1)
+    forged = {
+        "job_id": "x",
+        "status": "SUCCESS",
+        "stored_path": "/etc/passwd",
+        "stored_size": len(passwd),
+        "stored_sha256": sha256(passwd),
+        "poster_path": "/etc/passwd",
+    }
+    with patched_result(gallery, key, forged):
+        assert gallery.get("/api/clip", params=key).json()["availability"] == "stored"  # the edit took
+        video = gallery.get("/files/video", params=key)
+        assert_not_served(video, "the clip's record beside it is missing", passwd)
+        poster = gallery.get("/files/poster", params=key)
+        assert_not_served(poster, "the poster path is not the poster beside the stored clip", passwd)
+        # The api-server's own config (its JWT secret, its Fernet key): nothing of it either.
+        cfg = Path(os.environ["AIRFLOW_HOME"]) / "airflow.cfg"
+        assert cfg.is_file()
+        with patched_result(gallery, key, {**forged, "stored_path": f"file://{cfg}"}):
+            assert_not_served(
+                gallery.get("/files/video", params=key), "the clip's record beside it is missing", cfg.read_bytes()
+            )
+    assert gallery.get("/api/clip", params=key).json()["availability"] == "temporary"  # restored
+
+
+@contextmanager
+def rogue_run(env: dict[str, str], secret: Path, links: Path) -> Iterator[str]:
+    """A real run of the rogue DAG (plain tasks returning a secret's path), removed from the DB afterwards."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    airflow(
+        {**env, "HAPPYHORSE_IT_SECRET": str(secret), "HAPPYHORSE_IT_ROGUE_DIR": str(links)}, "dags", "test", ROGUE, DAY
+    )
+    try:
+        yield run_ids([ROGUE])[ROGUE]
+    finally:
+        with create_session() as session:
+            for model in (XComModel, TaskInstance, DagRun):
+                session.execute(delete(model).where(model.dag_id == ROGUE))
+
+
+def test_a_dag_whose_plain_task_returns_a_secrets_path_gets_nothing_of_it(
+    gallery: Gallery, env: dict[str, str], tmp_path: Path
+) -> None:
+    secret = tmp_path / "api-server" / "airflow.cfg"
+    secret.parent.mkdir()
+    body = b"[api_auth]\njwt_secret = rogue-must-not-leak-41a\n[core]\nfernet_key = rogue-must-not-leak-9c0\n"
+    secret.write_bytes(body)
+    with rogue_run(env, secret, tmp_path / "links") as run_id:
+        rows = {row["task_id"]: row for row in gallery.get("/api/clips", params={"dag_id": ROGUE}).json()["clips"]}
+        assert set(rows) == {"plain", "linked"}  # listed: each pushed a job_id
+        assert (tmp_path / "links" / "rogue.mp4").resolve() == secret
+        for task_id in ("plain", "linked"):
+            key = {"dag_id": ROGUE, "run_id": run_id, "task_id": task_id, "map_index": -1}
+            # No record beside the secret: a record forged beside the symlinks does not count.
+            assert_not_served(gallery.get("/files/video", params=key), "the clip's record beside it is missing", body)
+            poster = gallery.get("/files/poster", params=key)
+            assert_not_served(poster, "the clip's record beside it is missing", body)
+    assert gallery.get("/api/clips", params={"dag_id": ROGUE}).json()["clips"] == []
 
 
 # -- the extra link and the renders in flight ---------------------------------------------------------------

@@ -116,6 +116,27 @@ def test_the_hooks_fallback_form_is_the_same_form() -> None:
     assert fallback == {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
 
+def test_the_config_declares_every_option_the_provider_reads() -> None:
+    section = INFO["config"]["happyhorse"]
+    assert set(section["options"]) == {"freeze_triggerer_heap", "view_roots"}
+    for name, option in section["options"].items():
+        assert {"description", "version_added", "type", "example", "default"} <= set(option), name
+    roots = section["options"]["view_roots"]
+    assert (roots["type"], roots["default"]) == ("string", "")
+    assert "," in roots["example"]
+
+
+def test_airflow_reads_view_roots_with_the_declared_default_and_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.configuration import conf
+
+    monkeypatch.delenv("AIRFLOW__HAPPYHORSE__VIEW_ROOTS", raising=False)
+    assert conf.get("happyhorse", "view_roots", fallback="") == ""
+    monkeypatch.setenv("AIRFLOW__HAPPYHORSE__VIEW_ROOTS", "/data/clips,s3://bucket/clips")
+    assert conf.get("happyhorse", "view_roots", fallback="") == "/data/clips,s3://bucket/clips"
+
+
 def test_extra_links_name_importable_operator_links() -> None:
     for path in INFO["extra-links"]:
         link = import_class(path)
