@@ -130,6 +130,8 @@ def as_storage_path(destination: Any) -> Any:
     text = str(destination)
     if "://" not in text:
         text = f"file://{text}"
+    elif text.startswith("file://localhost/"):  # the same place as file:///... (RFC 8089)
+        text = "file:///" + text.removeprefix("file://localhost/")
     return ObjectStoragePath(text)
 
 

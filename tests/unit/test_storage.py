@@ -204,3 +204,10 @@ def test_openlineage_facets_name_the_stored_clip_and_job(tmp_path: Path) -> None
     assert lineage.run_facets["externalQuery"].externalQueryId == service.job_id
     assert lineage.run_facets["happyhorse"].model == "happyhorse-1.0/video"
     assert lineage.run_facets["happyhorse"].credits_estimate == 300
+
+
+def test_a_file_uri_naming_localhost_is_the_same_absolute_path() -> None:
+    from airflow_provider_happyhorse.storage import as_storage_path
+
+    assert str(as_storage_path("file://localhost/data/clips/a.mp4")) == "file:///data/clips/a.mp4"
+    assert str(as_storage_path("/data/clips/a.mp4")) == "file:///data/clips/a.mp4"
