@@ -205,11 +205,13 @@ class DownloadRefusedError(HappyHorseError):
 class DownloadLimitError(HappyHorseError):
     """A download that went past the connection's ``max_download_bytes`` or ``download_timeout``."""
 
-    def __init__(self, job_id: str, detail: str) -> None:
+    def __init__(self, job_id: str, host: str, detail: str) -> None:
         self.job_id = job_id
+        self.host = host
         super().__init__(
-            f"The video of HappyHorse job {job_id} was not stored: {detail}. Nothing was stored; raise the "
-            "connection extra if the clip is really that large or slow, and the task's retries download again."
+            f"The video of HappyHorse job {job_id} from host {host!r} was not stored: {detail}. Nothing was "
+            "stored; raise the connection extra if the clip is really that large or slow, and the task's "
+            "retries download again."
         )
 
 

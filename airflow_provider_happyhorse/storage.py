@@ -428,9 +428,10 @@ def _download(
     size = 0
     head = b""
     with hook.stream_result(job_id, url) as (response, came_from):
+        host = urlsplit(came_from).hostname or ""
         expected = _content_length(response)
         if expected is not None and expected > cap:
-            raise DownloadLimitError(job_id, f"it is {expected:,} bytes, over max_download_bytes {cap:,}")
+            raise DownloadLimitError(job_id, host, f"it is {expected:,} bytes, over max_download_bytes {cap:,}")
         content_type = response.headers.get("content-type")
         chunks, encoding = undecoded(response)  # as they arrive: the deadline is checked after each read
         if (encoding or "identity").strip().lower() != "identity":
@@ -439,7 +440,7 @@ def _download(
             for chunk in chunks:
                 size += len(chunk)
                 if size > cap:
-                    raise DownloadLimitError(job_id, f"it went past max_download_bytes {cap:,}")
+                    raise DownloadLimitError(job_id, host, f"it went past max_download_bytes {cap:,}")
                 if len(head) < 256:
                     head += chunk[: 256 - len(head)]
                 handle.write(chunk)
@@ -448,9 +449,8 @@ def _download(
                     on_chunk(size)
                 if hook.clock() > deadline:
                     raise DownloadLimitError(
-                        job_id, f"it took longer than download_timeout {seconds:g} s ({size:,} bytes by then)"
+                        job_id, host, f"it took longer than download_timeout {seconds:g} s ({size:,} bytes by then)"
                     )
-        host = urlsplit(came_from).hostname or ""
         came = Came(content_type, head, None if host == settings.egress.api_host else host)
     if expected is not None and expected != size:
         raise TransportError(f"download of job {job_id} stopped at {size} of {expected} bytes", request_sent=True)

@@ -181,7 +181,8 @@ def test_a_submission_answered_with_a_bad_job_id_has_an_unknown_outcome(connecti
 def test_a_content_length_over_the_cap_is_refused_before_reading(tmp_path: Path, connection: ConnectionSetter) -> None:
     connection(extra={"max_download_bytes": 1000})
     service = FakeService()
-    with pytest.raises(DownloadLimitError, match=f"it is {len(CLIP):,} bytes, over max_download_bytes 1,000"):
+    said = f"job {JOB_ID} from host 'hh.test' was not stored: it is {len(CLIP):,} bytes, over max_download_bytes 1,000"
+    with pytest.raises(DownloadLimitError, match=said):
         store_clip(hook_for(service), job_id=JOB_ID, url=URL, destination=tmp_path / "c.mp4")
     assert list(tmp_path.iterdir()) == []
 
