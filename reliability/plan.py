@@ -20,6 +20,8 @@ class Plan:
     ambiguous: int
     """Tasks per kind of ambiguous submission fault."""
     download_kill: int
+    hostile_normals: int
+    """Normal renders running beside the hostile service's cases (trial 10)."""
     render_seconds: float
     """Render time of most trials' videos: long enough for a deferral, short enough to keep runs quick."""
     long_render_seconds: float
@@ -41,6 +43,7 @@ DEFAULT = Plan(
     storm=20,
     ambiguous=2,
     download_kill=2,
+    hostile_normals=4,
     render_seconds=10.0,
     long_render_seconds=40.0,
     parallelism=8,
@@ -54,6 +57,7 @@ FULL = Plan(
     storm=200,
     ambiguous=10,
     download_kill=10,
+    hostile_normals=8,
     render_seconds=10.0,
     long_render_seconds=75.0,
     parallelism=8,
@@ -83,6 +87,7 @@ DISTRIBUTED_SHORT = DistributedPlan(
     storm=0,
     ambiguous=0,
     download_kill=0,
+    hostile_normals=0,
     render_seconds=10.0,
     long_render_seconds=60.0,
     parallelism=4,
@@ -101,6 +106,7 @@ DISTRIBUTED_FULL = DistributedPlan(
     storm=0,
     ambiguous=0,
     download_kill=6,
+    hostile_normals=0,
     render_seconds=10.0,
     long_render_seconds=60.0,
     parallelism=4,

@@ -27,7 +27,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,6 +36,7 @@ from reliability.plan import DEFAULT, DISTRIBUTED_FULL, DISTRIBUTED_SHORT, FULL,
 from reliability.report import Row, markdown_table, problem_report
 from reliability.trials import Suite, Trial, VideoBatchTrial, build_distributed_suite, build_suite
 from reliability.trials.bad_input import PROPERTY_TEST
+from reliability.trials.hostile import hostile_table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STEP_SECONDS = 1.0
@@ -105,7 +106,9 @@ def run_suite(
     if only:
         suite = suite.only(only)
     specs = {trial.dag_id: spec for trial in suite.trials if (spec := trial.api_spec()) is not None}
-    lab = Lab(work_dir, specs, parallelism=plan.parallelism, distributed=distributed)
+    lab = Lab(
+        work_dir, specs, parallelism=plan.parallelism, distributed=distributed, cluster_env=suite.cluster_env(work_dir)
+    )
     meta: dict[str, Any] = {}
     rows: list[Row] = []
     try:
@@ -127,7 +130,7 @@ def run_suite(
     finally:
         say("stopping the cluster and the emulators")
         meta["stop_errors"] = lab.close()
-    order = [*"123456789", *(f"D{number}" for number in range(1, 9))]
+    order = [*"123456789", "10", *(f"D{number}" for number in range(1, 9))]
     rows.sort(key=lambda row: order.index(row.item) if row.item in order else len(order))
     return rows, meta
 
@@ -154,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="issue 7's trial counts (slower)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (Airflow home, logs) even on success")
-    parser.add_argument("--only", help="comma-separated issue items to run, e.g. 1,8 or D1,D4 (default: all)")
+    parser.add_argument("--only", help="comma-separated items to run, e.g. 1,8, 10 or D1,D4 (default: all)")
     parser.add_argument(
         "--distributed",
         action="store_true",
@@ -171,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)  # so that an interrupted run still stops what it started
     say = Progress()
     work_dir = Path(tempfile.mkdtemp(prefix=f"happyhorse-reliability-{plan.name}-"))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     rows, meta = run_suite(plan, work_dir, say, only)
     seconds = time.monotonic() - say.began
     passed = bool(rows) and all(row.passed for row in rows) and not meta["stop_errors"] and "error" not in meta
@@ -186,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.distributed:
         print()
         print(notes(rows))
+        hostile = hostile_table(rows)
+        if hostile is not None:
+            print("\n" + hostile)
     report = problem_report(rows)
     if report:
         print("\n" + report)

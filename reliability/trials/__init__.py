@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from reliability.ambiguous_faults import AMBIGUOUS_FAULTS
 from reliability.plan import DistributedPlan, Plan
@@ -20,6 +21,7 @@ from reliability.trials.distributed import (
     DistributedTriggererStopTrial,
     DistributedWorkerKillTrial,
 )
+from reliability.trials.hostile import HostileServiceTrial
 from reliability.trials.mistakes import MistakesTrial
 from reliability.trials.secrets_check import SecretsTrial
 from reliability.trials.storm import StormTrial
@@ -38,8 +40,16 @@ class Suite:
     def trials(self) -> list[VideoBatchTrial]:
         return [trial for phase in self.phases for trial in phase]
 
+    def cluster_env(self, work_dir: Path) -> dict[str, str]:
+        """What the suite's trials need in the environment of every cluster process (trial 10: its egress guard)."""
+        env: dict[str, str] = {}
+        for trial in self.trials:
+            if isinstance(trial, HostileServiceTrial):
+                env.update(trial.cluster_env(work_dir))
+        return env
+
     def only(self, items: set[str]) -> Suite:
-        """The trials of the given issue items (``"1"`` ... ``"9"``; distributed: ``"D1"`` ... ``"D8"``)."""
+        """The trials of the given items (``"1"`` ... ``"10"``; distributed: ``"D1"`` ... ``"D8"``)."""
         phases = tuple(tuple(trial for trial in phase if trial.item in items) for phase in self.phases)
         kept = [trial for phase in phases for trial in phase]
         secrets = None
@@ -52,14 +62,22 @@ class Suite:
 def build_suite(plan: Plan) -> Suite:
     """Killing the triggerer would touch every deferred task, so it shares its phase only with trials whose
     tasks never defer (ambiguous submissions, bad input). The API crash only touches its own emulator. The user
-    mistakes' tasks defer once fixed, so they run in the second phase (last: nothing there waits for them)."""
+    mistakes' tasks defer once fixed, so they run in the second phase (last: nothing there waits for them), and so
+    does the hostile service (trial 10), which needs the same triggerer from its launch to its end."""
     storm = StormTrial(plan)
     first = (
         TriggererKillTrial(plan),
         *(AmbiguousSubmitTrial(plan, fault) for fault in AMBIGUOUS_FAULTS),
         BadInputTrial(plan),
     )
-    second = (EmulatorRestartTrial(plan), WorkerKillTrial(plan), DownloadKillTrial(plan), storm, MistakesTrial(plan))
+    second = (
+        EmulatorRestartTrial(plan),
+        WorkerKillTrial(plan),
+        DownloadKillTrial(plan),
+        storm,
+        MistakesTrial(plan),
+        HostileServiceTrial(plan),
+    )
     return Suite(phases=(first, second), secrets=SecretsTrial(plan, canary_trial=storm))
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +21,14 @@ from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.exceptions import HappyHorseError, InvalidRequestError
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from harness.airflow_cluster import TaskInstanceInfo
+from reliability import egress_guard
+from reliability import hostile as hostile_service
 from reliability.bad_inputs import BAD_INPUTS, BadInput
 from reliability.gateway import FaultGateway, GatewayFaults
 from reliability.lab import TaskLogs
 from reliability.mistakes import MISTAKES, case_kwargs, conn_typo, fill
 from reliability.report import Row, markdown_table
-from reliability.trials import mistakes, storm
+from reliability.trials import hostile, mistakes, storm
 
 CLEAN_STATS: dict[str, Any] = {
     "submissions": {"total": 3, "accepted": 3},
@@ -282,3 +288,237 @@ def test_api_counts_of_mistakes_with_a_payment_too_many_fail(
 ) -> None:
     problems = mistakes.api_problems(before, after, 3, {"401": 1})
     assert any(problem in text for text in problems), problems
+
+
+# -- trial 10: the hostile service ----------------------------------------------------------------------
+
+
+def hostile_evidence(case: str = "link_local", **change: Any) -> hostile.CaseEvidence:
+    """The evidence of a case that went as it should."""
+    expected = hostile.EXPECTATIONS[case] if case != "normal" else hostile.NORMAL
+    job = "hh001abc"
+    url_host = {"link_local": "169.254.169.254", "private": "10.255.255.1"}.get(case, "127.0.0.1")
+    text = (
+        f"AirflowFailException: The video of HappyHorse job {job} was not downloaded: the URL on host "
+        f"'{url_host}' is a link-local address (where cloud metadata services answer). Nothing was fetched from it."
+    )
+    evidence = hostile.CaseEvidence(
+        expected=expected,
+        index=0,
+        state=expected.state,
+        try_number=1,
+        texts=["Deferring on job hh001abc", text],
+        job_id=job,
+        host=url_host,
+        egress_lines=[],
+        forbidden_requests=[],
+        keyed_downloads=0,
+        foreign_places=[],
+        file_problems=[],
+        triggerer_problems=[],
+        others=(6, 6),
+        paid=1,
+        jobs=1,
+    )
+    for name, value in change.items():
+        setattr(evidence, name, value)
+    return evidence
+
+
+def test_a_refused_download_that_names_job_host_and_rule_passes() -> None:
+    verdict = hostile.judge(hostile_evidence())
+    assert verdict.problems == []
+    assert verdict.sees.startswith("failed: AirflowFailException: The video of HappyHorse job hh001abc")
+    assert verdict.cells["forbidden fetches"] == "0"
+    assert verdict.cells["paid = videos"] == "1 paid / 1 job"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"state": "success"}, "ended success, expected failed"),
+        ({"try_number": 2}, "took 2 tries"),
+        ({"texts": ["AirflowException: HappyHorse job hh001abc: something else"]}, "no text in its log names"),
+        ({"job_id": "hh999zzz"}, "no text in its log names"),
+        ({"host": "10.255.255.1"}, "no text in its log names"),
+        ({"egress_lines": ["pid=1 address=('169.254.169.254', 80)"]}, "connect(s) outside loopback refused"),
+        ({"forbidden_requests": ["GET /clip-hh001abc.mp4"]}, "the 127.0.0.2 listener was fetched from"),
+        ({"keyed_downloads": 1}, "carried the API key"),
+        ({"foreign_places": ["marker in logs/scheduler.log:3"]}, "foreign body or secret is in the logs"),
+        ({"file_problems": ["a file at a final path: ['link_local.mp4']"]}, "a file at a final path"),
+        ({"triggerer_problems": ["the triggerer's processes changed"]}, "the triggerer's processes changed"),
+        ({"others": (5, 6)}, "only 5 of the 6 other renders"),
+        ({"paid": 2}, "2 paid submission(s)"),
+        ({"paid": 0, "jobs": 0}, "0 paid submission(s)"),
+    ],
+)
+def test_each_check_of_a_hostile_case_can_fail_it(change: dict[str, Any], problem: str) -> None:
+    verdict = hostile.judge(hostile_evidence(**change))
+    assert not verdict.passed
+    assert any(problem in text for text in verdict.problems), verdict.problems
+
+
+def test_a_try_failed_past_a_limit_is_retried_once_and_a_refusal_is_not() -> None:
+    text = "AirflowException: The video of HappyHorse job hh001abc from http://127.0.0.1:1/f.mp4: max_download_bytes"
+    endless = {"texts": [text], "host": "127.0.0.1"}
+    assert hostile.judge(hostile_evidence("endless", try_number=2, **endless)).problems == []
+    assert "took 1 tries, expected 2" in hostile.judge(hostile_evidence("endless", try_number=1, **endless)).problems
+    assert "took 2 tries, expected 1" in hostile.judge(hostile_evidence(try_number=2)).problems
+
+
+def test_the_needles_must_be_in_one_text_not_spread_over_the_log() -> None:
+    spread = ["job hh001abc failed", "host '169.254.169.254'", "was not downloaded: a link-local address"]
+    assert hostile.judge(hostile_evidence(texts=spread)).problems
+
+
+def tampered_view(**change: Any) -> hostile.ViewEvidence:
+    view = hostile.ViewEvidence(
+        before_status=200,
+        before_is_clip=True,
+        after={
+            "video": (404, '{"detail": "not served: the clip\'s record beside it is missing"}'),
+            "poster": (404, '{"detail": "not served: the poster path is not the poster beside the stored clip"}'),
+        },
+    )
+    for name, value in change.items():
+        setattr(view, name, value)
+    return view
+
+
+def test_a_tampered_clip_refused_by_the_view_passes() -> None:
+    verdict = hostile.judge(hostile_evidence("tampered_xcom", texts=[], view=tampered_view()))
+    assert verdict.problems == []
+    assert "video 404" in verdict.sees
+    assert "poster 404" in verdict.sees
+
+
+@pytest.mark.parametrize(
+    ("view", "problem"),
+    [
+        (None, "the view was never read"),
+        (tampered_view(before_status=404), "before the tampering the view answered 404"),
+        (tampered_view(before_is_clip=False), "not the clip (control)"),
+        (tampered_view(after={"video": (200, "SECRET"), "poster": (404, "record")}), "answered 200, expected 404"),
+        (tampered_view(after={"video": (404, '{"detail": "Not here"}'), "poster": (404, "record")}), "names no rule"),
+        (tampered_view(secret_in_body=["video"]), "the secret file's bytes were served"),
+        (tampered_view(error="ApiError: 400"), "reading the view failed"),
+    ],
+)
+def test_each_check_of_a_tampered_case_can_fail_it(view: hostile.ViewEvidence | None, problem: str) -> None:
+    verdict = hostile.judge(hostile_evidence("tampered_xcom", texts=[], view=view))
+    assert any(problem in text for text in verdict.problems), verdict.problems
+
+
+def test_the_hostile_table_has_a_row_per_case() -> None:
+    verdicts = [hostile.judge(hostile_evidence()), hostile.judge(hostile_evidence(paid=2))]
+    cases = [
+        {"index": v.index, "label": v.label, "sees": v.sees, "cells": v.cells, "problems": v.problems} for v in verdicts
+    ]
+    lines = hostile.case_table(cases).splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("| # | case | what the user sees | forbidden fetches |")
+    assert lines[2].endswith("| PASS |")
+    assert lines[3].endswith("| FAIL |")
+
+
+def test_a_log_place_is_attributed_to_its_task() -> None:
+    place = "/h/logs/dag_id=rel_hostile/run_id=r1/task_id=render/map_index=3/attempt=1.log:12"
+    assert hostile.attribute(place, "rel_hostile", "r1") == 3
+    assert hostile.attribute(place, "rel_hostile", "r2") is None
+    assert hostile.attribute("/h/logs/scheduler.log:4", "rel_hostile", "r1") is None
+
+
+def test_every_hostile_case_has_an_expectation_and_a_prompt() -> None:
+    assert tuple(hostile.EXPECTATIONS) == hostile_service.CASES
+    for case in hostile_service.CASES:
+        assert hostile_service.case_of(f"hostile:{case} batch b") == case
+    assert hostile_service.case_of("a horse crossing a river") == hostile_service.NORMAL
+    assert hostile_service.case_of("hostile:unknown") == hostile_service.NORMAL
+
+
+def test_the_gzip_bomb_is_small_and_inflates_past_any_answer_limit() -> None:
+    bomb = hostile_service.gzip_bomb("MARK", inflated=64 * 1024 * 1024)
+    assert len(bomb) < 128 * 1024
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    head = decoder.decompress(bomb, 1024 * 1024)
+    assert head.startswith(b'{"code": 200')
+    assert b"MARK" in head
+    assert decoder.unconsumed_tail  # more than 1 MiB behind it
+
+
+def test_the_huge_frame_clip_declares_its_size_where_ffmpeg_reads_it() -> None:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(hostile_service.huge_frame_mp4()), mode="r") as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == hostile_service.HUGE_FRAME
+        assert abs(float(container.duration or 0) / av.time_base - 3) < 0.2
+
+
+def test_the_hostile_service_answers_each_case_and_records_every_request() -> None:
+    with hostile_service.HostileService("k", "MARK", render_seconds=0) as service, httpx.Client(timeout=5) as client:
+        keyed = {"Authorization": "Bearer k"}
+        body = {"model": "happyhorse-1.0/video", "prompt": "hostile:redirect_loopback x", "duration": 3}
+        job_id = client.post(f"{service.base_url}/api/generate", json=body, headers=keyed).json()["data"]["task_id"]
+        status = client.get(f"{service.base_url}/api/status", params={"task_id": job_id}, headers=keyed).json()
+        (url,) = status["data"]["response"]["resultUrls"]
+        hop = client.get(url)
+        assert hop.status_code == 302
+        assert hop.headers["location"].startswith(service.forbidden_url)
+        assert b"MARK" in hop.content
+        bad = {**body, "prompt": "hostile:bad_job_id x"}
+        assert (
+            client.post(f"{service.base_url}/api/generate", json=bad, headers=keyed)
+            .json()["data"]["task_id"]
+            .startswith("../../etc/x-")
+        )
+        assert client.post(f"{service.base_url}/api/generate", json=body).status_code == 401
+        assert client.get(f"{service.forbidden_url}/anything").content.startswith(b"MARK")
+    listeners = [(record.listener, record.path) for record in service.records()]
+    assert ("forbidden", "/anything") in listeners
+    assert sum(service.submissions().values()) == 2
+
+
+def test_the_egress_guard_refuses_and_records_a_connect_outside_loopback(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(Path(egress_guard.__file__).read_text())
+    log = tmp_path / "refused.log"
+    script = (
+        "import socket\n"
+        "server = socket.create_server(('127.0.0.2', 0))\n"
+        "socket.create_connection(server.getsockname(), timeout=2).close()\n"
+        "try:\n"
+        "    socket.create_connection(('10.255.255.1', 9), timeout=0.5)\n"
+        "except PermissionError as error:\n"
+        "    print('refused', error)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site), egress_guard.LOG_VARIABLE: str(log)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused reliability egress guard")
+    (line,) = log.read_text().splitlines()
+    assert "('10.255.255.1', 9)" in line
+    (loaded,) = Path(egress_guard.loaded_log(str(log))).read_text().splitlines()
+    assert loaded.startswith("pid=")
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        (("127.0.0.1", 80), False),
+        (("127.0.0.2", 80), False),
+        (("::1", 80, 0, 0), False),
+        (("::ffff:127.0.0.1", 80, 0, 0), False),
+        (("localhost", 80), False),
+        ("/run/airflow.sock", False),
+        (("169.254.169.254", 80), True),
+        (("10.255.255.1", 80), True),
+        (("::ffff:10.0.0.1", 80, 0, 0), True),
+        (("example.com", 443), True),
+    ],
+)
+def test_the_egress_guard_allows_only_loopback(address: Any, refused: bool) -> None:
+    assert (egress_guard.refusal(address) is not None) is refused
