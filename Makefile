@@ -14,7 +14,7 @@ DIST_VENV ?= .venv-distributed
 DIST_BIN := $(DIST_VENV)/bin
 DIST_STAMP := $(DIST_VENV)/.installed
 
-.PHONY: demo test test-floor lint unit e2e venv lock lock-floor lock-distributed reliability bench clean \
+.PHONY: demo test test-floor test-matrix lint unit e2e venv lock lock-floor lock-distributed reliability bench clean \
 	test-distributed e2e-distributed reliability-distributed
 
 venv: $(STAMP)
@@ -66,6 +66,12 @@ test: lint
 test-floor: $(FLOOR_STAMP)
 	$(FLOOR_BIN)/pytest tests/unit tests/integration/test_dags_test.py -q -p no:cacheprovider
 
+# Every Python the package claims with the built wheel and the newest dependencies, the lowest versions the
+# metadata allows, and the sdist's own tests: the unit tests and one real `airflow dags test` per leg (a few
+# minutes). Builds and twine-checks the sdist and the wheel; prints the compatibility table. Not part of `test`.
+test-matrix: $(STAMP)
+	$(BIN)/python scripts/matrix.py
+
 # Crash, fault and bad-input trials on real Airflow processes (reliability/run.py), a few minutes.
 # Issue 7's full counts: make reliability RELIABILITY_ARGS=--full
 reliability: $(STAMP)
@@ -94,4 +100,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backfill_throughput.py
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) $(DIST_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo
+	rm -rf $(VENV) $(FLOOR_VENV) $(DIST_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo .matrix

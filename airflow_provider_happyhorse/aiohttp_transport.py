@@ -98,7 +98,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             ) as answer:
                 content = await asyncio.wait_for(_read_at_most(answer, answer_limit(request) + 1), timeout.get("read"))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             raise httpx_error(error, request) from error
         return httpx.Response(
             answer.status,

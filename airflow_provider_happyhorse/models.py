@@ -180,7 +180,7 @@ def estimate_credits(mode: Mode, duration: float, sound: bool) -> float:
     return _compact_number(CREDITS_PER_SECOND[(mode, sound)] * duration)
 
 
-class JobState(str, enum.Enum):
+class JobState(str, enum.Enum):  # noqa: UP042 - str() and format() keep their 3.10 forms
     """The one classification every part of the provider uses."""
 
     PENDING = "pending"

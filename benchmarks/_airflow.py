@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +184,11 @@ def worker_starts_for(cluster: AirflowCluster, dag_ids: set[str]) -> int:
 def db_time(value: object) -> datetime | None:
     """SQLite keeps Airflow's UTC timestamps as naive ISO strings; PostgreSQL returns aware datetimes."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str) or not value:
         return None
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def xcom_values(cluster: AirflowCluster, dag_ids: set[str], task_id: str, key: str) -> dict[tuple[str, int], Any]:

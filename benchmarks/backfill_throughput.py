@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +131,11 @@ def run(emulator: EmulatorProcess, options: argparse.Namespace, home: Path) -> d
         cpu = {name: ComponentCpu(cluster, name).start() for name in singles}
         cpu.update({name: ComponentCpu(cluster, members).start() for name, members in groups.items()})
         with LoadSampler() as load:
-            created = datetime.now(timezone.utc)
+            created = datetime.now(UTC)
             run_id = cluster.trigger(DAG_ID)
             print(f"   run {run_id} created with {options.videos} mapped videos; waiting ...", flush=True)
             dag_run = wait_for_run(cluster, run_id, options.videos, options.timeout)
-            ended = db_time(dag_run.get("end_date")) or datetime.now(timezone.utc)
+            ended = db_time(dag_run.get("end_date")) or datetime.now(UTC)
             worker_runs = wait_for_worker_runs(cluster, {DAG_ID})
         cpu_seconds = {name: sampler.stop() for name, sampler in cpu.items()}
         starts = worker_starts_for(cluster, {DAG_ID})
@@ -304,7 +304,7 @@ def main() -> int:
     document = {
         "benchmark": "backfill throughput on real Airflow (issue 8, item 3)",
         "command": command_line(),
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {
             "videos": options.videos,

@@ -69,7 +69,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -147,7 +147,7 @@ async def _submit_all(base_url: str, api_key: str, bodies: list[dict[str, Any]])
         async def worker() -> None:
             while queue:
                 index, body = queue.pop()
-                submitted_at = datetime.now(timezone.utc)
+                submitted_at = datetime.now(UTC)
                 response = await client.post("/api/generate", json=body)
                 response.raise_for_status()
                 jobs[index] = {
@@ -279,7 +279,7 @@ def _http_provider(job: dict[str, Any], speed: float, events: dict[str, list[Any
             if status in FINAL_STATUSES:
                 events[job["job_id"]] = [time.time(), "failed" if status != "SUCCESS" else "success", polls]
                 return
-            if datetime.now(timezone.utc) >= deadline:
+            if datetime.now(UTC) >= deadline:
                 events[job["job_id"]] = [time.time(), "timeout", polls]
                 return
             await asyncio.sleep(BASELINE_POLL_INTERVAL * speed)
@@ -296,7 +296,7 @@ async def _window(
     await asyncio.sleep(0)
     events: dict[str, list[Any]] = {}
     build = _happyhorse if client == "happyhorse" else _http_provider
-    guard = max((_deadline(job, speed) - datetime.now(timezone.utc)).total_seconds() for job in jobs) + 30.0
+    guard = max((_deadline(job, speed) - datetime.now(UTC)).total_seconds() for job in jobs) + 30.0
     # Collections of the whole heap (Airflow's imports included) pause the loop too: time them apart.
     gc_pauses: list[tuple[int, float]] = []
     gc_long_pauses: list[tuple[float, int, float]] = []  # (offset, generation, seconds) over STALL_LOGGED_SECONDS
@@ -540,7 +540,7 @@ def run_one(
         child.stdin.write(json.dumps({"jobs": jobs, "speed": speed}) + "\n")
         child.stdin.flush()
         longest = max(_deadline(job, speed) for job in jobs)
-        budget = (longest - datetime.now(timezone.utc)).total_seconds() + 120
+        budget = (longest - datetime.now(UTC)).total_seconds() + 120
         result = json.loads(_read_message(report, "RESULT ", budget, child))
         sampler.stopping.set()
         sampler.join()

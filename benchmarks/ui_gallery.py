@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def fill(home: Path, rows: int) -> None:
     db.row_factory = sqlite3.Row
     ti = dict(db.execute("SELECT * FROM task_instance WHERE dag_id = ?", (DAG_ID,)).fetchone())
     xcoms = [dict(row) for row in db.execute("SELECT * FROM xcom WHERE dag_id = ?", (DAG_ID,))]
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     ti_rows, xcom_rows = [], []
     for index in range(rows - 1):
         ti_rows.append({**ti, "id": str(uuid.uuid4()), "map_index": index})

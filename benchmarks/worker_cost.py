@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +125,13 @@ def create_runs(cluster: AirflowCluster, dag_ids: list[str], stagger: float) -> 
     ``run_after``, so the calls do not compete with the tasks while the benchmark measures.
     """
     lead = 5.0 + 0.25 * len(dag_ids)  # time to make the calls on a loaded two-core machine
-    first_due = datetime.now(timezone.utc).timestamp() + lead
+    first_due = datetime.now(UTC).timestamp() + lead
     run_ids, due = {}, {}
     for position, dag in enumerate(dag_ids):
         due[dag] = first_due + position * stagger
-        body = {"logical_date": None, "run_after": datetime.fromtimestamp(due[dag], timezone.utc).isoformat()}
+        body = {"logical_date": None, "run_after": datetime.fromtimestamp(due[dag], UTC).isoformat()}
         run_ids[dag] = str(cluster.api("POST", f"/dags/{dag}/dagRuns", json=body)["dag_run_id"])
-    late = datetime.now(timezone.utc).timestamp() - first_due
+    late = datetime.now(UTC).timestamp() - first_due
     if late > 0:
         print(f"   warning: the runs were created {late:.1f} s after the first was due", flush=True)
     return run_ids, due
@@ -501,7 +501,7 @@ def main() -> int:
     document = {
         "benchmark": "worker cost per video on real Airflow (issue 8, item 1)",
         "command": command_line(),
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {
             "executor": "CeleryExecutor, 2 workers, 2 triggerers, PostgreSQL"

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal
 
@@ -419,7 +419,7 @@ class _RunningComponent:
     def note(self, text: str) -> None:
         """Add a harness line to the component's log, so the log tells the whole story."""
         with contextlib.suppress(ValueError, OSError):  # closed handle
-            self.log_handle.write(f"--- harness: {datetime.now(timezone.utc).isoformat()} {text}\n".encode())
+            self.log_handle.write(f"--- harness: {datetime.now(UTC).isoformat()} {text}\n".encode())
             self.log_handle.flush()
 
     def refresh(self) -> list[psutil.Process]:
@@ -592,9 +592,7 @@ class Processes:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._running[name] = component = _RunningComponent(
-            name, popen, datetime.now(timezone.utc), log_handle, log_offset
-        )
+        self._running[name] = component = _RunningComponent(name, popen, datetime.now(UTC), log_handle, log_offset)
         component.note(f"started {name} as pid {popen.pid}")
 
     def _forget(self, component: _RunningComponent) -> None:

@@ -12,7 +12,13 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import pytest
 
+import airflow_provider_happyhorse
 from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorServer
+
+# The matrix (scripts/matrix.py) tests the built wheel or sdist: the package must come from site-packages,
+# never from the checkout the tests sit in.
+if os.environ.get("HAPPYHORSE_TEST_INSTALLED") and "site-packages" not in str(airflow_provider_happyhorse.__file__):
+    raise RuntimeError(f"expected the installed package, got {airflow_provider_happyhorse.__file__}")
 
 # The emulator as every test sees it: the demo defaults, 100 times faster (a 5 s clip with sound renders in
 # about 0.4 s instead of 42 s).

@@ -244,7 +244,7 @@ def request_fingerprint(body: object) -> str:
 # Jobs
 
 
-class Phase(str, Enum):
+class Phase(str, Enum):  # noqa: UP042 - str() and format() keep their 3.10 forms
     """Where a job is in its life; the value is the canonical spelling used in stats."""
 
     QUEUED = "QUEUED"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +116,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self._preflight()
         if not self.deferrable:
             return super().execute(context)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         deadline = now + timedelta(seconds=self.timeout)
         schedule = self._schedule()
         self.log.info(
@@ -177,9 +177,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         if isinstance(event, dict):
             happened = JobEvent.model_validate(event)
         else:  # `airflow dags test`: see GenerateVideoOperator.execute_complete
-            happened = JobEvent.from_job(
-                self.hook.get_job(self.job_id), finished_at=datetime.now(timezone.utc).isoformat()
-            )
+            happened = JobEvent.from_job(self.hook.get_job(self.job_id), finished_at=datetime.now(UTC).isoformat())
         if happened.status != "success":
             raise_for_event(happened)
         return self._finish(context, happened)

@@ -13,7 +13,7 @@ Range support, so players can seek and memory stays constant.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any
 
@@ -74,7 +74,7 @@ def readable_dags(user: BaseUser) -> set[str]:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _page() -> str:

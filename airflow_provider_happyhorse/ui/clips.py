@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME
@@ -76,7 +76,7 @@ class Clip:
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _result_rows(permitted: Iterable[str], dag_ids: list[str] | None, since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]

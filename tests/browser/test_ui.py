@@ -34,7 +34,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any, TypeVar
@@ -478,7 +478,7 @@ def test_trigger_from_the_ui_and_watch_the_task_defer_then_succeed(ui: UI) -> No
     dialog = ui.dialog("Trigger Dag")
     # A logical date a month back keeps this run apart from the one the scheduler starts when the dialog
     # unpauses the DAG (today's): a different ds, so a different clip path even where the path is by ds only.
-    day = (datetime.now(timezone.utc) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = (datetime.now(UTC) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
     dialog.find_element(By.CSS_SELECTOR, "[data-testid=datetime-input]").click()
     picker = wait_for(
         ui.driver,

@@ -11,7 +11,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,11 @@ from harness.airflow_cluster import AirflowCluster, TaskKey
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 EXAMPLES = Path(__file__).parents[2] / "dags" / "examples"
-DAILY_DATE = datetime(2026, 11, 1, tzinfo=timezone.utc)
+DAILY_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 # A second, manual run on the same day (another logical time, the same ds).
-DAILY_AGAIN = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
+DAILY_AGAIN = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 # Days after the batch example's start_date (2026-11-20): a run before it has no tasks.
-BATCH_DAYS = [datetime(2026, 11, 24, tzinfo=timezone.utc), datetime(2026, 11, 25, tzinfo=timezone.utc)]
+BATCH_DAYS = [datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC)]
 # Which task of each DAG renders a video; all of them store their clip.
 VIDEO_TASKS = {
     "happyhorse_daily_content": "daily_clip",

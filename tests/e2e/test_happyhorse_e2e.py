@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 REPO = Path(__file__).parents[2]
 EXAMPLES = REPO / "dags" / "examples"
 E2E_DAGS = Path(__file__).parent / "happyhorse_dags"
-DAILY_DATE = datetime(2026, 11, 1, tzinfo=timezone.utc)
+DAILY_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 VIDEO_TASKS = {"happyhorse_e2e_batch": "render", "happyhorse_daily_content": "daily_clip"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from datetime import UTC
 from typing import Any
 
 import av
@@ -50,9 +51,9 @@ def test_submit_wait_and_fetch_a_real_mp4(monkeypatch: pytest.MonkeyPatch, emula
     hook = HappyHorseHook()
     request = VideoRequest(prompt="a horse", duration=6, aspect_ratio="9:16", sound=False)
     job = hook.submit_job(request)
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     done = hook.wait_for_job(
         WaitPlan(
             job_id=job.job_id,

@@ -71,6 +71,32 @@ def test_the_wheel_holds_the_package_and_a_description_that_stands_alone(install
     assert "happyhorse-jobs = airflow_provider_happyhorse.jobs_cli:main" in entries
 
 
+def test_the_metadata_is_fit_for_pypi_and_airflow_reports_the_same_version(
+    installed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    wheel, venv = installed
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        [metadata] = [name for name in names if name.endswith(".dist-info/METADATA")]
+        message = message_from_string(archive.read(metadata).decode())
+    classifiers = message.get_all("Classifier") or []
+    assert {"Framework :: Apache Airflow", "Framework :: Apache Airflow :: Provider", "Typing :: Typed"} <= set(
+        classifiers
+    )
+    python_classifiers = {
+        c.rsplit(" ", 1)[-1] for c in classifiers if c.startswith("Programming Language :: Python :: 3.")
+    }
+    assert python_classifiers == {"3.11", "3.12", "3.13"}  # the minors requires-python admits, no more
+    assert message["Requires-Python"] == ">=3.11,<3.14"
+    assert message["License-Expression"] == "Apache-2.0"
+    assert any(name.endswith("licenses/LICENSE") for name in names)
+    assert "airflow_provider_happyhorse/py.typed" in names
+    shown = run(venv, str(venv / "bin" / "airflow"), "providers", "get", "airflow-provider-happyhorse", home=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert message["Version"] in shown.stdout
+    assert message["Version"] == (REPO / "airflow_provider_happyhorse" / "version.py").read_text().split('"')[1]
+
+
 def test_a_plain_airflow_finds_the_provider_and_its_connection_form(
     installed: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -44,7 +44,7 @@ class LoopbackServer:
         port = self._server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
-    async def wait_until_all_closed(self, timeout: float = 2.0) -> bool:
+    async def wait_until_all_closed(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
         """Whether every client connection was closed (by the client) within ``timeout`` seconds."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)

@@ -6,11 +6,12 @@ import gzip
 import json
 from collections import deque
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
 
 from airflow_provider_happyhorse.aiohttp_transport import httpx_error as aiohttp_httpx_error
 from airflow_provider_happyhorse.core.responses import map_transport_error, request_surely_not_sent
@@ -107,8 +108,13 @@ def aiohttp_wrapped(error: Exception) -> httpx.TransportError:
     return wrapped
 
 
-def connection_key() -> ConnectionKey:
-    return ConnectionKey("hh.test", 443, True, True, None, None, None, None)
+def connection_key() -> Any:
+    """What aiohttp's connector errors read of their connection key (its class is aiohttp's private one)."""
+    return SimpleNamespace(host="hh.test", port=443, ssl=True, is_ssl=True)
+
+
+# aiohttp 3.11 tells a DNS failure apart (a ClientConnectorError still); 3.10 raises a plain ClientConnectorError.
+DNS_ERROR = getattr(aiohttp, "ClientConnectorDNSError", aiohttp.ClientConnectorError)
 
 
 AIOHTTP_ERRORS: list[tuple[str, Callable[[], Exception], type[httpx.TransportError], bool, type[TransportError]]] = [
@@ -123,7 +129,7 @@ AIOHTTP_ERRORS: list[tuple[str, Callable[[], Exception], type[httpx.TransportErr
     ),
     (
         "DNS failure",
-        lambda: aiohttp.ClientConnectorDNSError(connection_key(), OSError(-2, "Name or service not known")),
+        lambda: DNS_ERROR(connection_key(), OSError(-2, "Name or service not known")),
         httpx.ConnectError,
         True,
         TransportError,

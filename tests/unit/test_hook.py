@@ -13,7 +13,7 @@ import socket
 import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -259,9 +259,7 @@ def test_a_submission_that_may_have_arrived_is_sent_exactly_once(
             [
                 reply(
                     429,
-                    headers={
-                        "Retry-After": format_datetime(datetime.now(timezone.utc) + timedelta(hours=2), usegmt=True)
-                    },
+                    headers={"Retry-After": format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)},
                 )
             ],
             [300.0],

@@ -360,12 +360,14 @@ def test_first_trigger_in_a_process_freezes_the_heap_once(setting: str | None) -
     )
     probe = json.loads(completed.stdout.strip().splitlines()[-1])
     assert probe["statuses"] == ["timeout", "timeout"]
+    # What the provider does, not what the interpreter did before it: some Pythons and libraries freeze a
+    # few hundred objects at import (375 on 3.12), so counts are compared with the count before any trigger.
     before, after_first, after_second = probe["counts"]
-    assert before == 0
     if setting == "false":
-        assert after_second == 0
+        assert after_first <= before
+        assert after_second <= before
     else:
         # Airflow's modules and everything else alive at the first run; nothing more at the second
         # (frozen objects can still be freed, so the count may only drop).
-        assert after_first > 10_000
+        assert after_first > before + 10_000
         assert after_second <= after_first
