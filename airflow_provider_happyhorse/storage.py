@@ -177,9 +177,10 @@ def prepare_destination(destination: Any) -> Any:
         ) from None
     if is_folder:
         raise ConfigurationError(subject, "is a folder", "Give the path of the file to store the clip as.")
+    _refuse_missing_bucket(final, subject)
     check = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}{CHECK_SUFFIX}"
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(final)
         check.write_bytes(b"")
         check.unlink()
     except (FileExistsError, NotADirectoryError) as error:
@@ -194,6 +195,34 @@ def prepare_destination(destination: Any) -> Any:
             subject, f"cannot be written ({type(error).__name__}: {error})", _WRITE_WAY_OUT
         ) from None
     return final
+
+
+def _is_local(path: Any) -> bool:
+    return str(path).startswith(("file://", "local://"))
+
+
+def _refuse_missing_bucket(final: Any, subject: str) -> None:
+    """An object store's bucket must exist: making folders there would create it (s3fs does), typo and all."""
+    if _is_local(final) or not final.bucket:
+        return
+    try:
+        found = final.fs.exists(final.bucket)
+    except Exception as error:
+        raise ConfigurationError(
+            subject, f"cannot be reached ({type(error).__name__}: {error})", _WRITE_WAY_OUT
+        ) from None
+    if not found:
+        raise ConfigurationError(
+            subject,
+            f"cannot be written: its bucket {final.bucket!r} does not exist (or the connection cannot see it)",
+            "Create the bucket or fix its name or the connection in the URI; then clear the task.",
+        )
+
+
+def _make_parent(final: Any) -> None:
+    """The destination's folder, on local disks; object stores have no folders to make (and no bucket is made)."""
+    if _is_local(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _known_protocols() -> dict[str, dict[str, str]]:
@@ -329,7 +358,7 @@ def store_clip(
     ):
         return known, False
     _remove_stale_partials(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(final)
     token = f"{job_id}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
     temporary = final.parent / f".{final.name}.{token}"
     poster_final = poster_path_for(final)

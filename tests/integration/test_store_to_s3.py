@@ -4,57 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from support.context import DictStore, make_context
+from support.s3 import moto_s3
 
 BUCKET = "happyhorse-clips"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_MOTO",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    try:
+    with moto_s3(monkeypatch, BUCKET) as client:
         yield client
-    finally:
-        server.stop()
 
 
 def test_blocking_run_stores_the_clip_in_s3(

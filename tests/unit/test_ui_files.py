@@ -494,28 +494,11 @@ def test_the_route_answers_404_naming_the_rule_and_nothing_of_the_file(tmp_path:
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import json
-    import socket
+    pytest.importorskip("moto.server")
+    from support.s3 import moto_s3
 
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    extra = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps(connection))
-    client = boto3.client("s3", aws_access_key_id="testing", aws_secret_access_key="testing", **extra)
-    client.create_bucket(Bucket="clips")
-    try:
+    with moto_s3(monkeypatch, "clips") as client:
         yield client
-    finally:
-        server.stop()
 
 
 def test_a_clip_stored_in_s3_is_served_and_checked_the_same_way(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
