@@ -495,6 +495,7 @@ def test_the_route_answers_404_naming_the_rule_and_nothing_of_the_file(tmp_path:
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     pytest.importorskip("moto.server")
+    pytest.importorskip("airflow.providers.amazon", reason="s3:// needs apache-airflow-providers-amazon[s3fs]")
     from support.s3 import moto_s3
 
     with moto_s3(monkeypatch, "clips") as client:
