@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -199,6 +200,8 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.admin_token = self.config.admin_token
         """Fixed for the emulator's life (see :meth:`_apply`)."""
+        self.result_clips_dir = self.config.result_clips_dir
+        """Fixed for the emulator's life: a runtime change could point the file route at any folder."""
         self._clock = clock
         self.store = JobStore(self.config.state_file)
         self.counters = Counters()
@@ -215,6 +218,8 @@ class Emulator:
     def _apply(self, config: EmulatorConfig, *, reseed: bool) -> None:
         if config.state_file != self.store.state_file:
             raise ValueError("state_file cannot be changed at runtime")
+        if config.result_clips_dir != self.result_clips_dir:
+            raise ValueError("result_clips_dir cannot be changed at runtime")
         if config.admin_token != self.admin_token:
             # The admin token is the one the emulator started with, whatever a runtime change brings.
             config = config.model_copy(update={"admin_token": self.config.admin_token})
@@ -428,6 +433,16 @@ class Emulator:
         )
         self.store.add(job)
         return job
+
+    def result_bytes(self, duration: float, width: int, height: int, sound: bool) -> bytes:
+        """A result file: the pre-made clip ``result_clips_dir`` holds for this duration and sound, else the render.
+
+        Reads only a fixed attribute, so it may run in a worker thread."""
+        if self.result_clips_dir is not None:
+            premade = Path(self.result_clips_dir) / f"{duration:g}s{'-sound' if sound else ''}.mp4"
+            if premade.is_file():
+                return premade.read_bytes()
+        return render_mp4(duration, width, height, sound)
 
     def status_payload(self, job: Job, base_url: str) -> dict[str, Any]:
         now = self.now()
@@ -964,7 +979,7 @@ class EmulatorApp:
             duration = max(1.0, duration - 2.0)
         elif job.mismatch == "audio":
             sound = False
-        content = await anyio.to_thread.run_sync(render_mp4, duration, job.width, job.height, sound)
+        content = await anyio.to_thread.run_sync(emulator.result_bytes, duration, job.width, job.height, sound)
         if emulator.result_fault("cut_body", faults.cut_body_rate):
             content = content[: len(content) // 2]
         if request.method == "GET":

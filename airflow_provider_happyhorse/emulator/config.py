@@ -137,6 +137,12 @@ class EmulatorConfig(BaseModel):
     address; any other Host is refused (421), which stops DNS rebinding."""
     state_file: str | None = None
     """Append-only JSON-lines job log replayed at start-up, so jobs survive a restart."""
+    result_clips_dir: str | None = None
+    """A folder of pre-made result MP4s, served instead of the tiny render for a job of that duration and sound:
+    ``<duration>s.mp4`` (no audio track) or ``<duration>s-sound.mp4``, the duration as ``f"{seconds:g}"`` (``5s.mp4``,
+    ``7.5s-sound.mp4``). A job with no such file gets the usual render. The files are served as they are (their frame
+    size is not the aspect ratio's), so benchmarks can download realistic clips (1080p, tens of MB). Fixed for an
+    emulator's life, like ``state_file``."""
 
     faults: FaultConfig = FaultConfig()
 
