@@ -12,6 +12,8 @@ object metadata where the store keeps it, else as a JSON sidecar moved into plac
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 PARTIAL_SUFFIX = ".partial"
 RECORD_SUFFIX = ".happyhorse.json"  # the sidecar beside a clip, where the store keeps no object metadata
 METADATA_KEY = "happyhorse"  # the object metadata key, where it does
+RECORD_LIMIT = 1024 * 1024  # a record is a few kB: never read more than this of one
 POSTER_SUFFIX = ".poster.jpg"
 CHECK_SUFFIX = ".happyhorse-write-check"
 # What to install for the object stores whose filesystem package Airflow does not bring itself.
@@ -262,22 +265,69 @@ def _keeps_metadata(path: Any) -> bool:
     return callable(getattr(fs, "setxattr", None)) and callable(getattr(fs, "getxattr", None))
 
 
+def read_small_regular_file(path: str, limit: int) -> bytes | None:
+    """A local file's bytes if it is a regular file (never a FIFO, never through a symlink) of at most ``limit``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > limit:
+            return None
+        chunks, total = [], 0
+        while total <= limit and (data := os.read(fd, limit + 1 - total)):
+            chunks.append(data)
+            total += len(data)
+        return None if total > limit else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_record_text(final: Any) -> str | None:
+    """
+    The text of the record kept with the clip at ``final`` (an ``ObjectStoragePath``), read as something
+    anyone with write access could have put there: at most ``RECORD_LIMIT`` bytes, from a regular file only
+    (a local sidecar is opened without blocking and without following a link); None when there is none.
+    """
+    try:
+        if _keeps_metadata(final):
+            return str(final.fs.getxattr(final.path, METADATA_KEY))
+        sidecar = _record_path(final)
+        if _is_local(sidecar):
+            data = read_small_regular_file(sidecar.path, RECORD_LIMIT)
+        else:
+            info = sidecar.fs.info(sidecar.path)
+            if info.get("type") != "file" or int(info.get("size") or 0) > RECORD_LIMIT:
+                return None
+            with sidecar.open("rb") as handle:
+                data = handle.read(RECORD_LIMIT + 1)
+    except Exception:  # missing, unreadable, or the store would not answer: no record
+        return None
+    return None if data is None or len(data) > RECORD_LIMIT else data.decode("utf-8", errors="replace")
+
+
+def _is_regular_file(path: Any) -> bool:
+    """A file, not a FIFO, socket or device (which could block a reader forever); a link is followed."""
+    try:
+        return bool(path.fs.info(path.path).get("type") == "file")
+    except Exception:
+        return False
+
+
 def read_clip_record(destination: Any) -> ClipRecord | None:
     """The record of the clip at ``destination``, when it holds one we made whose size still matches."""
     final = as_storage_path(destination)
-    try:
-        if not final.exists():
-            return None
-        if _keeps_metadata(final):
-            raw = final.fs.getxattr(final.path, METADATA_KEY)
-        else:
-            sidecar = _record_path(final)
-            raw = sidecar.read_text() if sidecar.exists() else None
-        record = None if raw is None else ClipRecord.model_validate_json(raw)
-        size = final.stat().st_size
-    except (KeyError, ValueError, OSError):
+    if not _is_regular_file(final) or (raw := read_record_text(final)) is None:
         return None
-    return record if record is not None and record.size == size else None
+    try:
+        record = ClipRecord.model_validate_json(raw)
+        size = final.stat().st_size
+    except (ValueError, OSError):
+        return None
+    return record if record.size == size else None
 
 
 def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[VideoResult | None, str]:
@@ -291,6 +341,8 @@ def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[VideoResult | N
     final = as_storage_path(destination)
     if not final.exists():
         return None, "holds no file"
+    if not _is_regular_file(final):
+        return None, "holds something that is not a regular file"
     record = read_clip_record(final)
     if record is None:
         return None, "holds a file with no record of ours that matches its size"
@@ -304,7 +356,7 @@ def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[VideoResult | N
     poster = poster_path_for(final)
     poster_proven = (
         record.poster_sha256 is not None
-        and poster.exists()
+        and _is_regular_file(poster)
         and digest(poster) == (record.poster_size, record.poster_sha256)
     )
     kept = {key: value for key, value in record.result.items() if key not in _CLIP_FIELDS}

@@ -45,7 +45,6 @@ POSTER = "poster"
 WHY = "the HappyHorse view serves only files the provider stored"
 MP4_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
 JPEG_START = b"\xff\xd8\xff"
-RECORD_LIMIT = 1024 * 1024  # a record is a few kB; never read more than this
 HASH_CHUNK = 1024 * 1024
 SHA_CACHE_SIZE = 1024
 DEFAULT_NAMES = {VIDEO: "clip.mp4", POSTER: "poster.jpg"}
@@ -304,16 +303,9 @@ class _LocalLocation:
         return _inside_local(self.real, roots)
 
     def record_text(self) -> str | None:
-        from airflow_provider_happyhorse.storage import METADATA_KEY, RECORD_SUFFIX, as_storage_path
+        from airflow_provider_happyhorse.storage import as_storage_path, read_record_text
 
-        fs = as_storage_path(self.real).fs
-        if callable(getattr(fs, "getxattr", None)) and callable(getattr(fs, "setxattr", None)):
-            try:  # where the storage keeps object metadata, the record is there (as storage.py writes it)
-                return str(fs.getxattr(self.real, METADATA_KEY))
-            except (KeyError, OSError, ValueError):
-                return None
-        data = _read_small_regular_file(self.real + RECORD_SUFFIX, RECORD_LIMIT)
-        return None if data is None else data.decode("utf-8", errors="replace")
+        return read_record_text(as_storage_path(self.real))
 
     def open(self, what: str) -> _Opened:
         try:
@@ -361,21 +353,9 @@ class _ObjectLocation:
         return _inside_objects(self.text, roots)
 
     def record_text(self) -> str | None:
-        from airflow_provider_happyhorse.storage import METADATA_KEY, RECORD_SUFFIX
+        from airflow_provider_happyhorse.storage import read_record_text
 
-        fs = self.path.fs
-        try:
-            if callable(getattr(fs, "getxattr", None)) and callable(getattr(fs, "setxattr", None)):
-                return str(fs.getxattr(self.path.path, METADATA_KEY))
-            sidecar = self.path.parent / f"{self.path.name}{RECORD_SUFFIX}"
-            info = sidecar.fs.info(sidecar.path)
-            if info.get("type") != "file" or int(info.get("size") or 0) > RECORD_LIMIT:
-                return None
-            with sidecar.open("rb") as handle:
-                data: bytes = handle.read(RECORD_LIMIT + 1)
-        except Exception:  # missing, unreadable, or the store would not answer: no record
-            return None
-        return None if len(data) > RECORD_LIMIT else data.decode("utf-8", errors="replace")
+        return read_record_text(self.path)
 
     def open(self, what: str) -> _Opened:
         fs = self.path.fs
@@ -404,27 +384,6 @@ class _ObjectLocation:
 
         path = poster_path_for(self.path)
         return _ObjectLocation(str(path), path)
-
-
-def _read_small_regular_file(path: str, limit: int) -> bytes | None:
-    """A local file's bytes if it is a regular file (never a FIFO, never through a symlink) of at most ``limit``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode) or status.st_size > limit:
-            return None
-        chunks, total = [], 0
-        while total <= limit and (data := os.read(fd, limit + 1 - total)):
-            chunks.append(data)
-            total += len(data)
-        return None if total > limit else b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _locate(text: str, what: str) -> _Location:

@@ -352,3 +352,44 @@ def test_the_deadline_counts_from_the_download_start(tmp_path: Path, connection:
     clip, downloaded = store_clip(hook_for(service, clock), job_id=JOB_ID, url=URL, destination=tmp_path / "c.mp4")
     assert downloaded
     assert clip.size == len(CLIP)
+
+
+def _returns_within(seconds: float, call: object) -> object:
+    """``call()``'s answer, failing the test if it has not come within ``seconds`` (a FIFO would block)."""
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(call).result(timeout=seconds)  # type: ignore[arg-type]
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_a_fifo_as_the_record_or_the_clip_never_blocks_the_check(tmp_path: Path, connection: ConnectionSetter) -> None:
+    import os
+
+    final = kept(tmp_path)
+    sidecar = final.parent / f"{final.name}{RECORD_SUFFIX}"
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    assert _returns_within(5, lambda: prove_kept_clip(final, REQUEST.fingerprint())) == (
+        None,
+        "holds a file with no record of ours that matches its size",
+    )
+    other = tmp_path / "fifo.mp4"
+    os.mkfifo(other)
+    assert _returns_within(5, lambda: prove_kept_clip(other, REQUEST.fingerprint())) == (
+        None,
+        "holds something that is not a regular file",
+    )
+
+
+def test_a_record_over_its_limit_is_not_read(tmp_path: Path, connection: ConnectionSetter) -> None:
+    final = kept(tmp_path)
+    sidecar = final.parent / f"{final.name}{RECORD_SUFFIX}"
+    record = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**record, "padding": "x" * (1024 * 1024)}))
+    assert prove_kept_clip(final, REQUEST.fingerprint()) == (
+        None,
+        "holds a file with no record of ours that matches its size",
+    )
