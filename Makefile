@@ -14,7 +14,7 @@ DIST_VENV ?= .venv-distributed
 DIST_BIN := $(DIST_VENV)/bin
 DIST_STAMP := $(DIST_VENV)/.installed
 
-.PHONY: demo test test-floor test-matrix lint unit e2e venv lock lock-floor lock-distributed reliability bench clean \
+.PHONY: demo test test-floor test-matrix lint docs unit e2e venv lock lock-floor lock-distributed reliability bench clean \
 	test-distributed e2e-distributed reliability-distributed
 
 venv: $(STAMP)
@@ -56,8 +56,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The documentation site (docs/, Sphinx with MyST markdown and autodoc) into docs/_build/html; any warning fails it.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
 # Every suite on SQLite and LocalExecutor, then the distributed deployment's tests and its short trial.
-test: lint
+test: lint docs
 	bash scripts/install-test-deps.sh
 	$(BIN)/pytest -q -p no:cacheprovider --ignore=tests/distributed
 	$(MAKE) test-distributed
@@ -100,4 +104,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/backfill_throughput.py
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) $(DIST_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo .matrix
+	rm -rf $(VENV) $(FLOOR_VENV) $(DIST_VENV) .mypy_cache .ruff_cache .pytest_cache output .demo .matrix docs/_build
