@@ -5,7 +5,7 @@ The async path's transport: ``httpx`` requests sent over one pooled ``aiohttp`` 
 differs between the paths. The hook calls this transport directly, without an ``httpx.AsyncClient``:
 for a status poll the client layer (cookies, redirects, auth hooks, response streaming) costs more
 CPU than the request itself, and httpx's own async pool gets dearer per request as hundreds of polls
-bunch up (README, "Choosing the async transport"). A request is sent whole and its answer read raw
+bunch up (docs/reports/benchmarks.md, "Choosing the async transport"). A request is sent whole and its answer read raw
 (undecoded), at most one byte past the request's answer limit and within its read timeout as a whole:
 the hook decodes it within that limit (``core.responses.bounded_answer``).
 

@@ -166,7 +166,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-# Credits per second of video, from the service's public price list (see README: "Credits").
+# Credits per second of video, from the service's public price list (see docs/howto/operator.md, "Credits").
 CREDITS_PER_SECOND: dict[tuple[Mode, bool], int] = {
     ("std", False): 40,
     ("std", True): 60,

@@ -49,7 +49,8 @@ class PollSchedule:
     Given the wall-clock time, a wait is also shortened to end on a ``tick`` (at most half the floor),
     unless that would break the floor: polls of many jobs that fall due within one tick then share one
     wake-up of the triggerer's event loop. On a virtual machine a wake-up from idle costs about as
-    much CPU as a whole status request (README, "Triggerer scale"); a poll is never made later by it.
+    much CPU as a whole status request (docs/reports/benchmarks.md, "Triggerer scale"); a poll is never
+    made later by it.
     """
 
     first_poll_after: float

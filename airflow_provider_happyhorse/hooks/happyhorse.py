@@ -234,6 +234,9 @@ class HappyHorseHook(BaseHook):
     """
     Talks to HappyHorse through an Airflow connection of type ``happyhorse``.
 
+    .. seealso::
+        The connection: :doc:`/installation` in the provider's documentation (``docs/installation.md``).
+
     The connection's host is the base URL (default ``https://happyhorse.app``; a path prefix is kept
     for proxies) and its password the API key. Extras (all optional): ``timeout`` (seconds per
     request), ``max_retries`` (status polls), ``submit_max_retries``, ``retry_initial_delay``,

@@ -62,6 +62,9 @@ class GenerateVideoOperator(BaseOperator):
     triggerer and holds no worker slot; on success with nothing left to do on a worker, the triggerer
     ends the task itself.
 
+    .. seealso::
+        How to use it: :doc:`/howto/operator` in the provider's documentation (``docs/howto/operator.md``).
+
     A paid job is never bought twice for the same request: the job id is kept in the task state store
     (Airflow 3.3+) the moment it is known, and a later try of the same task instance re-attaches to it.
 

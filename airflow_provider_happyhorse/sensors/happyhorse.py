@@ -46,6 +46,9 @@ class HappyHorseJobSensor(BaseSensorOperator):
     Waits for a HappyHorse job id made elsewhere, deferrable by default, and returns the same result as
     ``GenerateVideoOperator`` (without the request, which it does not know).
 
+    .. seealso::
+        How to use it: :doc:`/howto/sensor` in the provider's documentation (``docs/howto/sensor.md``).
+
     :param job_id: the HappyHorse task id. Templated.
     :param happyhorse_conn_id: the Airflow connection.
     :param deferrable: wait in the triggerer (default) or poke from the worker. Either way the wait is the

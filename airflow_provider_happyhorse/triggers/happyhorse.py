@@ -41,6 +41,9 @@ class HappyHorseJobTrigger(BaseTrigger):
     """
     Waits for a HappyHorse job without holding a worker slot.
 
+    .. seealso::
+        What it does for a task: :doc:`/howto/trigger` in the provider's documentation (``docs/howto/trigger.md``).
+
     Its kwargs are JSON primitives and never the API key (Airflow prints them in logs): the connection
     is fetched asynchronously in the triggerer. Polling is read-only, so two triggerers running the same
     trigger at once do no harm. Transient errors (429, 5xx, transport errors, malformed bodies) never

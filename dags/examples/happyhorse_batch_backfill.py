@@ -134,6 +134,7 @@ with DAG(
             )
         return renders
 
+    # [START howto_operator_generate_video_mapped]
     GenerateVideoOperator.partial(
         task_id="render",
         max_active_tis_per_dag=4,
@@ -141,3 +142,4 @@ with DAG(
         outlets=[AssetAlias("happyhorse_clips")],
         **POLLING,
     ).expand_kwargs(check_budget(load_prompts()))
+    # [END howto_operator_generate_video_mapped]

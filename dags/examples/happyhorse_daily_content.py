@@ -32,6 +32,7 @@ with DAG(
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
 ):
+    # [START howto_operator_generate_video]
     GenerateVideoOperator(
         task_id="daily_clip",
         prompt=(
@@ -48,3 +49,4 @@ with DAG(
         outlets=[AssetAlias("happyhorse_clips")],
         **POLLING,
     )
+    # [END howto_operator_generate_video]

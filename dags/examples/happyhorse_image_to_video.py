@@ -17,6 +17,7 @@ with DAG(
     tags=["happyhorse", "example"],
     doc_md=__doc__,
 ):
+    # [START howto_operator_image_to_video]
     GenerateVideoOperator(
         task_id="first_to_last_frame",
         prompt="The product box opens slowly and the sneaker rises, rotating, studio light.",
@@ -27,3 +28,4 @@ with DAG(
         output_path=f"{OUTPUT_ROOT}/image_to_video/{{{{ run_id | replace(':', '_') }}}}.mp4",
         **POLLING,
     )
+    # [END howto_operator_image_to_video]

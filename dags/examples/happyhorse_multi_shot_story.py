@@ -18,6 +18,7 @@ with DAG(
     doc_md=__doc__,
     params={"hero": "a red fox"},
 ):
+    # [START howto_operator_multi_shot]
     GenerateVideoOperator(
         task_id="story",
         multi_shots=True,
@@ -34,3 +35,4 @@ with DAG(
         output_path=f"{OUTPUT_ROOT}/stories/{{{{ run_id | replace(':', '_') }}}}.mp4",
         **POLLING,
     )
+    # [END howto_operator_multi_shot]

@@ -23,7 +23,7 @@ with DAG(
     tags=["happyhorse", "example"],
     doc_md=__doc__,
 ):
-
+    # [START howto_publish_stored_clips]
     @task
     def publish(triggering_asset_events: dict | None = None) -> list[str]:
         clips = {}
@@ -46,3 +46,4 @@ with DAG(
         return published
 
     publish()
+    # [END howto_publish_stored_clips]

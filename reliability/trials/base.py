@@ -20,7 +20,7 @@ from reliability.plan import Plan
 from reliability.report import Row
 
 RENDER_TASK = "render"
-# What the operator logs at each stage (see the README, "Logs"). The trials read logs for these.
+# What the operator logs at each stage (see docs/behaviour.md, "Logs"). The trials read logs for these.
 SUBMITTED = "Submitted job "
 DEFERRING = "Deferring on job "
 REATTACHED = "Re-attached to job "

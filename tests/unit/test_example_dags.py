@@ -1,4 +1,4 @@
-"""The example DAGs parse with no import errors, and have the shapes the README promises."""
+"""The example DAGs parse with no import errors, and have the shapes the docs promise (docs/howto/)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def test_every_example_parses(dagbag) -> None:  # type: ignore[no-untyped-def]
         "happyhorse_image_to_video",
         "happyhorse_multi_shot_story",
         "happyhorse_publish",
+        "happyhorse_wait_for_job",
     }
 
 
@@ -67,6 +68,24 @@ def test_the_batch_budget_param_is_capped_at_what_the_dag_allows(dagbag) -> None
     assert param.value == 3000
     assert param.schema == {"type": "number", "minimum": 0, "maximum": 3000}  # the default is the ceiling
     assert param.description
+
+
+def test_the_wait_example_defers_keeps_the_clip_and_takes_only_a_job_id(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.exceptions import ParamValidationError
+
+    dag = dagbag.dags["happyhorse_wait_for_job"]
+    sensor = dag.get_task("wait_for_clip")
+    assert dag.schedule is None  # it waits for a job someone else paid for: nothing to schedule
+    assert type(sensor).__name__ == "HappyHorseJobSensor"
+    assert sensor.deferrable is True
+    assert sensor.job_id == "{{ params.job_id }}"
+    assert sensor.output_path.endswith("/received/{{ params.job_id }}.mp4")
+    param = dag.params.get_param("job_id")
+    assert param.resolve("hh004beeb0cbf72fc6b") == "hh004beeb0cbf72fc6b"
+    # A job id lands in the clip's path: a conf naming a path or nothing is refused when the run is created.
+    for refused in ("../../etc/passwd", "a/b", "", "x" * 129):
+        with pytest.raises(ParamValidationError):
+            param.resolve(refused)
 
 
 def merged(params: Any, conf: dict[str, Any]) -> Any:
