@@ -1,6 +1,6 @@
 """
-The README's screenshots of the HappyHorse view, made by the browser test (headless Chromium on a real
-cluster and the emulator; `scripts/install-test-deps.sh` installs Chromium):
+The screenshots of the HappyHorse view (README.md and docs/view.md), made by the browser test (headless
+Chromium on a real cluster and the emulator; `scripts/install-test-deps.sh` installs Chromium):
 
     .venv/bin/python scripts/ui_screenshots.py
 
