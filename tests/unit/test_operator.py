@@ -15,7 +15,7 @@ from airflow_provider_happyhorse.job_store import JobRecordStore
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
-from support.clock import FakeClock
+from support.clock import START, FakeClock
 from support.context import DictStore, make_context
 from support.service import API_KEY, CONN_JSON, FakeService, fail, reply, resolve
 
@@ -51,8 +51,9 @@ def test_init_only_assigns_and_does_no_io() -> None:
     assert operator.deferrable is True
 
 
-def test_defers_with_exact_trigger_kwargs() -> None:
+def test_defers_with_exact_trigger_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:
     service = FakeService(FakeClock())
+    monkeypatch.setattr("airflow_provider_happyhorse.operators.happyhorse._utcnow", service.clock)
     store = DictStore()
     context = make_context(store)
     operator = make_operator(service, mode="pro", duration=10, sound=True, poll_interval=15, max_poll_interval=90)
@@ -63,12 +64,13 @@ def test_defers_with_exact_trigger_kwargs() -> None:
     assert deferred.value.method_name == "execute_complete"
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
-    submitted_at = store.values["happyhorse_job"]["submitted_at"]
+    submitted_at = START.isoformat()
     request = VideoRequest(prompt="a horse on a beach at dawn", mode="pro", duration=10, sound=True)
     assert kwargs == {
         "job_id": service.job_id,
         "happyhorse_conn_id": "happyhorse_default",
-        "deadline": kwargs["deadline"],
+        # The documented default timeout (README: 1 hour) from the moment of submission.
+        "deadline": (START + timedelta(hours=1)).isoformat(),
         "submitted_at": submitted_at,
         # The earliest likely finish (10% before the expected 90 s) plus 2 s + 10% of it.
         "first_poll_after": (20 + 3 * 10) * 1.5 * 1.2 * 0.9 * 1.1 + 2,
@@ -90,16 +92,15 @@ def test_defers_with_exact_trigger_kwargs() -> None:
     assert store.values["happyhorse_job"]["job_id"] == service.job_id
 
 
-def test_execution_timeout_shortens_the_trigger_deadline() -> None:
+def test_execution_timeout_shortens_the_trigger_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     service = FakeService(FakeClock())
+    monkeypatch.setattr("airflow_provider_happyhorse.operators.happyhorse._utcnow", service.clock)
     operator = make_operator(service, timeout=timedelta(hours=2), execution_timeout=timedelta(minutes=3))
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(make_context(DictStore()))
     kwargs = deferred.value.trigger.serialize()[1]
-    from datetime import datetime
-
-    span = datetime.fromisoformat(kwargs["deadline"]) - datetime.fromisoformat(kwargs["submitted_at"])
-    assert timedelta(minutes=2, seconds=50) < span <= timedelta(minutes=3, seconds=1)
+    assert kwargs["submitted_at"] == START.isoformat()
+    assert kwargs["deadline"] == (START + timedelta(minutes=3)).isoformat()
 
 
 def test_output_path_keeps_a_worker_step_after_success() -> None:

@@ -1,20 +1,63 @@
-"""The package's public API: every name in ``__all__`` is there, and importing the package loads none of it."""
+"""The package's public API: what it must export (found by introspection), what each name is, the error tree
+its docstring draws, and importing the package for its provider info loads none of it."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import inspect
+import re
 import subprocess
 import sys
 
+from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, BaseSensorOperator
+from airflow.triggers.base import BaseTrigger
+
 import airflow_provider_happyhorse
+from airflow_provider_happyhorse import exceptions
+from airflow_provider_happyhorse.get_provider_info import get_provider_info
 
 
-def test_every_public_name_resolves_to_the_object_in_its_module() -> None:
-    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+def defined_in(module_name: str, base: type) -> set[str]:
+    """The public subclasses of ``base`` that ``module_name`` itself defines, found by introspection."""
+    module = importlib.import_module(module_name)
+    return {
+        name
+        for name, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module_name and issubclass(cls, base) and not name.startswith("_")
+    }
 
-    assert airflow_provider_happyhorse.GenerateVideoOperator is GenerateVideoOperator
-    assert set(airflow_provider_happyhorse.__all__) == {"__version__", *airflow_provider_happyhorse._MODULES}
-    for name in airflow_provider_happyhorse.__all__:
-        assert getattr(airflow_provider_happyhorse, name) is not None, name
+
+def test_every_component_the_provider_registers_and_every_error_class_is_exported() -> None:
+    info = get_provider_info()
+    expected = {"__version__", *defined_in("airflow_provider_happyhorse.exceptions", Exception)}
+    for section, base in [
+        ("hooks", BaseHook),
+        ("operators", BaseOperator),
+        ("sensors", BaseSensorOperator),
+        ("triggers", BaseTrigger),
+    ]:
+        for entry in info[section]:
+            for module_name in entry["python-modules"]:
+                expected |= defined_in(module_name, base)
+    expected |= {path.rpartition(".")[2] for path in info["extra-links"]}
+    assert {"HappyHorseError", "GenerateVideoOperator", "HappyHorseJobSensor"} <= expected  # introspection found them
+    missing = expected - set(airflow_provider_happyhorse.__all__)
+    assert not missing, f"not exported from airflow_provider_happyhorse: {sorted(missing)}"
+
+
+def test_every_public_name_is_the_object_of_that_name_in_its_own_module() -> None:
+    exported = airflow_provider_happyhorse.__all__
+    assert len(set(exported)) == len(exported)
+    for name in exported:
+        value = getattr(airflow_provider_happyhorse, name)
+        if name == "__version__":
+            assert value == importlib.metadata.version("airflow-provider-happyhorse")
+            continue
+        home = value.__module__
+        assert home.startswith("airflow_provider_happyhorse."), (name, home)
+        assert ".emulator" not in home, (name, home)
+        assert getattr(importlib.import_module(home), name) is value, name
 
 
 def test_importing_the_package_for_its_provider_info_loads_nothing_else() -> None:
@@ -30,3 +73,31 @@ def test_importing_the_package_for_its_provider_info_loads_nothing_else() -> Non
             "airflow_provider_happyhorse.version",
         ]
     )
+
+
+def drawn_error_tree() -> dict[str, str]:
+    """Each class in the tree drawn in ``exceptions``' docstring, with the class drawn as its parent."""
+    parents: dict[str, str] = {}
+    path: list[tuple[int, str]] = []
+    for line in (exceptions.__doc__ or "").splitlines():
+        match = re.match(r"^(\s*(?:[│ ]   )*(?:[├└]── )?)([A-Z]\w*Error)\b", line)
+        if match is None:
+            continue
+        depth = len(match.group(1))
+        while path and path[-1][0] >= depth:
+            path.pop()
+        if path:
+            parents[match.group(2)] = path[-1][1]
+        path.append((depth, match.group(2)))
+    return parents
+
+
+def test_the_error_tree_drawn_in_the_docstring_is_the_class_tree() -> None:
+    drawn = drawn_error_tree()
+    assert drawn["RateLimitError"] == "APIStatusError"  # the drawing was read
+    defined = defined_in("airflow_provider_happyhorse.exceptions", Exception) - {"HappyHorseError"}
+    assert set(drawn) == defined
+    for name, parent in drawn.items():
+        assert issubclass(getattr(exceptions, name), getattr(exceptions, parent)), (name, parent)
+    # The one class drawn under the root that also sits deeper, as the docstring says below the drawing.
+    assert issubclass(exceptions.InvalidRequestError, exceptions.APIStatusError)
