@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -117,6 +117,40 @@ def test_an_answer_over_the_connection_limit_is_malformed(connection: Connection
     service = scripted(reply(200, padded))
     with pytest.raises(MalformedResponseError, match="is over the 2,000-byte limit"):
         hook_for(service).get_job(JOB_ID)
+
+
+class LongAnswer(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """An answer far past any limit (it ends at 1 MiB, so a reader with no limit ends too), counting what was taken."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self.sent < MIB:
+            self.sent += 4096
+            yield b"x" * 4096
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self:
+            yield chunk
+
+
+def test_a_long_answer_is_read_no_further_than_its_limit(connection: ConnectionSetter) -> None:
+    connection(extra={"max_answer_bytes": 10_000, "max_retries": 0})
+    long = LongAnswer()
+    service = scripted(lambda request: httpx.Response(200, stream=long))
+    with pytest.raises(MalformedResponseError, match="is over the 10,000-byte limit"):
+        hook_for(service).get_job(JOB_ID)
+    assert long.sent <= 12_288  # no further than the read that crossed the limit
+
+
+async def test_the_same_on_the_async_path_for_a_long_answer(connection: ConnectionSetter) -> None:
+    connection(extra={"max_answer_bytes": 10_000, "max_retries": 0})
+    long = LongAnswer()
+    service = scripted(lambda request: httpx.Response(200, stream=long))
+    with pytest.raises(MalformedResponseError, match="is over the 10,000-byte limit"):
+        await hook_for(service).aget_job(JOB_ID)
+    assert long.sent <= 12_288
 
 
 def test_a_small_compressed_answer_still_reads(connection: ConnectionSetter) -> None:

@@ -376,7 +376,6 @@ def test_fingerprint_is_the_sha256_of_the_canonical_body() -> None:
 def test_fingerprint_is_stable_across_spellings_of_the_same_clip(same: dict[str, Any]) -> None:
     reference = VideoRequest.parse({"prompt": PROMPT}).fingerprint()
     assert VideoRequest.parse(same).fingerprint() == reference
-    assert VideoRequest.parse(same).fingerprint() == VideoRequest.parse(dict(same)).fingerprint()
 
 
 def test_fingerprint_changes_with_every_field() -> None:
