@@ -908,6 +908,24 @@ def test_a_key_echoed_by_a_proxy_is_scrubbed_from_errors(monkeypatch: pytest.Mon
     assert "bad header Bearer ***" in str(raised.value)
 
 
+async def test_the_same_on_the_async_path_a_key_echoed_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "echoed-key-0123456789abcdef"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT",
+        json.dumps({"conn_type": "happyhorse", "host": "http://hh.test", "password": key}),
+    )
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"code": 400, "message": f"bad header {request.headers['authorization']}"})
+
+    hook = HappyHorseHook(async_transport=httpx.MockTransport(echo))
+    with pytest.raises(InvalidRequestError) as raised:
+        await hook.aget_job("n1")
+    assert key not in str(raised.value)
+    assert key not in raised.value.message
+    assert "bad header Bearer ***" in str(raised.value)
+
+
 async def test_a_triggerer_looks_a_connection_up_once_not_once_per_trigger(connection: ConnectionSetter) -> None:
     connection()
     lookups = 0
