@@ -368,6 +368,18 @@ def test_a_root_is_compared_after_resolving_symlinks(tmp_path: Path, monkeypatch
     assert refused({**outside, "stored_path": str(link)}) == files.OUTSIDE_ROOTS.format(what="the clip")
 
 
+def test_a_poster_linked_to_a_file_outside_the_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = stored(tmp_path / "clips")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "private.jpg").write_bytes(JPEG)  # the record's poster size and SHA-256 hold for it
+    poster = Path(result["poster_path"].removeprefix("file://"))
+    poster.unlink()
+    poster.symlink_to(tmp_path / "other" / "private.jpg")
+    monkeypatch.setenv("AIRFLOW__HAPPYHORSE__VIEW_ROOTS", str(tmp_path / "clips"))
+    assert read_all(open_stored_file(result, VIDEO, WHERE)) == CLIP
+    assert refused(result, POSTER) == "the poster is outside [happyhorse] view_roots"
+
+
 def test_view_roots_is_read_from_airflows_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert files.view_roots() is None
     monkeypatch.setenv("AIRFLOW__HAPPYHORSE__VIEW_ROOTS", " /data/clips , s3://bucket/x ,")
