@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import CHUNK_SIZE
 from airflow_provider_happyhorse.core.responses import is_job_id, undecoded
 from airflow_provider_happyhorse.core.results import cut_short, mismatches, what_came
@@ -419,6 +420,8 @@ def store_clip(
     try:
         size, sha256, media = _download_with_retries(hook, job_id, url, temporary, on_chunk)
         found = [] if verify_clip == "off" else mismatches(media, request)
+        if verify_clip != "off":
+            metrics.clip_verified(found)
         if found and verify_clip == "strict":
             raise ClipMismatchError(job_id, found)
         if found:
@@ -457,6 +460,7 @@ def store_clip(
         for leftover in (temporary, poster_temporary, record_temporary):
             _unlink_quietly(leftover)
         raise
+    metrics.clip_stored(verify_clip)
     return clip, True
 
 
@@ -471,7 +475,9 @@ def _download_with_retries(
     retries = 0
     while True:
         try:
+            started = hook.clock()
             size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, on_chunk=on_chunk)
+            metrics.downloaded(size, (hook.clock() - started).total_seconds())
             return size, sha256, _probe(job_id, url, into, size, came)
         except HappyHorseError as error:
             _unlink_quietly(into)

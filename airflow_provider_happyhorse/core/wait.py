@@ -23,6 +23,12 @@ from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus
 
 # What the wait has to say, as a logging call: (level, message, *arguments).
 Say = Callable[..., None]
+# Told what each poll found: running, final, transient_error, not_found or error (the hook counts them).
+OnPoll = Callable[[str], None]
+
+
+def _ignore(outcome: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ def wait_flow(
     clock: Callable[[], datetime],
     rng: Callable[[], float],
     say: Say,
+    on_poll: OnPoll = _ignore,
 ) -> Flow[JobEvent]:
     """Poll until the job is final, a permanent error or the deadline; each poll is one request."""
     job_id, deadline = plan.job_id, plan.deadline
@@ -92,6 +99,7 @@ def wait_flow(
         try:
             job = yield from status_flow(settings, job_id, max_retries=0, rng=rng)
         except NotFoundError as error:
+            on_poll("not_found")
             now = clock()
             if now - plan.started_at <= NOT_FOUND_GRACE and now < deadline:
                 say(logging.INFO, "Job %s not found yet (%s); polling again", job_id, error)
@@ -100,6 +108,7 @@ def wait_flow(
             return ended(JobEvent.from_error(job_id, error, finished_at=now.isoformat()))
         except HappyHorseError as error:
             now = clock()
+            on_poll("transient_error" if is_retryable_poll_error(error) else "error")
             if not is_retryable_poll_error(error):
                 say(logging.ERROR, "Polling job %s failed: %s", job_id, error)
                 return ended(JobEvent.from_error(job_id, error, finished_at=now.isoformat()))
@@ -113,6 +122,7 @@ def wait_flow(
             continue
         failures_in_a_row = 0
         now = clock()
+        on_poll("running" if job.state is JobState.PENDING else "final")
         if job.state is not JobState.PENDING:
             return ended(_final(plan, job, polls, now, say))
         if not job.is_known_status and job.status != warned_status:

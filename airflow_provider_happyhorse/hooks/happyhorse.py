@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import USER_AGENT
 from airflow_provider_happyhorse.core.egress import (
     Address,
@@ -365,6 +366,7 @@ class HappyHorseHook(BaseHook):
                 response.close()
         except httpx.TransportError as exc:
             return exc
+        metrics.answered(request.url.path, response.status_code)
         return bounded_answer(request, response.status_code, response.headers, raw, encoding)
 
     def _run(self, flow: Flow[T]) -> T:
@@ -427,8 +429,11 @@ class HappyHorseHook(BaseHook):
         # as each one lengthens the garbage collector's pauses of the triggerer's event loop.
         self.log.log(level, message, *args)
 
+    def _polled(self, outcome: str) -> None:
+        metrics.polled(outcome, conn_id=self.happyhorse_conn_id)
+
     def _wait_flow(self, settings: ConnectionSettings, plan: WaitPlan) -> Flow[JobEvent]:
-        return wait_flow(settings, plan, clock=self.clock, rng=self.rng, say=self._say)
+        return wait_flow(settings, plan, clock=self.clock, rng=self.rng, say=self._say, on_poll=self._polled)
 
     def wait_for_job(self, plan: WaitPlan) -> JobEvent:
         """Block until the job's wait ends (blocking mode, for installs without a triggerer)."""
@@ -556,6 +561,7 @@ async def _asend(transport: httpx.AsyncBaseTransport, request: httpx.Request) ->
             await response.aclose()
     except httpx.TransportError as exc:
         return exc
+    metrics.answered(request.url.path, response.status_code)
     return bounded_answer(request, response.status_code, response.headers, raw[: limit + 1], encoding)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
+from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_MIN_POLL_INTERVAL,
@@ -220,15 +221,18 @@ class GenerateVideoOperator(BaseOperator):
         ):
             value = getattr(self, name)
             if value not in allowed:
+                metrics.refused("setting", conn_id=self.happyhorse_conn_id)
                 raise AirflowFailException(
                     f"{name}: must be one of {', '.join(allowed)} (got {value!r}). Nothing was submitted."
                 )
         try:
             request = self.video_request()
         except InvalidRequestError as error:
+            metrics.refused("validation", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(f"{error}. Nothing was submitted.") from None
         credits = request.estimate_credits()
         if self.max_credits is not None and credits > self.max_credits:
+            metrics.refused("budget", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(
                 f"max_credits: the estimate for this video is {credits:g} credits, above the limit "
                 f"{self.max_credits:g}. Nothing was submitted."
@@ -241,10 +245,12 @@ class GenerateVideoOperator(BaseOperator):
             request.aspect_ratio,
             credits,
         )
+        base_url = None
         try:
             base_url = self.hook.settings.base_url
             destination = None if self.output_path is None else prepare_destination(self.output_path)
         except ConfigurationError as error:
+            metrics.refused("connection" if base_url is None else "destination", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(f"{error} Nothing was submitted.") from None
         self.log.info(
             "Connection %r (%s) is usable%s",
@@ -261,6 +267,7 @@ class GenerateVideoOperator(BaseOperator):
         final = as_storage_path(self.output_path)
         if self.if_exists == "fail":
             if final.exists():
+                metrics.refused("if_exists", conn_id=self.happyhorse_conn_id)
                 raise AirflowFailException(
                     f"if_exists='fail': output_path {str(final)!r} already holds a file. Nothing was submitted. "
                     "Remove it, or set if_exists='skip' (keep a clip made for the same request) or 'replace'."
@@ -298,6 +305,7 @@ class GenerateVideoOperator(BaseOperator):
             return None
         if record.job_id is None:
             # The earlier try was killed, or lost its answer, between sending and learning the job id.
+            metrics.refused("pending", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(
                 "An earlier try submitted this request at "
                 f"{record.submitted_at} and its outcome is unknown: a job may exist and be billed. "
@@ -325,6 +333,7 @@ class GenerateVideoOperator(BaseOperator):
             record.submitted_at,
             job.status,
         )
+        metrics.reattached(job.state.value, mode=request.mode, conn_id=self.happyhorse_conn_id)
         if job.state is JobState.SUCCEEDED:
             return record.with_finished(JobEvent.from_job(job, finished_at=_utcnow().isoformat()))
         return record
@@ -336,10 +345,15 @@ class GenerateVideoOperator(BaseOperator):
         try:
             job = self.hook.submit_job(request)
         except SubmissionOutcomeUnknownError as error:
+            metrics.submitted("unknown", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=0)
             raise AirflowException(str(error)) from None
         except HappyHorseError as error:
             store.delete()  # surely nothing was created
+            metrics.submitted("refused", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=0)
             raise self._not_submitted(error) from None
+        metrics.submitted(
+            "accepted", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=request.estimate_credits()
+        )
         record = pending.with_job_id(job.job_id)
         store.save(record)
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
@@ -404,6 +418,7 @@ class GenerateVideoOperator(BaseOperator):
     def _wait_blocking(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> JobEvent:
         """The trigger's wait, on this worker (blocking mode, for installs without a triggerer)."""
         assert record.job_id is not None
+        metrics.wait_started("worker", conn_id=self.happyhorse_conn_id)
         event = self.hook.wait_for_job(
             WaitPlan(
                 job_id=record.job_id,
@@ -517,6 +532,7 @@ class GenerateVideoOperator(BaseOperator):
         except ResultUnavailableError:
             raise
         except HappyHorseError as error:
+            metrics.clip_not_kept(error, conn_id=self.happyhorse_conn_id)
             raise clip_failure(error, context["ti"]) from None
         store.save(record.with_stored(clip))
         log_stored(self.log, clip, job.job_id, downloaded)

@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import (
     PokeReturnValue,
 )
 
+from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFERRAL_GRACE,
@@ -166,6 +167,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if self._wait is None:
             self.log.info("Polling HappyHorse job %s", self.job_id)
+            metrics.wait_started("sensor", conn_id=self.happyhorse_conn_id)
             self._wait = self.hook.wait_in_steps(self._plan(context))
         event = self._wait.step()
         if event is None:
@@ -206,6 +208,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         except ResultUnavailableError as error:
             raise AirflowFailException(f"{error} The clip was never stored.") from None
         except HappyHorseError as error:
+            metrics.clip_not_kept(error, conn_id=self.happyhorse_conn_id)
             raise clip_failure(error, context["ti"]) from None
         log_stored(self.log, clip, event.job_id, downloaded)
         return result.model_copy(update=clip.result_fields()).payload()

@@ -12,6 +12,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.core.egress import EgressRule
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
@@ -125,6 +126,7 @@ class HappyHorseJobTrigger(BaseTrigger):
         # The event is yielded after the HTTP session is released: nothing is left to clean up once a
         # consumer has the event and closes this generator.
         freeze_heap_once()
+        await metrics.await_started(conn_id=self.happyhorse_conn_id)
         hook = self._make_hook()
         event = await hook.await_job(self.plan())
         yield await self._ending(event, (await hook.aget_settings()).egress)
