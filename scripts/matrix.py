@@ -36,7 +36,7 @@ RESULTS = WORK / "results.json"
 TABLE = REPO / "docs" / "compatibility.md"
 UV = Path(sys.executable).with_name("uv")
 # What the unit tests need beside the package's own dev extra (requirements/dev.in has them too).
-TEST_EXTRAS = ["apache-airflow-providers-amazon[s3fs]", "apache-airflow-providers-openlineage"]
+TEST_EXTRAS = ["apache-airflow-providers-amazon[s3fs]", "apache-airflow-providers-openlineage", "statsd"]
 # Airflow 3.0.x declares no upper bound on these, but works only with the versions it was released with
 # (requirements/floor.in says how each breaks): Airflow's own constraints files pin them, and so does the
 # lowest leg, as Airflow's installation guide asks of every install.
