@@ -9,12 +9,14 @@ only drive it; it returns the one :class:`JobEvent` that ends the wait.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from airflow_provider_happyhorse.constants import NOT_FOUND_GRACE
 from airflow_provider_happyhorse.core.flows import Flow, Sleep, status_flow
+from airflow_provider_happyhorse.core.progress import BEFORE_DUE, RenderEstimate, next_before_due, overdue_due
 from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, poll_retry_delay, retry_after_of
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.settings import ConnectionSettings
@@ -35,9 +37,11 @@ def _ignore(outcome: str) -> None:
 class WaitPlan:
     """
     One job's wait. ``started_at`` is its submission, or for a sensor (``since`` says which) when it
-    began waiting: the schedule and the not-found grace count from it. ``progress_every``: say how
-    the job is doing at most this often (a waiting worker's log); None says nothing while it is healthy
-    (the triggerer, where thousands of jobs wait).
+    began waiting: the schedule and the not-found grace count from it. ``estimate``: the render-time
+    model's estimate for the job, when its request is known: the wait says how far along the render
+    should be at 25, 50 and 75% of its usual time (waking for it when no poll falls there) and, at a poll
+    that finds it still running, once past 1x, 2x, 4x... that time. ``progress_every``: for a job whose
+    request is unknown (a sensor's), say how it is doing at most this often; None says nothing.
     """
 
     job_id: str
@@ -46,6 +50,7 @@ class WaitPlan:
     schedule: PollSchedule
     since: str = "submission"
     progress_every: timedelta | None = None
+    estimate: RenderEstimate | None = None
 
 
 def wait_flow(
@@ -65,6 +70,10 @@ def wait_flow(
     at_most: float | None = None  # wait at most this long (a connection failure)
     last_error: HappyHorseError | None = None
     last_told = plan.started_at
+    estimate = plan.estimate
+    # The progress lines already said (or passed before this wait began: a resumed trigger does not repeat them).
+    said_before_due = 0.0 if estimate is None else max([0.0, *(s for s in BEFORE_DUE if estimate.share(clock()) >= s)])
+    said_overdue = 0.0
 
     def ended(event: JobEvent) -> JobEvent:
         return event.model_copy(update={"polls": polls, "transient_errors": transient_errors})
@@ -94,6 +103,16 @@ def wait_flow(
                 delay,
             )
             last_error = None
+        if estimate is not None:
+            wake = now + timedelta(seconds=delay)
+            while (share := next_before_due(estimate, said_before_due, clock(), wake)) is not None:
+                said_before_due = share
+                until = min(
+                    _until(estimate.at_share(share), clock(), plan.schedule.tick), (wake - clock()).total_seconds()
+                )
+                yield Sleep(max(until, 0.0), reason="a progress line")
+                say(logging.INFO, "Job %s: %s", job_id, estimate.describe(clock()))
+            delay = max((wake - clock()).total_seconds(), 0.0)
         yield Sleep(delay, reason="the next poll")
         polls += 1
         try:
@@ -133,6 +152,9 @@ def wait_flow(
             at_least = plan.schedule.first_poll_after
         if now >= deadline:
             return ended(_timed_out(plan, f"last status {job.status}", now, say))
+        if estimate is not None and (step := overdue_due(estimate, said_overdue, now)) is not None:
+            said_overdue = step
+            say(logging.INFO, "Job %s is still %s: %s", job_id, job.status, estimate.describe(now))
         if plan.progress_every is not None and now - last_told >= plan.progress_every:
             last_told = now
             say(
@@ -146,6 +168,14 @@ def wait_flow(
                 "poll" if polls == 1 else "polls",
                 deadline.isoformat(timespec="seconds"),
             )
+
+
+def _until(at: datetime, now: datetime, tick: float) -> float:
+    """Seconds from ``now`` to ``at``, put off to the next tick: many waits' progress lines share a wake-up."""
+    when = at.timestamp()
+    if tick > 0:
+        when = math.ceil(when / tick) * tick
+    return max(when - now.timestamp(), 0.0)
 
 
 def _final(plan: WaitPlan, job: JobStatus, polls: int, now: datetime, say: Say) -> JobEvent:

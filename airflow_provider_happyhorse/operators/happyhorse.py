@@ -18,9 +18,9 @@ from airflow_provider_happyhorse.constants import (
     GENERATE_PATH,
     IF_EXISTS_MODES,
     ON_EXPIRED_MODES,
-    PROGRESS_LOG_INTERVAL,
     VERIFY_CLIP_MODES,
 )
+from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.exceptions import (
@@ -388,11 +388,11 @@ class GenerateVideoOperator(BaseOperator):
     def _defer(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> None:
         assert record.job_id is not None
         schedule = self._schedule(request)
-        expected = datetime.fromisoformat(record.submitted_at) + timedelta(seconds=schedule.first_poll_after)
+        estimate = RenderEstimate.of_request(request, datetime.fromisoformat(record.submitted_at))
         self.log.info(
-            "Deferring on job %s: expected to finish around %s, deadline %s",
+            "Deferring on job %s: expected to finish around %s (the usual render time), deadline %s",
             record.job_id,
-            expected.isoformat(timespec="seconds"),
+            estimate.expected_finish.isoformat(timespec="seconds"),
             deadline.isoformat(timespec="seconds"),
         )
         self.defer(
@@ -425,7 +425,7 @@ class GenerateVideoOperator(BaseOperator):
                 started_at=datetime.fromisoformat(record.submitted_at),
                 deadline=deadline,
                 schedule=self._schedule(request),
-                progress_every=PROGRESS_LOG_INTERVAL,
+                estimate=RenderEstimate.of_request(request, datetime.fromisoformat(record.submitted_at)),
             )
         )
         if event.status != "success":

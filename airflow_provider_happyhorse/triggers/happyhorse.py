@@ -14,6 +14,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.core.egress import EgressRule
+from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
@@ -120,6 +121,7 @@ class HappyHorseJobTrigger(BaseTrigger):
             ),
             # A sensor waits for a job made elsewhere: it knows when it began waiting, not when it was submitted.
             since="submission" if self.result is not None else "the sensor began waiting",
+            estimate=RenderEstimate.of_body((self.result or {}).get("request"), self.submitted_at),
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

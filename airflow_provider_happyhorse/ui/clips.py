@@ -11,10 +11,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME
+from airflow_provider_happyhorse.core.progress import RenderEstimate
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -243,13 +244,13 @@ def in_flight(session: Session, permitted: Iterable[str]) -> list[dict[str, Any]
         )
     )
     renders = []
+    now = datetime.now(UTC)
     for dag_id, run_id, task_id, map_index, trigger in session.execute(query):
         kwargs = trigger.kwargs
         submitted = str(kwargs.get("submitted_at", ""))
-        try:
-            expected = datetime.fromisoformat(submitted) + timedelta(seconds=float(kwargs["first_poll_after"]))
-        except (KeyError, TypeError, ValueError):
-            expected = None
+        # The estimate the task log says (core.progress); a sensor's trigger knows no request, so none.
+        result = kwargs.get("result")
+        estimate = RenderEstimate.of_body(result.get("request") if isinstance(result, dict) else None, submitted)
         renders.append(
             {
                 "dag_id": dag_id,
@@ -260,7 +261,8 @@ def in_flight(session: Session, permitted: Iterable[str]) -> list[dict[str, Any]
                 # A sensor's trigger knows when the sensor began waiting, not when the job was submitted.
                 "submitted_at": submitted if kwargs.get("result") is not None else None,
                 "waiting_since": submitted,
-                "expected_finish": None if expected is None or kwargs.get("result") is None else expected.isoformat(),
+                "expected_finish": None if estimate is None else estimate.expected_finish.isoformat(timespec="seconds"),
+                "progress": None if estimate is None else estimate.describe(now),
                 "deadline": kwargs.get("deadline"),
             }
         )

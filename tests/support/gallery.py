@@ -95,7 +95,13 @@ def render_in_flight(dag_id: str, job_id: str) -> Iterator[None]:
         "first_poll_after": 50.0,
         "min_poll_interval": 2.0,
         "max_poll_interval": 120.0,
-        "result": {"job_id": job_id, "status": "IN_PROGRESS", "video_url": None},
+        # As the operator defers: the known result carries the request (a 5 s std clip with sound: 42 s usually).
+        "result": {
+            "job_id": job_id,
+            "status": "IN_PROGRESS",
+            "video_url": None,
+            "request": {"model": "happyhorse-1.0/video", "prompt": "a private clip", "mode": "std", "duration": 5},
+        },
         "end_task_on_success": True,
     }
     with create_session() as session:
