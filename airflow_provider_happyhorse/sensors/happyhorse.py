@@ -102,11 +102,13 @@ class HappyHorseJobSensor(BaseSensorOperator):
     def _preflight(self) -> None:
         """The job id, the clip's destination and mode, refused before waiting (and so before anything is kept)."""
         if not isinstance(self.job_id, str) or not is_job_id(self.job_id):
+            metrics.refused("validation", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(
                 f"job_id: must be a HappyHorse task id (letters, digits and _ . : -, at most 128 characters, "
                 f"starting with a letter or digit), got {self.job_id!r:.80}."
             )
         if self.verify_clip not in VERIFY_CLIP_MODES:
+            metrics.refused("setting", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(
                 f"verify_clip: must be one of {', '.join(VERIFY_CLIP_MODES)} (got {self.verify_clip!r})."
             )
@@ -114,6 +116,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
             try:
                 prepare_destination(self.output_path)
             except ConfigurationError as error:
+                metrics.refused("destination", conn_id=self.happyhorse_conn_id)
                 raise AirflowFailException(str(error)) from None
 
     def execute(self, context: Context) -> Any:

@@ -283,3 +283,26 @@ def test_a_metrics_backend_that_fails_never_fails_the_render(
     result = blocking_operator(FakeService(FakeClock()), tmp_path).execute(make_context(DictStore()))
     assert result["stored_size"] == len(CLIP)
     assert "Could not emit the metric happyhorse.submissions: the metrics backend is down" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"job_id": "../etc/passwd"}, "validation"),
+        ({"verify_clip": "sometimes"}, "setting"),
+        ({"output_path": "/proc/nope/a.mp4"}, "destination"),
+    ],
+)
+def test_the_sensors_refusals_are_counted_by_reason(stats: FakeStats, kwargs: dict[str, Any], reason: str) -> None:
+    from airflow_provider_happyhorse.sensors.happyhorse import HappyHorseJobSensor
+
+    service = FakeService(FakeClock())
+    params: dict[str, Any] = {"task_id": "wait", "job_id": service.job_id, **kwargs}
+    sensor = HappyHorseJobSensor(**params)
+    sensor.hook = HappyHorseHook(transport=service.transport(), resolve=resolve, clock=service.clock)  # type: ignore[misc]
+    with pytest.raises(AirflowFailException):
+        sensor.execute(make_context(None))
+    assert service.requests == []
+    assert [(name, tags) for _, name, _, tags, _ in stats.calls] == [
+        (metrics.REFUSALS, {"reason": reason, "conn_id": "happyhorse_default"})
+    ]
