@@ -1,51 +1,89 @@
-"""OpenLineage facets for a finished video task; nothing here runs without the OpenLineage provider."""
+"""
+OpenLineage for a finished video task: the stored clip as the output dataset, and the job as one run facet
+(``happyhorse``: job id, model, mode, duration, estimated cost) whose schema is ``FACET_SCHEMA_URL``.
+Nothing here imports OpenLineage unless it is installed and asked for (DAG files import the operator).
+
+Where Airflow calls it: the OpenLineage provider's listener asks a task that finished on a worker for
+``get_openlineage_facets_on_complete`` (with ``output_path``, the worker stores the clip and finishes the
+task). A task that the triggerer ends gets no such call: Airflow 3.3.2 marks it successful in
+``airflow/models/trigger.py`` (``handle_event_submit`` for a ``BaseTaskEndEvent``: ``set_state``, no
+listener hook), so the OpenLineage provider emits only the START it sent when the task began on a worker
+(docs/howto/openlineage.md).
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+# The facet's schema (docs/howto/openlineage.md gives its fields), named here once: the facet class is its
+# only user, and every event carries it as the facet's _schemaURL.
+FACET_SCHEMA_URL = "urn:airflow-provider-happyhorse:openlineage:HappyHorseRunFacet:1-0-0"
+FACET_NAME = "happyhorse"
 
-def operator_lineage(result: dict[str, Any] | None) -> Any:
-    """The stored clip as the output dataset, the job id and model as run facets; None without OpenLineage."""
-    if not result:
-        return None
+
+@functools.cache
+def run_facet_class() -> Any:
+    """The ``happyhorse`` run facet class, made once per process (None without OpenLineage's client)."""
     try:
         import attrs
-        from airflow.providers.common.compat.openlineage.facet import (
-            Dataset,
-            ExternalQueryRunFacet,
-            RunFacet,
-        )
-        from airflow.providers.openlineage.extractors import OperatorLineage
+        from airflow.providers.common.compat.openlineage.facet import RunFacet
     except ImportError:
         return None
 
     @attrs.define
     class HappyHorseRunFacet(RunFacet):
+        """One HappyHorse job: its id, model, mode, duration (seconds of video) and estimated credits."""
+
         job_id: str
         model: str
         mode: str | None = None
         duration: float | None = None
         credits_estimate: float | None = None
 
+        @staticmethod
+        def _get_schema() -> str:
+            return FACET_SCHEMA_URL
+
+    return HappyHorseRunFacet
+
+
+def run_facets(result: dict[str, Any]) -> dict[str, Any]:
+    """The run facets of a task's result: the job as ``happyhorse`` and as an external query."""
+    from airflow.providers.common.compat.openlineage.facet import ExternalQueryRunFacet
+
     request = result.get("request") or {}
-    outputs = []
-    if stored := result.get("stored_path"):
-        namespace, _, name = str(stored).partition("://")
-        if namespace != "file":
-            bucket, _, key = name.partition("/")
-            namespace, name = f"{namespace}://{bucket}", key
-        outputs.append(Dataset(namespace=namespace, name=name))
-    return OperatorLineage(
-        outputs=outputs,
-        run_facets={
-            "externalQuery": ExternalQueryRunFacet(externalQueryId=result["job_id"], source="happyhorse"),
-            "happyhorse": HappyHorseRunFacet(
-                job_id=result["job_id"],
-                model=request.get("model", "happyhorse-1.0/video"),
-                mode=request.get("mode"),
-                duration=request.get("duration"),
-                credits_estimate=result.get("credits_estimate"),
-            ),
-        },
+    facet = run_facet_class()(
+        job_id=result["job_id"],
+        model=request.get("model", "happyhorse-1.0/video"),
+        mode=request.get("mode"),
+        duration=request.get("duration"),
+        credits_estimate=result.get("credits_estimate"),
     )
+    return {
+        "externalQuery": ExternalQueryRunFacet(externalQueryId=result["job_id"], source="happyhorse"),
+        FACET_NAME: facet,
+    }
+
+
+def clip_dataset(stored_path: str) -> Any:
+    """The stored clip as an OpenLineage dataset: ``file`` or ``scheme://bucket`` and the path in it."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    namespace, _, name = str(stored_path).partition("://")
+    if namespace != "file":
+        bucket, _, key = name.partition("/")
+        namespace, name = f"{namespace}://{bucket}", key
+    return Dataset(namespace=namespace, name=name)
+
+
+def operator_lineage(result: dict[str, Any] | None) -> Any:
+    """The stored clip as the output dataset, the job as run facets; None without OpenLineage."""
+    if not result or run_facet_class() is None:
+        return None
+    try:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    stored = result.get("stored_path")
+    return OperatorLineage(outputs=[clip_dataset(stored)] if stored else [], run_facets=run_facets(result))

@@ -211,3 +211,26 @@ def test_a_file_uri_naming_localhost_is_the_same_absolute_path() -> None:
 
     assert str(as_storage_path("file://localhost/data/clips/a.mp4")) == "file:///data/clips/a.mp4"
     assert str(as_storage_path("/data/clips/a.mp4")) == "file:///data/clips/a.mp4"
+
+
+def test_the_run_facet_is_one_class_with_its_schema_url() -> None:
+    from openlineage.client.serde import Serde
+
+    from airflow_provider_happyhorse.lineage import FACET_SCHEMA_URL, run_facet_class, run_facets
+
+    assert run_facet_class() is run_facet_class()
+    result = {
+        "job_id": "n92abc123hh10",
+        "request": {"model": "happyhorse-1.0/video", "mode": "pro", "duration": 5},
+        "credits_estimate": 400,
+    }
+    facet = Serde.to_dict(run_facets(result)["happyhorse"])
+    assert facet.pop("_producer").startswith("https://")
+    assert facet == {
+        "_schemaURL": FACET_SCHEMA_URL,
+        "job_id": "n92abc123hh10",
+        "model": "happyhorse-1.0/video",
+        "mode": "pro",
+        "duration": 5,
+        "credits_estimate": 400,
+    }
