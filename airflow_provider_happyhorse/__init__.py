@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_happyhorse.version import __version__
 
 if TYPE_CHECKING:
+    from airflow_provider_happyhorse.budget import RenderPlan, RunBudget, plan_renders
     from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
     from airflow_provider_happyhorse.core.wait import WaitPlan
     from airflow_provider_happyhorse.exceptions import (
@@ -54,6 +55,7 @@ _MODULES = {
     **dict.fromkeys(("JobEvent", "JobState", "JobStatus", "VideoRequest", "VideoResult"), "models"),
     **dict.fromkeys(("PollSchedule", "expected_render_seconds", "first_poll_for"), "core.schedule"),
     "WaitPlan": "core.wait",
+    **dict.fromkeys(("RenderPlan", "RunBudget", "plan_renders"), "budget"),
     **dict.fromkeys(
         (
             "APIStatusError",
@@ -107,9 +109,11 @@ __all__ = [
     "NotFoundError",
     "PollSchedule",
     "RateLimitError",
+    "RenderPlan",
     "RequestTimeoutError",
     "ResultRedirectError",
     "ResultUnavailableError",
+    "RunBudget",
     "ServerError",
     "SubmissionOutcomeUnknownError",
     "TransportError",
@@ -119,6 +123,7 @@ __all__ = [
     "__version__",
     "expected_render_seconds",
     "first_poll_for",
+    "plan_renders",
 ]
 
 

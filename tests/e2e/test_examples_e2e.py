@@ -137,12 +137,15 @@ def test_the_run_budget_refuses_before_any_render(finished: Finished) -> None:
     assert run["state"] == "failed"
     tis = finished.cluster.task_instances("happyhorse_batch_backfill", finished.over_budget)
     states = {ti.task_id: (ti.state, ti.try_number) for ti in tis}
-    assert states["check_budget"] == ("failed", 1)  # refused without retries
+    assert states["plan_renders"] == ("failed", 1)  # refused without retries
     assert states.get("render", (None, 0))[0] in (None, "upstream_failed")
     logs = "\n".join(
         path.read_text() for path in finished.cluster.task_log_files("happyhorse_batch_backfill", finished.over_budget)
     )
-    assert "max_run_credits: the run's 6 videos are estimated at 2080 credits, above 100; nothing was submitted" in logs
+    assert (
+        "max_run_credits: the run's 6 renders are estimated at 2080 credits, above the limit of 100 credits. "
+        "Nothing was submitted." in logs
+    )
 
 
 def test_every_stored_clip_is_published_exactly_once(finished: Finished) -> None:

@@ -114,24 +114,39 @@ def test_a_trigger_conf_cannot_raise_the_batch_budget(dagbag, budget: Any) -> No
     with pytest.raises(ParamValidationError, match="max_run_credits"):
         merged(serialized.params, {"max_run_credits": budget}).validate()
     # ... and what the task runner does again when a task starts.
-    task = dag.get_task("check_budget")
+    task = dag.get_task("plan_renders")
     assert process_params(dag, task, {"max_run_credits": 100}, suppress_exception=False)["max_run_credits"] == 100
     with pytest.raises(ParamValidationError, match="max_run_credits"):
         process_params(dag, task, {"max_run_credits": budget}, suppress_exception=False)
 
 
 @pytest.mark.parametrize("budget", [3001, "5000", "lots", None, True, float("nan"), float("inf"), -1])
-def test_check_budget_refuses_a_budget_that_skipped_validation(dagbag, budget: Any) -> None:  # type: ignore[no-untyped-def]
+def test_plan_renders_refuses_a_budget_that_skipped_validation(dagbag, budget: Any) -> None:  # type: ignore[no-untyped-def]
     from airflow.providers.common.compat.sdk import AirflowFailException
 
     dag = dagbag.dags["happyhorse_batch_backfill"]
     rows = dag.get_task("load_prompts").python_callable(ds="2026-11-24")
-    check_budget = dag.get_task("check_budget").python_callable
-    assert len(check_budget(rows, params={"max_run_credits": 3000})) == len(rows)
-    with pytest.raises(AirflowFailException, match="max_run_credits: the run's 6 videos are estimated at 2080"):
-        check_budget(rows, params={"max_run_credits": 100})
-    with pytest.raises(AirflowFailException, match=r"^max_run_credits: .* (is not a number|is outside 0 to 3000)"):
-        check_budget(rows, params={"max_run_credits": budget})
+    plan_renders = dag.get_task("plan_renders").python_callable
+    assert plan_renders(rows, params={"max_run_credits": 3000}) == rows
+    with pytest.raises(
+        AirflowFailException, match="max_run_credits: the run's 6 renders are estimated at 2080 credits"
+    ):
+        plan_renders(rows, params={"max_run_credits": 100})
+    with pytest.raises(AirflowFailException, match=r"^max_run_credits: must be a number of credits from 0 to 3000"):
+        plan_renders(rows, params={"max_run_credits": budget})
+
+
+def test_load_prompts_refuses_a_prompt_without_its_day(dagbag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    load_prompts = dagbag.dags["happyhorse_batch_backfill"].get_task("load_prompts").python_callable
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text(
+        "slug,prompt,duration,mode,aspect_ratio\na,on {date},5,std,16:9\nb,every day the same,5,std,16:9\n"
+    )
+    monkeypatch.setitem(load_prompts.__globals__, "PROMPTS_FILE", prompts)
+    with pytest.raises(AirflowFailException, match=r"rows \[1\] have no \{date\}"):
+        load_prompts(ds="2026-11-24")
 
 
 def test_a_trigger_conf_cannot_choose_the_batch_prompts_file(dagbag) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,126 @@
+"""Budgets: a run planned (every row validated, the total estimated) and refused before any render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow_provider_happyhorse.budget import (
+    BudgetExceededError,
+    InvalidRowError,
+    RunBudget,
+    RunPlanError,
+    plan_renders,
+)
+from airflow_provider_happyhorse.models import VideoRequest
+
+# Estimates from the price list (credits per second): std with sound 60, std silent 40, pro with sound 80.
+ROWS: list[dict[str, Any]] = [
+    {"prompt": "a horse on a beach", "duration": 5, "output_path": "file:///tmp/a.mp4"},  # 300
+    {"prompt": "rain on a city street", "duration": 4, "sound": False, "aspect_ratio": "9:16"},  # 160
+    {"prompt": "boats at sunset", "duration": 6, "mode": "pro", "max_credits": 1000},  # 480
+]
+TOTAL = 300 + 160 + 480
+
+
+def test_a_plan_within_its_limit_keeps_every_row_and_its_estimate() -> None:
+    plan = plan_renders(ROWS, limit=TOTAL)  # the limit itself is allowed
+    assert plan.total == TOTAL
+    assert [render.estimate for render in plan.renders] == [300, 160, 480]
+    assert plan.renders[1].request == VideoRequest(
+        prompt="rain on a city street", duration=4, sound=False, aspect_ratio="9:16"
+    )
+    assert plan.operator_arguments() == ROWS  # what expand_kwargs gets: the rows as given
+    assert plan.summary() == "3 renders, estimated at 940 credits (limit 940 credits)"
+
+
+def test_a_plan_above_its_limit_is_refused_naming_both_figures() -> None:
+    with pytest.raises(BudgetExceededError) as refused:
+        plan_renders(ROWS, limit=939)
+    assert str(refused.value).startswith(
+        "limit: the run's 3 renders are estimated at 940 credits, above the limit of 939 credits. "
+        "Nothing was submitted."
+    )
+    assert (refused.value.total, refused.value.limit) == (TOTAL, 939)
+    assert isinstance(refused.value, AirflowFailException)  # no retries: a retry changes nothing
+
+
+def test_one_bad_row_is_named_with_its_field_rule_and_value() -> None:
+    rows = [*ROWS[:1], {"prompt": "too long a shot", "duration": 20}, *ROWS[1:]]
+    with pytest.raises(InvalidRowError) as refused:
+        plan_renders(rows, limit=100_000)
+    assert refused.value.problems == {
+        1: "Invalid HappyHorse request: duration: Input should be less than or equal to 15 (got 20)"
+    }
+    assert str(refused.value).startswith("rows[1]: Invalid HappyHorse request: duration:")
+    assert "Nothing was submitted" in str(refused.value)
+
+
+def test_every_bad_row_is_named_at_once() -> None:
+    rows: list[Any] = [{"promt": "typo"}, ROWS[0], ["not", "a", "dict"], {"prompt": "x", "mode": "ultra"}]
+    with pytest.raises(InvalidRowError) as refused:
+        plan_renders(rows, limit=100_000)
+    assert sorted(refused.value.problems) == [0, 2, 3]
+    assert refused.value.problems[0] == "'promt': not an argument of GenerateVideoOperator"
+    assert refused.value.problems[2] == "must be a dict of GenerateVideoOperator's keyword arguments, got list"
+    assert "mode: Input should be 'std' or 'pro' (got 'ultra')" in refused.value.problems[3]
+
+
+def test_an_invalid_row_is_refused_before_the_total_is_compared() -> None:
+    with pytest.raises(InvalidRowError):
+        plan_renders([{"prompt": ""}], limit=0)
+
+
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), -1, True, "lots", None])
+def test_a_limit_that_is_not_a_number_of_credits_is_refused(limit: Any) -> None:
+    with pytest.raises(RunPlanError, match=r"^limit: must be a number of credits from 0 \(got "):
+        plan_renders(ROWS, limit=limit)
+
+
+def test_the_unit_in_messages_is_the_budgets() -> None:
+    with pytest.raises(RunPlanError, match=r"^spend: must be a number of USD from 0 to 5, .* \(got 9\)"):
+        RunBudget("spend", ceiling=5, unit="USD").limit({"spend": 9})
+
+
+def test_a_run_budget_plans_under_the_runs_param() -> None:
+    budget = RunBudget("max_run_credits", ceiling=1000)
+    assert budget.plan_renders(ROWS, {"max_run_credits": 940}).total == TOTAL
+    assert budget.plan_renders(ROWS, None).limit == 1000  # no params: the ceiling
+    assert budget.plan_renders(ROWS, {}).limit == 1000
+    with pytest.raises(BudgetExceededError, match=r"trigger with a higher max_run_credits \(at most 1000;"):
+        budget.plan_renders(ROWS, {"max_run_credits": 500})
+
+
+@pytest.mark.parametrize("value", [1001, 1e9, -1, float("nan"), "500", True])
+def test_a_run_budget_refuses_a_limit_its_param_would_have_refused(value: Any) -> None:
+    with pytest.raises(RunPlanError, match=r"^max_run_credits: must be a number of credits from 0 to 1000"):
+        RunBudget("max_run_credits", ceiling=1000).plan_renders(ROWS, {"max_run_credits": value})
+
+
+@pytest.mark.parametrize("value", [1000.5, 5000, -1, "500", None, True])
+def test_the_param_maximum_is_the_ceiling_by_params_own_validation(value: Any) -> None:
+    from airflow.sdk import Param
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = RunBudget("max_run_credits", ceiling=1000).param()
+    assert isinstance(param, Param)
+    assert param.schema == {"type": "number", "minimum": 0, "maximum": 1000}
+    assert param.resolve() == 1000  # the default is the ceiling
+    assert param.resolve(value=250) == 250
+    with pytest.raises(ParamValidationError):
+        param.resolve(value=value)
+    # As a DAG's params with a trigger's conf over them (what creating a run validates).
+    params = ParamsDict({"max_run_credits": RunBudget("max_run_credits", ceiling=1000).param()})
+    params["max_run_credits"] = 250
+    assert params.validate() == {"max_run_credits": 250}
+    with pytest.raises(ParamValidationError):
+        params["max_run_credits"] = value
+
+
+@pytest.mark.parametrize("ceiling", [float("nan"), -5, "3000"])
+def test_a_budget_with_an_unusable_ceiling_is_refused_when_the_dag_is_parsed(ceiling: Any) -> None:
+    with pytest.raises(RunPlanError, match=r"^RunBudget\('max_run_credits'\)\.ceiling: must be a number"):
+        RunBudget("max_run_credits", ceiling=ceiling)
