@@ -67,6 +67,9 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
+        "task-decorators": [
+            {"name": "happyhorse", "class-name": "airflow_provider_happyhorse.decorators.happyhorse.happyhorse_task"}
+        ],
         "extra-links": ["airflow_provider_happyhorse.links.happyhorse.HappyHorseVideoLink"],
         "plugins": [{"name": "happyhorse", "plugin-class": "airflow_provider_happyhorse.ui.plugin.HappyHorsePlugin"}],
         "config": {
