@@ -101,9 +101,9 @@ def test_a_run_budget_refuses_a_limit_its_param_would_have_refused(value: Any) -
 
 @pytest.mark.parametrize("value", [1000.5, 5000, -1, "500", None, True])
 def test_the_param_maximum_is_the_ceiling_by_params_own_validation(value: Any) -> None:
+    from airflow.exceptions import ParamValidationError
     from airflow.sdk import Param
     from airflow.sdk.definitions.param import ParamsDict
-    from airflow.sdk.exceptions import ParamValidationError
 
     param = RunBudget("max_run_credits", ceiling=1000).param()
     assert isinstance(param, Param)

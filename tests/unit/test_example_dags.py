@@ -37,6 +37,7 @@ def test_every_example_parses(dagbag) -> None:  # type: ignore[no-untyped-def]
         "happyhorse_image_to_video",
         "happyhorse_multi_shot_story",
         "happyhorse_publish",
+        "happyhorse_taskflow",
         "happyhorse_wait_for_job",
     }
 
@@ -160,6 +161,24 @@ def test_a_trigger_conf_cannot_choose_the_batch_prompts_file(dagbag) -> None:  #
         shipped = list(csv.DictReader(handle))
     rows = load_prompts(ds="2026-11-24")
     assert [row["prompt"] for row in rows] == [row["prompt"].replace("{date}", "2026-11-24") for row in shipped]
+
+
+def test_taskflow_dag_maps_the_decorated_function_over_three_prompts(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow_provider_happyhorse.decorators.happyhorse import HappyHorseDecoratedOperator
+    from airflow_provider_happyhorse.operators.fields import request_from_arguments
+
+    dag = dagbag.dags["happyhorse_taskflow"]
+    render = dag.get_task("render")
+    assert dag.schedule is None  # renders only when triggered
+    assert render.operator_class is HappyHorseDecoratedOperator
+    prompts = render.op_kwargs_expand_input.value["prompt"]
+    assert len(prompts) == 3
+    assert "{{ ti.map_index }}" in render.partial_kwargs["output_path"]  # one clip file per mapped task
+    # Each prompt's request is valid and within the task's max_credits, as written.
+    for prompt in prompts:
+        request = request_from_arguments(render.python_callable(prompt, ds="2026-11-24"))
+        assert "2026-11-24" in (request.prompt or "")
+        assert request.estimate_credits() <= render.partial_kwargs["max_credits"]
 
 
 def test_publish_dag_is_scheduled_on_the_clip_alias(dagbag) -> None:  # type: ignore[no-untyped-def]
