@@ -68,12 +68,7 @@ class HappyHorseDecoratedOperator(DecoratedOperator, GenerateVideoOperator):
         op_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        given = sorted(name for name in kwargs if name in REQUEST_ARGUMENTS)
-        if given:
-            raise TypeError(
-                f"@task.happyhorse({', '.join(f'{name}=...' for name in given)}): the request is what "
-                f"{python_callable.__name__}() returns; return {', '.join(map(repr, given))} from it instead"
-            )
+        _refuse_request_arguments(kwargs, f"{python_callable.__name__}()")
         super().__init__(python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
         self._request: VideoRequest | None = None
 
@@ -130,6 +125,8 @@ def happyhorse_task(python_callable: Callable[..., Any] | None = None, **kwargs:
     and BaseOperator's), not its request arguments; the task's XCom is the operator's result, as one
     value (``multiple_outputs`` is always off).
     """
+    # Here too, not only in the operator: a mapped task's operator is built only when it runs.
+    _refuse_request_arguments(kwargs, "the decorated function")
     if "multiple_outputs" in kwargs:
         raise TypeError("@task.happyhorse(multiple_outputs=...): its XCom is the video's result, one value")
     return task_decorator_factory(
@@ -138,3 +135,12 @@ def happyhorse_task(python_callable: Callable[..., Any] | None = None, **kwargs:
         decorated_operator_class=HappyHorseDecoratedOperator,
         **kwargs,
     )
+
+
+def _refuse_request_arguments(kwargs: Mapping[str, Any], function: str) -> None:
+    given = sorted(name for name in kwargs if name in REQUEST_ARGUMENTS)
+    if given:
+        raise TypeError(
+            f"@task.happyhorse({', '.join(f'{name}=...' for name in given)}): the request is what {function} "
+            f"returns; return {', '.join(map(repr, given))} from it instead"
+        )

@@ -95,6 +95,8 @@ def test_request_arguments_belong_to_the_function_not_the_decorator() -> None:
     refused = r"@task.happyhorse\(duration=\.\.\., prompt=\.\.\.\): the request is what"
     with pytest.raises(TypeError, match=refused), DAG("taskflow", schedule=None, start_date=START):
         happyhorse_task(prompt="x", duration=5)(lambda: {})()
+    with pytest.raises(TypeError, match=r"@task.happyhorse\(mode=\.\.\.\): the request is what the decorated function"):
+        happyhorse_task(mode="pro")  # refused when decorating: a mapped task's operator is built only at run time
     with pytest.raises(TypeError, match="multiple_outputs"):
         happyhorse_task(multiple_outputs=True)
 
