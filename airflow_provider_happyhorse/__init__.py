@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_happyhorse.version import __version__
 
 if TYPE_CHECKING:
-    from airflow_provider_happyhorse.budget import RenderPlan, RunBudget, plan_renders
+    from airflow_provider_happyhorse.budget import (
+        BudgetExceededError,
+        InvalidRowError,
+        RenderPlan,
+        RunBudget,
+        RunPlanError,
+        plan_renders,
+    )
     from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
     from airflow_provider_happyhorse.core.wait import WaitPlan
     from airflow_provider_happyhorse.exceptions import (
@@ -55,7 +62,9 @@ _MODULES = {
     **dict.fromkeys(("JobEvent", "JobState", "JobStatus", "VideoRequest", "VideoResult"), "models"),
     **dict.fromkeys(("PollSchedule", "expected_render_seconds", "first_poll_for"), "core.schedule"),
     "WaitPlan": "core.wait",
-    **dict.fromkeys(("RenderPlan", "RunBudget", "plan_renders"), "budget"),
+    **dict.fromkeys(
+        ("BudgetExceededError", "InvalidRowError", "RenderPlan", "RunBudget", "RunPlanError", "plan_renders"), "budget"
+    ),
     **dict.fromkeys(
         (
             "APIStatusError",
@@ -88,6 +97,7 @@ __all__ = [
     "APIStatusError",
     "AccountError",
     "AuthenticationError",
+    "BudgetExceededError",
     "ClipMismatchError",
     "ConfigurationError",
     "DownloadLimitError",
@@ -100,6 +110,7 @@ __all__ = [
     "HappyHorseVideoLink",
     "InvalidClipError",
     "InvalidRequestError",
+    "InvalidRowError",
     "JobEvent",
     "JobFailedError",
     "JobState",
@@ -114,6 +125,7 @@ __all__ = [
     "ResultRedirectError",
     "ResultUnavailableError",
     "RunBudget",
+    "RunPlanError",
     "ServerError",
     "SubmissionOutcomeUnknownError",
     "TransportError",
