@@ -19,19 +19,19 @@ DIST_STAMP := $(DIST_VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements/dev.txt pyproject.toml
+$(STAMP): requirements/dev.txt pyproject.toml emulator/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5"
 	$(UV) pip install -q -p $(BIN)/python -r requirements/dev.txt
 	touch $(STAMP)
 
-$(FLOOR_STAMP): requirements/floor.txt pyproject.toml
+$(FLOOR_STAMP): requirements/floor.txt pyproject.toml emulator/pyproject.toml
 	test -x $(FLOOR_BIN)/python || $(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5"
 	$(FLOOR_BIN)/uv pip install -q -p $(FLOOR_BIN)/python -r requirements/floor.txt
 	touch $(FLOOR_STAMP)
 
-$(DIST_STAMP): requirements/distributed.txt pyproject.toml
+$(DIST_STAMP): requirements/distributed.txt pyproject.toml emulator/pyproject.toml
 	test -x $(DIST_BIN)/python || $(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5"
 	$(DIST_BIN)/uv pip install -q -p $(DIST_BIN)/python -r requirements/distributed.txt

@@ -32,7 +32,7 @@ import aiohttp
 import httpx
 
 from airflow_provider_happyhorse import HappyHorseHook
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
 IN_FLIGHT = (1, 50, 200, 1000)
 ALONE_GAP_SECONDS = 0.3

@@ -64,7 +64,7 @@ from _airflow import (
     xcom_values,
 )
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 from harness import ALL_COMPONENTS, AirflowCluster, DistributedCluster
 from harness.observers import TASK_LOG_NAME
 

@@ -855,7 +855,7 @@ def main() -> int:
     logs.mkdir(parents=True)
     clips = ensure_clips(workdir, sorted(set(options.durations)))
 
-    from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+    from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
     config = EmulatorConfig(
         speed=SPEED, jitter=0.0, max_concurrent_per_key=None, result_clips_dir=str(clips_dir(workdir))

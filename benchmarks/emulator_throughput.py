@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import psutil
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "emulator_throughput.json"
 

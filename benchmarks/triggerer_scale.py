@@ -92,7 +92,7 @@ import httpx
 import psutil
 
 from airflow_provider_happyhorse import expected_render_seconds, first_poll_for
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "triggerer_scale.json"
 REPO = Path(__file__).resolve().parents[1]

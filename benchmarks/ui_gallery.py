@@ -35,7 +35,7 @@ TARGET_MS = 300.0
 
 
 def fill(home: Path, rows: int) -> None:
-    from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+    from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
     output = home / "clips"
     with EmulatorProcess(EmulatorConfig(speed=0.01)) as emulator:

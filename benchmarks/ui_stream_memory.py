@@ -85,7 +85,7 @@ ABANDON_AFTER = 512 * 1024
 
 def fill(home: Path) -> tuple[Path, str]:
     """One real run: its result's ``stored_path`` as a local path, and its run id."""
-    from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+    from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
     output = home / "clips"
     with EmulatorProcess(EmulatorConfig(speed=0.01)) as emulator:

@@ -92,7 +92,7 @@ from _airflow import (
     xcom_values,
 )
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess, key_id
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess, key_id
 from harness import AirflowCluster, DistributedCluster, WorkerRun
 from harness.observers import TASK_LOG_NAME
 

@@ -54,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_happyhorse.emulator.video import ASPECT_FRAME_SIZES, render_mp4
+from happyhorse_emulator.video import ASPECT_FRAME_SIZES, render_mp4
 
 API_HOST = "127.0.0.1"
 FORBIDDEN_HOST = "127.0.0.2"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import AirflowCluster, ApiError, TaskInstanceInfo, TaskKey
 from harness.observers import TASK_LOG_NAME
 from reliability.gateway import FaultGateway, GatewayFaults

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig
+from happyhorse_emulator import EmulatorConfig
 
 # The emulator's render time for the suite's videos (3 s, no sound) at speed 1: 20 s + 3 s per video second.
 RENDER_SECONDS_AT_SPEED_1 = 29.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_ID = "happyhorse_daily_content"

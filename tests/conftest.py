@@ -13,7 +13,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 import pytest
 
 import airflow_provider_happyhorse
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorServer
+from happyhorse_emulator import EmulatorConfig, EmulatorServer
 
 # The matrix (scripts/matrix.py) tests the built wheel or sdist: the package must come from site-packages,
 # never from the checkout the tests sit in.

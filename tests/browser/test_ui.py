@@ -49,7 +49,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import AirflowCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(600)]

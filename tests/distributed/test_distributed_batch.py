@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("airflow.providers.celery", reason="needs the distributed extras: make e2e-distributed")
 pytest.importorskip("psycopg2", reason="needs the distributed extras: make e2e-distributed")
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import TaskKey
 from harness.distributed import DistributedCluster
 from harness.processes import processes_in

@@ -22,7 +22,7 @@ import pytest
 
 pytest.importorskip("airflow.providers.fab", reason="needs the FAB provider: make e2e-distributed")
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from happyhorse_emulator import EmulatorServer
 from support.gallery import DAY, Gallery, airflow, airflow_env, render_in_flight, run_dags, run_ids
 
 DAGS = Path(__file__).parent / "fab_dags"

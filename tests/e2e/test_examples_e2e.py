@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from e2e.runs import published, results, run_ids, video_keys, wait_for_publish
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import AirflowCluster, TaskKey
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
-from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.exceptions import (
     AccountError,
     AuthenticationError,
@@ -26,6 +25,7 @@ from airflow_provider_happyhorse.exceptions import (
 )
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.models import JobState, VideoRequest
+from happyhorse_emulator import EmulatorServer
 
 
 def use_connection(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, **extra: Any) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from happyhorse_emulator import EmulatorServer
 from support.context import DictStore, make_context
 
 

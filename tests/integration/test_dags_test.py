@@ -18,7 +18,7 @@ import av
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from happyhorse_emulator import EmulatorServer
 
 DAGS = Path(__file__).parent / "dags"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))

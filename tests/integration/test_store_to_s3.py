@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from happyhorse_emulator import EmulatorServer
 from support.context import DictStore, make_context
 from support.s3 import moto_s3
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
-from airflow_provider_happyhorse.emulator.config import DEFAULT_API_KEY
+from happyhorse_emulator import EmulatorServer
+from happyhorse_emulator.config import DEFAULT_API_KEY
 from support.gallery import DAY, Gallery, airflow, airflow_env, render_in_flight, run_dags, run_ids
 
 DAGS = Path(__file__).parent / "dags"

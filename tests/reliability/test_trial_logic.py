@@ -17,9 +17,9 @@ import httpx
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.exceptions import HappyHorseError, InvalidRequestError
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+from happyhorse_emulator import EmulatorServer
 from harness.airflow_cluster import TaskInstanceInfo
 from reliability import egress_guard
 from reliability import hostile as hostile_service

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from happyhorse_emulator import EmulatorServer
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAY = "2026-03-01"

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_happyhorse.emulator.video import render_mp4
+from happyhorse_emulator.video import render_mp4
 from support.clock import START, FakeClock
 
 # Distinctive and long enough for any masker; every redaction test greps for it.

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_happyhorse.emulator.video import render_mp4
 from airflow_provider_happyhorse.exceptions import ClipMismatchError, InvalidClipError, ResultRedirectError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.storage import read_clip_record, store_clip
+from happyhorse_emulator.video import render_mp4
 from support.clock import FakeClock
 from support.context import DictStore, make_context
 from support.service import API_KEY, CLIP, CONN_JSON, HOST, PUBLIC_ADDRESS, FakeService, reply, resolve, serve_clip

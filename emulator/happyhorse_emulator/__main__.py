@@ -1,4 +1,4 @@
-"""``happyhorse-emulator`` / ``python -m airflow_provider_happyhorse.emulator``: serve the emulator.
+"""``happyhorse-emulator`` / ``python -m happyhorse_emulator``: serve the emulator.
 
 Settings come from the defaults, then ``--config FILE`` (an ``EmulatorConfig`` as JSON), then the flags.
 It binds 127.0.0.1:8765 unless told otherwise and prints two lines: its URL and API key, then the admin token
@@ -23,7 +23,7 @@ from .app import create_app, is_loopback_host
 from .config import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER, EmulatorConfig
 from .server import bind_socket, uvicorn_config
 
-logger = logging.getLogger("airflow_provider_happyhorse.emulator")
+logger = logging.getLogger("happyhorse_emulator")
 
 # flag -> (config field, type, help); fault flags set fields of the nested FaultConfig. Each help ends with the
 # field's default, read from the config models (so --help cannot drift from them).

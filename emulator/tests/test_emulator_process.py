@@ -11,8 +11,8 @@ import httpx
 import psutil
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
-from airflow_provider_happyhorse.emulator.__main__ import build_parser, config_from_args, main
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
+from happyhorse_emulator.__main__ import build_parser, config_from_args, main
 
 BODY = {"model": "happyhorse-1.0/video", "prompt": "a horse", "duration": 3, "sound": False}
 

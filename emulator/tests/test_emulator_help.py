@@ -10,7 +10,7 @@ from functools import cache
 
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, FaultConfig
+from happyhorse_emulator import EmulatorConfig, FaultConfig
 
 _OPTION_LINE = re.compile(r"^  (-\S+)")
 _DEFAULT = re.compile(r"\(default: ([^)]*)\)")
@@ -22,7 +22,7 @@ def _help_by_option() -> dict[str, str]:
     # A narrow terminal wraps help texts; the parsing below copes, the width only keeps the output readable.
     env = {**os.environ, "COLUMNS": "100"}
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_happyhorse.emulator", "--help"],
+        [sys.executable, "-m", "happyhorse_emulator", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -86,7 +86,7 @@ def test_key_and_endpoint_defaults_are_the_configs() -> None:
 
 
 def test_bind_defaults_are_the_parsers() -> None:
-    from airflow_provider_happyhorse.emulator.__main__ import build_parser
+    from happyhorse_emulator.__main__ import build_parser
 
     args = build_parser().parse_args([])
     assert _shown_default("--host") == f"{args.host}, loopback"
@@ -102,8 +102,8 @@ def test_every_option_shows_a_default() -> None:
 
 
 def test_admin_defaults_are_the_configs_and_the_random_token_is_described_not_printed() -> None:
-    from airflow_provider_happyhorse.emulator.__main__ import build_parser
-    from airflow_provider_happyhorse.emulator.config import ADMIN_TOKEN_ENV
+    from happyhorse_emulator.__main__ import build_parser
+    from happyhorse_emulator.config import ADMIN_TOKEN_ENV
 
     assert EmulatorConfig.model_fields["admin_routes"].default is True
     assert _shown_default("--no-admin-routes") == "served"

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer, key_id
+from happyhorse_emulator import EmulatorServer, key_id
 
 
 def test_queued_then_in_progress_then_success(api, fast: EmulatorServer) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from happyhorse_emulator import EmulatorServer
 
 MODEL = "happyhorse-1.0/video"
 IMAGE = "https://cdn.example.com/first.png"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer, key_id
+from happyhorse_emulator import EmulatorServer, key_id
 
 BODY = {"model": "happyhorse-1.0/video", "prompt": "a horse"}
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from airflow_provider_happyhorse.emulator import (
+from happyhorse_emulator import (
     ADMIN_TOKEN_HEADER,
     EmulatorConfig,
     EmulatorProcess,
@@ -18,10 +18,10 @@ from airflow_provider_happyhorse.emulator import (
     create_app,
     key_id,
 )
-from airflow_provider_happyhorse.emulator.__main__ import build_parser, config_from_args
-from airflow_provider_happyhorse.emulator.app import host_name
-from airflow_provider_happyhorse.emulator.config import ADMIN_TOKEN_ENV
-from airflow_provider_happyhorse.emulator.server import ADMIN_LINE, STARTUP_LINE
+from happyhorse_emulator.__main__ import build_parser, config_from_args
+from happyhorse_emulator.app import host_name
+from happyhorse_emulator.config import ADMIN_TOKEN_ENV
+from happyhorse_emulator.server import ADMIN_LINE, STARTUP_LINE
 
 BODY = {"model": "happyhorse-1.0/video", "prompt": "a horse", "duration": 3, "sound": False}
 ADMIN_ROUTES = [

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorServer
-from airflow_provider_happyhorse.emulator.video import render_mp4
+from happyhorse_emulator import EmulatorConfig, EmulatorServer
+from happyhorse_emulator.video import render_mp4
 
 BODY = {"model": "happyhorse-1.0/video", "prompt": "a horse galloping on a beach at dawn"}
 

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import av
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
-from airflow_provider_happyhorse.emulator.video import render_png
+from happyhorse_emulator import EmulatorServer
+from happyhorse_emulator.video import render_png
 
 
 def download(api, task_id: str) -> bytes:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
-from airflow_provider_happyhorse.emulator.config import EmulatorConfig
-from airflow_provider_happyhorse.emulator.jobs import (
+from happyhorse_emulator import EmulatorServer
+from happyhorse_emulator.config import EmulatorConfig
+from happyhorse_emulator.jobs import (
     Job,
     JobStore,
     Phase,

@@ -10,7 +10,7 @@ Both handles have the same API::
         emulator.reset()
 
 :class:`EmulatorServer` talks to its emulator directly (through the server's event loop), so it works even with
-the admin routes off. :class:`EmulatorProcess` runs ``python -m airflow_provider_happyhorse.emulator`` and uses the
+the admin routes off. :class:`EmulatorProcess` runs ``python -m happyhorse_emulator`` and uses the
 admin routes, sending the admin token the child printed at start (``X-Emulator-Token``); it can be killed
 (SIGKILL) and restarted on the same port, which with a state file is how crash tests check that jobs survive.
 Both handles have ``admin_token`` and ``admin_headers`` for callers that use the admin routes over raw HTTP.
@@ -66,7 +66,7 @@ from .app import Emulator, EmulatorApp
 from .config import ADMIN_TOKEN_HEADER, EmulatorConfig
 
 _T = TypeVar("_T")
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 _LOOPBACK = "127.0.0.1"
 STARTUP_LINE = re.compile(r"listening on (?P<url>http://\S+) \(api key: (?P<key>\S+)\)")
 """The CLI's first line: ``happyhorse-emulator listening on http://127.0.0.1:8765 (api key: emulator-demo-key)``."""
@@ -286,7 +286,7 @@ def _kill_leftovers() -> None:
 
 
 class EmulatorProcess(_AdminOverHttp):
-    """The emulator as ``python -m airflow_provider_happyhorse.emulator`` in a child process.
+    """The emulator as ``python -m happyhorse_emulator`` in a child process.
 
     ``config`` is handed over as a ``--config`` file and ``args`` are extra CLI flags (they win over the file);
     ``state_file`` and ``port`` override both. With ``port=0`` the child picks a free port, which ``restart()``
@@ -329,7 +329,7 @@ class EmulatorProcess(_AdminOverHttp):
         return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "airflow_provider_happyhorse.emulator", "--host", self.host]
+        command = [sys.executable, "-m", "happyhorse_emulator", "--host", self.host]
         command += ["--port", str(self.port)]
         if self.config is not None:
             config_path = Path(self._workdir.name) / "config.json"

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
+from happyhorse_emulator import EmulatorServer
 
 
 def test_server_errors_on_generate_sometimes_come_after_the_task_was_created(api, emulator: EmulatorServer) -> None:
