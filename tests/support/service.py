@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from happyhorse_emulator.video import render_mp4
 from support.clock import START, FakeClock
+from support.media import render_mp4
 
 # Distinctive and long enough for any masker; every redaction test greps for it.
 API_KEY = "hh-live-7Qz3xK9pLm2Vw8Rt"

@@ -2,7 +2,7 @@
 The stored clip is the video that was asked for (issue 14): redirects followed safely, a real probe
 before the move into place, the comparison with the request, a poster, the record kept with the clip,
 and ``if_exists`` so that a clip already kept is never paid for again. Real files (``file://``), real
-MP4s (rendered by the emulator's PyAV code), scripted transports.
+MP4s (tests/support/media.py), scripted transports.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from airflow_provider_happyhorse.exceptions import ClipMismatchError, InvalidCli
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.storage import read_clip_record, store_clip
-from happyhorse_emulator.video import render_mp4
 from support.clock import FakeClock
 from support.context import DictStore, make_context
+from support.media import render_mp4
 from support.service import API_KEY, CLIP, CONN_JSON, HOST, PUBLIC_ADDRESS, FakeService, reply, resolve, serve_clip
 
 URL = "http://cdn.test/files/n92abc123hh10.mp4"
