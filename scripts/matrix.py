@@ -1,8 +1,10 @@
 """
 The test matrix: every Python the package claims, each in a fresh virtualenv with the built wheel (never an
 editable install) and the newest dependencies; one leg with the lowest versions the metadata allows; one leg
-installed from the sdist, running the sdist's own tests. Each leg runs the unit tests and one real
-``airflow dags test`` against the emulator. The sdist and the wheel are built once and checked with twine.
+installed from the sdist, running the sdist's own tests. Each leg runs the unit tests without the emulator
+installed (the provider must not need it), then installs the emulator (its own distribution, emulator/, from its
+wheel) and runs one real ``airflow dags test`` against it. The sdist and the wheels are built once and checked with
+twine.
 
     .venv/bin/python scripts/matrix.py                 # every leg (make test-matrix; CI)
     .venv/bin/python scripts/matrix.py --legs 3.12     # some legs
@@ -41,7 +43,9 @@ TEST_EXTRAS = ["apache-airflow-providers-amazon[s3fs]", "apache-airflow-provider
 # (requirements/floor.in says how each breaks): Airflow's own constraints files pin them, and so does the
 # lowest leg, as Airflow's installation guide asks of every install.
 AIRFLOW_30_CONSTRAINTS = ["universal-pathlib<0.3", "fastapi<0.117", "cadwyn<6", "cryptography<51"]
-SUITES = ["tests/unit", "tests/integration/test_dags_test.py"]
+# Run before the emulator is installed, then after.
+UNIT_SUITES = ["tests/unit"]
+EMULATOR_SUITES = ["tests/integration/test_dags_test.py"]
 PASSED = re.compile(r"(\d+) passed")
 FAILED = re.compile(r"(\d+) (failed|error)")
 
@@ -90,22 +94,28 @@ def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, text=True, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
 
 
-def build() -> tuple[Path, Path]:
+def build() -> tuple[Path, Path, Path]:
+    """The provider's sdist and wheel, and the emulator's wheel (``emulator/``), each twine-checked."""
     dist = WORK / "dist"
     shutil.rmtree(dist, ignore_errors=True)
-    done = run([str(UV), "build", "-q", "--sdist", "--wheel", "-o", str(dist), str(REPO)])
-    if done.returncode != 0:
-        raise SystemExit(f"uv build failed:\n{done.stderr}")
+    for source, kinds, into in (
+        (REPO, ["--sdist", "--wheel"], dist),
+        (REPO / "emulator", ["--wheel"], dist / "emulator"),
+    ):
+        done = run([str(UV), "build", "-q", *kinds, "-o", str(into), str(source)])
+        if done.returncode != 0:
+            raise SystemExit(f"uv build of {source} failed:\n{done.stderr}")
     [wheel] = dist.glob("*.whl")
     [sdist] = dist.glob("*.tar.gz")
-    checked = run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)])
+    [emulator] = (dist / "emulator").glob("*.whl")
+    checked = run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist), str(emulator)])
     print(checked.stdout.strip())
     if checked.returncode != 0:
         raise SystemExit(f"twine check failed:\n{checked.stdout}{checked.stderr}")
-    return wheel, sdist
+    return wheel, sdist, emulator
 
 
-def run_leg(leg: Leg, wheel: Path, sdist: Path) -> Leg:
+def run_leg(leg: Leg, wheel: Path, sdist: Path, emulator: Path) -> Leg:
     began = time.monotonic()
     path = interpreter(leg.python)
     if path is None:
@@ -126,6 +136,7 @@ def run_leg(leg: Leg, wheel: Path, sdist: Path) -> Leg:
         package = f"{sdist}[dev]"
     steps = [[str(UV), "venv", "-q", "-p", path, str(venv)]]
     install = [str(UV), "pip", "install", "-q", "-p", str(python)]
+    keep: list[str] = []  # the lowest leg installs the emulator without moving what it chose
     if leg.resolution != "highest":
         # The package's own dependencies as the direct ones, at the lowest versions its metadata allows; then
         # the package and the test tools without moving any of them.
@@ -136,6 +147,7 @@ def run_leg(leg: Leg, wheel: Path, sdist: Path) -> Leg:
         steps.append([*install, "--resolution", leg.resolution, "-r", str(runtime), "-c", str(constraints)])
         steps.append(["pin", str(root / "installed.txt")])
         steps.append([*install, package, *TEST_EXTRAS, "-c", str(root / "installed.txt")])
+        keep = ["-c", str(root / "installed.txt")]
     else:
         steps.append([*install, package, *TEST_EXTRAS])
     for step in steps:
@@ -148,24 +160,39 @@ def run_leg(leg: Leg, wheel: Path, sdist: Path) -> Leg:
         if done.returncode != 0:
             leg.problem = f"{' '.join(step[:3])} failed: {done.stderr.strip()[-2000:]}"
             return leg
-    listed = json.loads(run([str(UV), "pip", "list", "-p", str(python), "--format", "json"]).stdout)
-    leg.versions = {item["name"].lower(): item["version"] for item in listed}
-    leg.airflow = leg.versions.get("apache-airflow", "")
     env = {
         **os.environ,
         "HAPPYHORSE_TEST_INSTALLED": "1",  # tests/conftest.py: the package must come from site-packages
         "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
     }
     env.pop("VIRTUAL_ENV", None)
-    tests = [str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", "-o", "pythonpath=tests", *SUITES]
-    done = run(tests, cwd=tests_from, env=env)
-    (root / "pytest.log").write_text(done.stdout + done.stderr)
-    tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    leg.passed = int(match.group(1)) if (match := PASSED.search(tail)) else 0
-    leg.failed = sum(int(found.group(1)) for found in FAILED.finditer(tail))
-    leg.ok = done.returncode == 0 and leg.passed > 0
-    if not leg.ok:
-        leg.problem = f"pytest: {tail or done.stderr.strip()[-500:]} (log: {root / 'pytest.log'})"
+    log = root / "pytest.log"
+    log.write_text("")
+    # The unit tests first, with no emulator in the venv: neither the provider nor its test tools may bring it, and
+    # the unit tests must not need it. Then the emulator from its wheel, and the run against it.
+    has_emulator = [str(python), "-c", "import importlib.util; print(importlib.util.find_spec('happyhorse_emulator'))"]
+    if (found := run(has_emulator)).stdout.strip() != "None":
+        leg.problem = f"the emulator is installed before its step: {found.stdout.strip() or found.stderr[-500:]}"
+    for suites, before in ((UNIT_SUITES, None), (EMULATOR_SUITES, [*install, str(emulator), *keep])):
+        if leg.problem:
+            break
+        if before is not None and (done := run(before)).returncode != 0:
+            leg.problem = f"installing the emulator failed: {done.stderr.strip()[-2000:]}"
+            break
+        tests = [str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", "-o", "pythonpath=tests", *suites]
+        done = run(tests, cwd=tests_from, env=env)
+        with log.open("a") as written:
+            written.write(done.stdout + done.stderr)
+        tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        passed = int(match.group(1)) if (match := PASSED.search(tail)) else 0
+        leg.passed += passed
+        leg.failed += sum(int(failed.group(1)) for failed in FAILED.finditer(tail))
+        if done.returncode != 0 or passed == 0:
+            leg.problem = f"pytest {' '.join(suites)}: {tail or done.stderr.strip()[-500:]} (log: {log})"
+    leg.ok = not leg.problem
+    listed = json.loads(run([str(UV), "pip", "list", "-p", str(python), "--format", "json"]).stdout)
+    leg.versions = {item["name"].lower(): item["version"] for item in listed}
+    leg.airflow = leg.versions.get("apache-airflow", "")
     leg.seconds = round(time.monotonic() - began, 1)
     return leg
 
@@ -190,10 +217,11 @@ def table(legs: list[Leg], when: str) -> str:
         "# Compatibility",
         "",
         f"Made by `scripts/matrix.py` from its run of {when} (`make test-matrix`, part of CI). A cell names the legs",
-        "that ran that Python with that Airflow minor: the unit tests and one real `airflow dags test` against the",
-        "emulator, in a fresh virtualenv with the built wheel (or the sdist). `newest`: the newest dependencies;",
-        "`lowest`: `uv --resolution lowest-direct`, the floors of `pyproject.toml`; `sdist`: installed from the",
-        "sdist, running its own tests. Airflow 3.0 is also tested by `make test-floor` (Python 3.11, Airflow 3.0.6).",
+        "that ran that Python with that Airflow minor: the unit tests (without the emulator installed) and one real",
+        "`airflow dags test` against the emulator, in a fresh virtualenv with the built wheel (or the sdist) and the",
+        "emulator's wheel. `newest`: the newest dependencies; `lowest`: `uv --resolution lowest-direct`, the floors",
+        "of `pyproject.toml`; `sdist`: installed from the sdist, running its own tests. Airflow 3.0 is also tested by",
+        "`make test-floor` (Python 3.11, Airflow 3.0.6).",
         "",
         "| Python | " + " | ".join(f"Airflow {minor}" for minor in minors) + " |",
         "|---|" + "---|" * len(minors),
@@ -236,10 +264,10 @@ def main() -> int:
         if args.legs:
             legs = [leg for leg in legs if leg.name in args.legs or leg.python in args.legs]
         WORK.mkdir(exist_ok=True)
-        wheel, sdist = build()
+        wheel, sdist, emulator = build()
         for leg in legs:
             print(f"leg {leg.name}: Python {leg.python}, {leg.source}, {leg.resolution} ...", flush=True)
-            run_leg(leg, wheel, sdist)
+            run_leg(leg, wheel, sdist, emulator)
             print(
                 f"leg {leg.name}: {'passed' if leg.ok else 'FAILED'} {leg.passed} passed, {leg.failed} failed, "
                 f"Airflow {leg.airflow or '-'}, {leg.seconds} s {leg.problem}",
