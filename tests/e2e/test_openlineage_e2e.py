@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorConfig, EmulatorProcess
 from airflow_provider_happyhorse.lineage import FACET_SCHEMA_URL
+from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 from harness.airflow_cluster import AirflowCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

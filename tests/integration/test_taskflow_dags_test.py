@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_happyhorse.emulator import EmulatorServer
 from airflow_provider_happyhorse.models import VideoRequest
+from happyhorse_emulator import EmulatorServer
 
 EXAMPLES = Path(__file__).parents[2] / "dags" / "examples"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))

@@ -13,7 +13,6 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_happyhorse import metrics
-from airflow_provider_happyhorse.emulator.video import render_mp4
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
 from airflow_provider_happyhorse.models import VideoRequest
@@ -21,6 +20,7 @@ from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperat
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 from support.clock import START, FakeClock
 from support.context import DictStore, make_context
+from support.media import render_mp4
 from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, resolve
 
 PROMPT = "a horse on a beach at dawn"
