@@ -36,6 +36,23 @@ def probe(path: Any, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
     ``MAX_FRAME_PIXELS``, or when reading its packets takes longer than ``timeout`` seconds. ``path``:
     anything with ``open("rb")``.
     """
+    return read_clip(path, poster=False, timeout=timeout)[0]
+
+
+def poster_jpeg(path: Any) -> bytes:
+    """The clip's first frame as a JPEG (a probed clip: its frames are within ``MAX_FRAME_PIXELS``)."""
+    jpeg = read_clip(path, poster=True)[1]
+    assert jpeg is not None  # read_clip makes one when asked, or raises
+    return jpeg
+
+
+def read_clip(path: Any, *, poster: bool, timeout: float = PROBE_TIMEOUT) -> tuple[MediaInfo, bytes | None]:
+    """
+    The clip's media facts and, when ``poster``, its first frame as a JPEG, from one open of the file and
+    one pass over its packets (the first ones are decoded until a frame comes; the rest only demuxed).
+    ``NotAVideo`` as :func:`probe`, and when no frame of it can be decoded. ``path``: anything with
+    ``open("rb")``.
+    """
     import av
 
     deadline = time.monotonic() + timeout
@@ -49,19 +66,25 @@ def probe(path: Any, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
             audio = container.streams.audio[0] if container.streams.audio else None
             end = 0.0
             packets = 0
+            first_frame: Any = None
+            decoder = video.codec_context if poster else None
             # Demux every packet (no decoding): the duration the file really holds, however long its header says.
             for packet in container.demux(video):
                 if time.monotonic() > deadline:
                     raise NotAVideo(f"reading its packets took longer than {timeout:g} s")
+                if decoder is not None and first_frame is None:
+                    first_frame = _first(decoder.decode(packet))  # the end of the stream (None) flushes
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
                 end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
             if packets == 0:
                 raise NotAVideo("a video stream without a single frame")
+            if decoder is not None and first_frame is None:
+                raise NotAVideo("a video stream none of whose frames could be decoded")
             declared = float(container.duration or 0) / av.time_base
             rate = video.average_rate or video.guessed_rate
-            return MediaInfo(
+            media = MediaInfo(
                 duration=round(end - float(video.start_time or 0) * float(video.time_base or 0), 3),
                 declared_duration=round(declared, 3) if declared else None,
                 width=video.codec_context.width,
@@ -73,17 +96,16 @@ def probe(path: Any, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
             )
     except av.FFmpegError as error:
         raise NotAVideo(f"FFmpeg cannot read it ({error.strerror or error})") from None
+    return media, None if first_frame is None else _jpeg(first_frame)
 
 
-def poster_jpeg(path: Any) -> bytes:
-    """The clip's first frame as a JPEG (a probed clip: its frames are within ``MAX_FRAME_PIXELS``)."""
+def _first(frames: list[Any]) -> Any:
+    return frames[0] if frames else None
+
+
+def _jpeg(frame: Any) -> bytes:
     import av
 
-    with path.open("rb") as handle, av.open(handle, mode="r", format=DEMUXER) as container:
-        video = container.streams.video[0]
-        if (too_large := _frame_size_refusal(video.codec_context.width, video.codec_context.height)) is not None:
-            raise NotAVideo(too_large)
-        frame = next(container.decode(video))
     codec = av.CodecContext.create("mjpeg", "w")
     codec.width, codec.height = frame.width, frame.height
     codec.pix_fmt = "yuvj420p"

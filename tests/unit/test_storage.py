@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, TaskDeferred
 
+from airflow_provider_happyhorse import storage
 from airflow_provider_happyhorse.exceptions import ResultUnavailableError, TransportError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
-from airflow_provider_happyhorse.storage import store_clip
+from airflow_provider_happyhorse.storage import as_storage_path, local_path, poster_path_for, store_clip
 from support.clock import FakeClock
 from support.context import DictStore, make_context
 from support.service import API_KEY, CLIP, CONN_JSON, FakeService, reply, resolve, serve_clip
@@ -234,3 +236,53 @@ def test_the_run_facet_is_one_class_with_its_schema_url() -> None:
         "duration": 5,
         "credits_estimate": 400,
     }
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "/data/clips/a.mp4",
+        "file:///data/clips/a.mp4",
+        "file://localhost/data/clips/a.mp4",
+        "/data//clips/./b/../a%20b.mp4",
+        "local:///data/a.mp4",
+        Path("/data/clips/a.mp4"),
+    ],
+)
+def test_a_local_destination_is_the_path_object_storage_would_name(destination: Any) -> None:
+    # The store writes local clips through os alone; its path and URI must be the ones ObjectStoragePath reads.
+    final = as_storage_path(destination)
+    assert local_path(destination) == final.path
+    assert local_path(final) == final.path
+
+
+@pytest.mark.parametrize("destination", ["s3://aws_default@bucket/a.mp4", "gs://bucket/a.mp4", "file://host/a.mp4"])
+def test_an_object_store_destination_has_no_local_path(destination: str) -> None:
+    assert local_path(destination) is None
+
+
+@pytest.mark.parametrize("prefix", ["file://localhost", "local://", ""])
+def test_the_stored_local_clip_is_named_as_object_storage_names_it(tmp_path: Path, prefix: str) -> None:
+    destination = tmp_path / "x" / "c.d.mp4"
+    clip, _ = store_clip(file_hook(FakeService()), job_id="j1", url=URL, destination=f"{prefix}{destination}")
+    final = as_storage_path(f"{prefix}{destination}")
+    assert (clip.path, clip.poster_path) == (str(final), str(poster_path_for(final)))
+    assert destination.read_bytes() == CLIP
+    assert (tmp_path / "x" / "c.d.poster.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_download_files_of_dead_tries_are_removed_and_a_running_try_s_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / "happyhorse-download-abc.j0.deadbeef.partial"
+    dead.write_bytes(b"half a video")  # no process holds its lock
+    unrelated = tmp_path / "someone-else.partial"
+    unrelated.write_bytes(b"not ours")
+    running = storage._local_download_file("j1.cafe.partial")  # this process holds its lock
+    try:
+        storage._remove_stale_downloads()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([Path(running).name, unrelated.name])
+    finally:
+        storage._remove_local(running)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name]
