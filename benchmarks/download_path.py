@@ -24,11 +24,12 @@ times, alternating which goes first:
   machine), the clip checked against the file's size and SHA-256. Its wall time is the worker-slot time the task
   held (submit, the render's wait, the store). ``store_clip``'s phases are timed from outside by wrapping what it
   calls, without changing what it does: ``storage._download`` (the streamed transfer; the SHA-256 ``update`` calls
-  inside it, through a timing stand-in for ``storage.hashlib``, are the hash), ``storage.probe`` (demuxes every
-  packet: the second read of the whole file), ``storage.poster_jpeg`` (decodes the first frame), the poster's and
-  the record's writes (``ObjectStoragePath.write_bytes``/``write_text``; on S3 the record is object metadata,
-  ``S3FileSystem.setxattr``, a server-side copy), and ``ObjectStoragePath.move``; "other" is the rest of
-  ``store_clip`` (stale partials, the folder, the result).
+  inside it, through a timing stand-in for ``storage.hashlib``, are the hash), ``storage._read`` (the second read:
+  one open and one demux of the local file for the probe and the poster, the first frame decoded and encoded as
+  JPEG), locally ``_LocalTarget.publish`` ("move": the poster's and the record's writes and the renames into
+  place), on S3 ``S3FileSystem._pipe_file`` (the poster's PUT, "writes") and ``S3FileSystem._put_file`` (the clip's
+  one upload to its final key with its record as metadata, "upload"); "other" is the rest of ``store_clip``
+  (stale partials, the folder, the result).
 - plain: the same URL (the one ours downloaded) streamed with httpx (``iter_raw``, as ours) into a file in the same
   place, with nothing else: ``open(path, "wb")`` locally, the same fsspec filesystem's ``open("wb")`` on S3.
 
@@ -36,7 +37,7 @@ The parent samples the child's RSS (psutil, every 10 ms). The memory figure is t
 ran, over the RSS of the ready process (after the warm-up), the highest of the repeats (the first run grows the heap,
 later ones reuse it); the JSON has it per phase too, and each run's growth over its own start. Prints a markdown
 table (medians over the repeats) and the targets: ours at least 80% of the plain download's throughput; the memory
-figure of a 15 s clip within ``MEMORY_TOLERANCE_MB`` of a 5 s clip's; the second read (probe and poster decode)
+figure of a 15 s clip within ``MEMORY_TOLERANCE_MB`` of a 5 s clip's; the second read (probe and poster, one pass)
 under 5% of the store. Writes ``benchmarks/results/download_path.json`` (``--output``).
 """
 
@@ -394,6 +395,32 @@ class Phases:
 
         return wrapper
 
+    def timed_async(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """:meth:`timed` for a coroutine function (fsspec's ``_put_file``, run on its event loop's thread while
+        the caller waits). Wrapping its sync ``put_file`` instead would change what runs: fsspec makes the sync
+        method from the async one only where the class still has ``AbstractFileSystem``'s, so a wrapper there
+        turns the one upload into a buffered ``open("wb")`` write."""
+
+        @functools.wraps(function)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outermost = self.depth == 0
+            self.depth += 1
+            if outermost:
+                self.current = name
+            began = time.monotonic()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                if outermost:
+                    self.current = "other"
+                if outermost and self.active:
+                    ended = time.monotonic()
+                    self.add(name, ended - began)
+                    self.intervals.append((name, began, ended))
+
+        return wrapper
+
     def store(self, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -450,15 +477,16 @@ def install_timers(phases: Phases, target: str) -> None:
         setattr(owner, name, phases.timed(phase, getattr(owner, name)))
 
     wrap(storage, "_download", "download")
-    wrap(storage, "probe", "probe")
-    wrap(storage, "poster_jpeg", "poster")
+    wrap(storage, "_read", "read")
+    wrap(storage._LocalTarget, "publish", "move")
     wrap(ObjectStoragePath, "write_bytes", "writes")
     wrap(ObjectStoragePath, "write_text", "writes")
     wrap(ObjectStoragePath, "move", "move")
     if target == "s3":
         import s3fs
 
-        wrap(s3fs.S3FileSystem, "setxattr", "record")
+        s3fs.S3FileSystem._pipe_file = phases.timed_async("writes", s3fs.S3FileSystem._pipe_file)
+        s3fs.S3FileSystem._put_file = phases.timed_async("upload", s3fs.S3FileSystem._put_file)
         fetch_range = s3fs.core.S3File._fetch_range
 
         def counted(self: Any, start: int, end: int) -> bytes:
@@ -674,7 +702,7 @@ def run_child(
     }
 
 
-PHASES = ("download", "hash", "probe", "poster", "writes", "record", "move")
+PHASES = ("download", "hash", "read", "writes", "record", "move", "upload")
 
 
 def figures(size: int, ours: list[dict[str, Any]], plain: list[dict[str, Any]]) -> dict[str, Any]:
@@ -688,9 +716,7 @@ def figures(size: int, ours: list[dict[str, Any]], plain: list[dict[str, Any]]) 
     phase["transfer"] = median([run["phases"].get("download", 0.0) - run["phases"].get("hash", 0.0) for run in ours])
     counted = [name for name in PHASES if name != "hash"]  # the hash is inside the download
     phase["other"] = median([run["phases"]["total"] - sum(run["phases"].get(n, 0.0) for n in counted) for run in ours])
-    second_read = [
-        (run["phases"].get("probe", 0.0) + run["phases"].get("poster", 0.0)) / run["phases"]["total"] for run in ours
-    ]
+    second_read = [run["phases"].get("read", 0.0) / run["phases"]["total"] for run in ours]
     plain_seconds = median([run["seconds"] for run in plain])
     return {
         "size_mb": round(size / MB, 1),
@@ -707,7 +733,7 @@ def figures(size: int, ours: list[dict[str, Any]], plain: list[dict[str, Any]]) 
         "ours_peak_over_ready_mb_each": [run["store_peak_over_ready_mb"] for run in ours],
         "phase_peak_over_ready_mb": {
             name: max(run["phase_peak_over_ready_mb"][name] for run in sampled)
-            for name in ("download", "probe", "poster", "writes", "record", "move")
+            for name in ("download", "read", "writes", "record", "move", "upload")
             if (sampled := [run for run in ours if name in run["phase_peak_over_ready_mb"]])
         },
         "first_run_phase_peak_over_ready_mb": ours[0]["phase_peak_over_ready_mb"],
@@ -744,7 +770,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "target": row["target"],
                 "clip": f"{row['duration']} s",
-                "check": f"second read (probe + poster decode) under {TARGET_SECOND_READ:.0%} of the store",
+                "check": f"second read (probe + poster, one pass) under {TARGET_SECOND_READ:.0%} of the store",
                 "measured": f"{f['second_read_share']:.1%}",
                 "met": f["second_read_share"] < TARGET_SECOND_READ,
             }
@@ -777,10 +803,9 @@ def tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
         "store s",
         "transfer",
         "hash",
-        "probe",
-        "poster",
+        "read (probe + poster)",
         "poster + record writes",
-        "move",
+        "move / upload",
         "other",
         "plain s",
         "ours / plain",
@@ -799,10 +824,9 @@ def tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
                 fmt(f["store_seconds"], 2),
                 fmt(p["transfer"], 2),
                 fmt(p["hash"], 2),
-                fmt(p["probe"], 2),
-                fmt(p["poster"], 2),
+                fmt(p["read"], 2),
                 fmt(p["writes"] + p["record"], 2),
-                fmt(p["move"], 2),
+                fmt(p["move"] + p["upload"], 2),
                 fmt(p["other"], 2),
                 fmt(f["plain_seconds"], 2),
                 f"{f['throughput_ratio']:.0%} ({f['ours_mb_per_s']:.0f} / {f['plain_mb_per_s']:.0f} MB/s)",
