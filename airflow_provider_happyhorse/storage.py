@@ -32,12 +32,10 @@ from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import CHUNK_SIZE
 from airflow_provider_happyhorse.core.responses import is_job_id, undecoded
 from airflow_provider_happyhorse.core.results import cut_short, mismatches, what_came
-from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, retry_after_of
 from airflow_provider_happyhorse.exceptions import (
     ClipMismatchError,
     ConfigurationError,
     DownloadLimitError,
-    HappyHorseError,
     InvalidClipError,
     TransportError,
 )
@@ -422,7 +420,7 @@ def store_clip(
     token = f"{job_id}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
     temporary = target.temporary_clip(token)
     try:
-        size, sha256, media, poster_bytes = _download_with_retries(hook, job_id, url, temporary, on_chunk, poster)
+        size, sha256, media, poster_bytes = _download_and_read(hook, job_id, url, temporary, on_chunk, poster)
         found = [] if verify_clip == "off" else mismatches(media, request)
         if verify_clip != "off":
             metrics.clip_verified(found)
@@ -692,7 +690,7 @@ def _digest_file(path: str) -> tuple[int, str] | None:
     return size, sha.hexdigest()
 
 
-def _download_with_retries(
+def _download_and_read(
     hook: HappyHorseHook,
     job_id: str,
     url: str,
@@ -701,26 +699,18 @@ def _download_with_retries(
     poster: bool,
 ) -> tuple[int, str, MediaInfo, bytes | None]:
     """
-    Download and read, again after a transient failure or a body that is not a video (a CDN's refusal of
-    a signed URL is often momentary), up to the connection's ``max_retries``.
+    Download into ``into`` and read it (``_read``), tried again as the hook's download flow decides (a
+    transient failure, or a body that is not a video: a CDN's refusal of a signed URL is often momentary).
     """
-    policy = hook.settings.policy
-    retries = 0
-    while True:
-        try:
-            started = hook.clock()
-            size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, on_chunk=on_chunk)
-            metrics.downloaded(size, (hook.clock() - started).total_seconds())
-            media, poster_bytes = _read(job_id, url, into, size, came, poster)
-            return size, sha256, media, poster_bytes
-        except HappyHorseError as error:
-            again = is_retryable_poll_error(error) or isinstance(error, InvalidClipError)
-            if retries >= policy.max_retries or not again:
-                raise
-            retries += 1
-            delay = policy.backoff(retries, retry_after_of(error), hook.rng)
-            hook.log.warning("Download of job %s failed (%s); retry %d in %.1f s", job_id, error, retries, delay)
-            hook.sleep(delay)
+
+    def fetch() -> tuple[int, str, MediaInfo, bytes | None]:
+        started = hook.clock()
+        size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, on_chunk=on_chunk)
+        metrics.downloaded(size, (hook.clock() - started).total_seconds())
+        media, poster_bytes = _read(job_id, url, into, size, came, poster)
+        return size, sha256, media, poster_bytes
+
+    return hook.download(job_id, url, fetch)
 
 
 def _read(job_id: str, url: str, temporary: str, size: int, came: Came, poster: bool) -> tuple[MediaInfo, bytes | None]:

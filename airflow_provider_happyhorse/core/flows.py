@@ -1,6 +1,7 @@
 """
-Flows: generators that yield what to do (send a request, sleep) and return the result. The hook drives
-them, sync and async alike, and only sends and sleeps; tests drive them with scripted outcomes.
+Flows: generators that yield what to do (send a request, fetch a result file, sleep) and return the result.
+The hook drives them, sync and async alike, and only sends, fetches and sleeps; tests drive them with scripted
+outcomes. Whether a failed try is tried again, and after how long, is ``core.retries.retry_decision``'s alone.
 """
 
 from __future__ import annotations
@@ -22,13 +23,7 @@ from airflow_provider_happyhorse.core.responses import (
     parse_submit_response,
     redact,
 )
-from airflow_provider_happyhorse.core.retries import (
-    RetryPolicy,
-    is_retryable_poll_error,
-    is_retryable_submit_error,
-    retry_after_of,
-    submission_error,
-)
+from airflow_provider_happyhorse.core.retries import Call, RetryPolicy, retry_decision, submission_error
 from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.exceptions import AccountError, AuthenticationError, HappyHorseError, NotFoundError
 from airflow_provider_happyhorse.models import JobStatus, VideoRequest
@@ -66,14 +61,14 @@ def call(
     request: httpx.Request,
     parse: Callable[[httpx.Response], T],
     *,
+    kind: Call,
     max_retries: int,
-    retryable: Callable[[HappyHorseError], bool],
     policy: RetryPolicy,
     rng: Callable[[], float],
     on_retry: OnRetry | None,
     secret: str,
 ) -> Flow[T]:
-    """Send ``request`` and parse the answer; send it again, after the policy's wait, where ``retryable`` allows."""
+    """Send ``request`` and parse the answer; send it again after the wait ``retry_decision`` gives, if it gives one."""
     retries = 0
     while True:
         outcome = yield Send(request)
@@ -81,10 +76,10 @@ def call(
             return parse(_response(outcome))
         except HappyHorseError as error:
             redact(error, secret)
-            if retries >= max_retries or not retryable(error):
+            delay = retry_decision(error, kind, retries, max_retries, policy, rng)
+            if delay is None:
                 raise
             retries += 1
-            delay = policy.backoff(retries, retry_after_of(error), rng)
             if on_retry is not None:
                 on_retry(error, retries, delay)
             yield Sleep(delay, reason=str(error))
@@ -109,8 +104,8 @@ def submit_flow(
                     max_answer_bytes=settings.max_answer_bytes,
                 ),
                 parse_submit_response,
+                kind="submit",
                 max_retries=settings.policy.submit_max_retries,
-                retryable=is_retryable_submit_error,
                 policy=settings.policy,
                 rng=rng,
                 on_retry=on_retry,
@@ -147,14 +142,58 @@ def status_flow(
         yield from call(
             _status_request(settings, job_id),
             parse_job_response,
+            kind="status",
             max_retries=settings.policy.max_retries if max_retries is None else max_retries,
-            retryable=is_retryable_poll_error,
             policy=settings.policy,
             rng=rng,
             on_retry=on_retry,
             secret=settings.api_key,
         )
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Downloading a result: the driver fetches (streams, hashes and reads the file), the flow decides again or not.
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One try at downloading a job's result file: the driver answers with what it got or the error it met."""
+
+    job_id: str
+    url: str
+
+
+DownloadFlow = Generator[Fetch | Sleep, T | HappyHorseError | None, T]
+
+
+def download_flow(
+    policy: RetryPolicy,
+    job_id: str,
+    url: str,
+    *,
+    rng: Callable[[], float] = random.random,
+    on_retry: OnRetry | None = None,
+) -> DownloadFlow[T]:
+    """
+    Download a job's result, again after a transient failure or a body that is not a video, up to the
+    policy's ``max_retries`` retries, each after the wait ``retry_decision`` gives; a permanent error, or
+    the last one, is raised.
+    """
+    retries = 0
+    while True:
+        outcome = yield Fetch(job_id, url)
+        if not isinstance(outcome, HappyHorseError):
+            if outcome is None:
+                raise TypeError("a download flow must be sent what the fetch got, or its error")
+            return outcome
+        delay = retry_decision(outcome, "download", retries, policy.max_retries, policy, rng)
+        if delay is None:
+            raise outcome
+        retries += 1
+        if on_retry is not None:
+            on_retry(outcome, retries, delay)
+        yield Sleep(delay, reason=str(outcome))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_RETRIES,
@@ -18,6 +19,7 @@ from airflow_provider_happyhorse.constants import (
 from airflow_provider_happyhorse.exceptions import (
     APIStatusError,
     HappyHorseError,
+    InvalidClipError,
     MalformedResponseError,
     RateLimitError,
     ServerError,
@@ -64,6 +66,43 @@ def poll_retry_delay(
     if isinstance(error, TransportError):
         return policy.backoff(failures_in_a_row, None, rng)
     return None
+
+
+def is_retryable_download_error(error: HappyHorseError) -> bool:
+    """A result download: anything transient, and a body that is not a video (a CDN's refusal of a signed URL is
+    often momentary)."""
+    return is_retryable_poll_error(error) or isinstance(error, InvalidClipError)
+
+
+# What is sent: a submission (paid), a status request (free, idempotent), a result download (free, idempotent).
+Call = Literal["submit", "status", "download"]
+
+
+def is_retryable(error: HappyHorseError, call: Call) -> bool:
+    """Whether ``error`` is transient for this kind of call (else it is permanent: raised at once)."""
+    if call == "submit":
+        return is_retryable_submit_error(error)
+    if call == "download":
+        return is_retryable_download_error(error)
+    return is_retryable_poll_error(error)
+
+
+def retry_decision(
+    error: HappyHorseError,
+    call: Call,
+    retries: int,
+    max_retries: int,
+    policy: RetryPolicy,
+    rng: Callable[[], float],
+) -> float | None:
+    """
+    After a failed try of ``call``, ``retries`` retries in: the wait before sending it again, or None when it
+    is not sent again (``error`` is permanent for this call, or the ``max_retries`` retries are spent). The
+    one place every flow asks; the wait is the policy's (a server's ``Retry-After``, capped, else backoff).
+    """
+    if retries >= max_retries or not is_retryable(error, call):
+        return None
+    return policy.backoff(retries + 1, retry_after_of(error), rng)
 
 
 def is_retryable_submit_error(error: HappyHorseError) -> bool:

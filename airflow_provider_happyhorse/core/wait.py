@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from airflow_provider_happyhorse.constants import NOT_FOUND_GRACE
 from airflow_provider_happyhorse.core.flows import Flow, Sleep, status_flow
 from airflow_provider_happyhorse.core.progress import BEFORE_DUE, RenderEstimate, next_before_due, overdue_due
-from airflow_provider_happyhorse.core.retries import is_retryable_poll_error, poll_retry_delay, retry_after_of
+from airflow_provider_happyhorse.core.retries import is_retryable, poll_retry_delay, retry_after_of
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.exceptions import HappyHorseError, NotFoundError
@@ -127,8 +127,9 @@ def wait_flow(
             return ended(JobEvent.from_error(job_id, error, finished_at=now.isoformat()))
         except HappyHorseError as error:
             now = clock()
-            on_poll("transient_error" if is_retryable_poll_error(error) else "error")
-            if not is_retryable_poll_error(error):
+            permanent = not is_retryable(error, "status")
+            on_poll("error" if permanent else "transient_error")
+            if permanent:  # the wait ends
                 say(logging.ERROR, "Polling job %s failed: %s", job_id, error)
                 return ended(JobEvent.from_error(job_id, error, finished_at=now.isoformat()))
             transient_errors += 1

@@ -33,7 +33,18 @@ from airflow_provider_happyhorse.core.egress import (
     pinned,
     url_refusal,
 )
-from airflow_provider_happyhorse.core.flows import Flow, Outcome, Send, Sleep, check_flow, status_flow, submit_flow
+from airflow_provider_happyhorse.core.flows import (
+    DownloadFlow,
+    Fetch,
+    Flow,
+    Outcome,
+    Send,
+    Sleep,
+    check_flow,
+    download_flow,
+    status_flow,
+    submit_flow,
+)
 from airflow_provider_happyhorse.core.responses import (
     answer_limit,
     bounded_answer,
@@ -446,6 +457,33 @@ class HappyHorseHook(BaseHook):
     def wait_in_steps(self, plan: WaitPlan) -> WaitInSteps:
         """The same wait driven one poke at a time (a sensor in poke mode): see :class:`WaitInSteps`."""
         return WaitInSteps(self, self._wait_flow(self.settings, plan))
+
+    def download(self, job_id: str, url: str, fetch: Callable[[], T]) -> T:
+        """
+        A job's result, fetched by ``fetch`` (one try: it streams ``stream_result`` somewhere and reads what
+        came, raising a ``HappyHorseError``), tried again as ``core.flows.download_flow`` decides, with this
+        hook's sleep and random source.
+        """
+
+        def on_retry(error: HappyHorseError, retry: int, delay: float) -> None:
+            self.log.warning("Download of job %s failed (%s); retry %d in %.1f s", job_id, error, retry, delay)
+
+        flow: DownloadFlow[T] = download_flow(self.settings.policy, job_id, url, rng=self.rng, on_retry=on_retry)
+        outcome: T | HappyHorseError | None = None
+        try:
+            while True:
+                action = flow.send(outcome)
+                if isinstance(action, Fetch):
+                    try:
+                        outcome = fetch()
+                    except HappyHorseError as error:
+                        outcome = error
+                else:
+                    self.sleep(action.seconds)
+                    outcome = None
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
 
     @contextmanager
     def stream_result(self, job_id: str, url: str) -> Iterator[tuple[httpx.Response, str]]:
