@@ -533,8 +533,10 @@ class _LocalTarget(_Target):
             record_temporary = os.path.join(self.folder, f".{self.name}{RECORD_SUFFIX}.{token}")
             written.append(record_temporary)
             _write_new(record_temporary, record.encode())
+            _fsync(temporary)  # after a power loss the final path holds the whole clip or nothing
             os.replace(temporary, self.path)
             os.replace(record_temporary, self.path + RECORD_SUFFIX)  # last: a record only ever stands for a whole clip
+            _fsync(self.folder)
         finally:
             for leftover in written:
                 _remove_local(leftover)
@@ -673,6 +675,17 @@ def _write_new(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync(path: str) -> None:
+    """Flush a local file's (or folder's) data to disk: a rename is only as durable as what it renames."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _digest_file(path: str) -> tuple[int, str] | None:

@@ -51,6 +51,29 @@ def test_stores_streamed_clip_with_size_and_checksum(tmp_path: Path) -> None:
     assert "authorization" not in server.requests[0].headers
 
 
+def test_a_local_clip_is_on_disk_before_its_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rename persisted before the clip's data would leave a power loss an empty or partial final file."""
+    destination = tmp_path / "out" / "clip.mp4"
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = storage.os.fsync, storage.os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", storage.os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: str, target: str) -> None:
+        events.append(("replace", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(storage.os, "replace", replace)
+    store_clip(file_hook(FakeService()), job_id="j1", url=URL, destination=str(destination))
+    into_place = events.index(("replace", str(destination)))
+    synced_before = {path for kind, path in events[:into_place] if kind == "fsync"}
+    assert any(Path(path).name.startswith(".clip.mp4.") for path in synced_before), events
+    assert ("fsync", str(destination.parent)) in events[into_place:], events
+
+
 def test_truncated_download_never_reaches_the_final_path(tmp_path: Path) -> None:
     server = FakeService()
     server.file_faults.extend([serve_clip(CLIP[:1000], length=len(CLIP))] * 5)
