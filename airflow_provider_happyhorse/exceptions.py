@@ -30,6 +30,30 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "APIStatusError",
+    "AccountError",
+    "AuthenticationError",
+    "ClipMismatchError",
+    "ConfigurationError",
+    "DownloadLimitError",
+    "DownloadRefusedError",
+    "HappyHorseError",
+    "InvalidClipError",
+    "InvalidRequestError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResultRedirectError",
+    "ResultUnavailableError",
+    "ServerError",
+    "SubmissionOutcomeUnknownError",
+    "TransportError",
+]
+
 
 class HappyHorseError(Exception):
     """Base of every error raised by this provider."""

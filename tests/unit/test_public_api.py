@@ -101,3 +101,9 @@ def test_the_error_tree_drawn_in_the_docstring_is_the_class_tree() -> None:
     drawn["InvalidRequestError"] = "APIStatusError"
     bases = {name: tuple(base.__name__ for base in getattr(exceptions, name).__bases__) for name in drawn}
     assert bases == {name: (parent,) for name, parent in drawn.items()}
+
+
+def test_exceptions_all_lists_every_error_class_it_defines() -> None:
+    defined = defined_in("airflow_provider_happyhorse.exceptions", Exception)
+    assert "HappyHorseError" in defined  # the introspection found the module's classes
+    assert set(exceptions.__all__) == defined
