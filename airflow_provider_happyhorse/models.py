@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from airflow_provider_happyhorse.constants import MAX_DURATION, MAX_PROMPT_CHARS, MIN_DURATION
+from airflow_provider_happyhorse.core.retries import is_permanent
 from airflow_provider_happyhorse.exceptions import InvalidRequestError
 
 MODEL_ID: Literal["happyhorse-1.0/video"] = "happyhorse-1.0/video"
@@ -247,6 +248,8 @@ class JobEvent(BaseModel):
     message: str | None = None
     deadline: str | None = None
     error_type: str | None = None
+    # No retry of the task can mend this error (``core.retries.is_permanent``, decided as the event is made).
+    permanent: bool = False
 
     @classmethod
     def from_job(cls, job: JobStatus, *, finished_at: str, polls: int = 0, transient_errors: int = 0) -> JobEvent:
@@ -281,6 +284,7 @@ class JobEvent(BaseModel):
             status="error",
             job_id=job_id,
             error_type=type(error).__name__,
+            permanent=is_permanent(error),
             message=str(error),
             finished_at=finished_at,
             polls=polls,
@@ -288,8 +292,8 @@ class JobEvent(BaseModel):
         )
 
     def payload(self) -> dict[str, Any]:
-        """The trigger event's JSON payload."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The trigger event's JSON payload (``permanent`` only when true: events stay small)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude=None if self.permanent else {"permanent"})
 
 
 class MediaInfo(BaseModel):

@@ -10,13 +10,9 @@ from typing import Any, NoReturn
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_happyhorse.exceptions import (
-    AccountError,
-    AuthenticationError,
     ClipMismatchError,
-    ConfigurationError,
     DownloadRefusedError,
     HappyHorseError,
-    InvalidRequestError,
     JobFailedError,
     JobTimeoutError,
 )
@@ -24,17 +20,18 @@ from airflow_provider_happyhorse.job_store import forget_instructions
 from airflow_provider_happyhorse.models import JobEvent
 from airflow_provider_happyhorse.storage import StoredClip
 
-# Errors that no retry can mend: fail at once, without retry noise.
-PERMANENT_ERRORS = (InvalidRequestError, AuthenticationError, AccountError, ConfigurationError)
 
-
-def raise_for_event(event: JobEvent) -> NoReturn:
-    """Raise what a non-success event means; the task's retries apply unless no retry can help."""
+def raise_for_event(event: JobEvent, *, timeout: type[AirflowException] = AirflowException) -> NoReturn:
+    """
+    Raise what a non-success event means; the task's retries apply unless the event says no retry can
+    help (``event.permanent``, decided by ``core.retries.is_permanent`` when the event was made). A
+    deadline raises ``timeout``: a sensor poking on a worker passes ``AirflowSensorTimeout``.
+    """
     if event.status == "failed":
         raise AirflowException(str(JobFailedError(event.job_id, event.message, event.job_status or "FAILED")))
     if event.status == "timeout":
-        raise AirflowException(str(JobTimeoutError(event.job_id, str(event.deadline))))
-    if event.error_type in {cls.__name__ for cls in PERMANENT_ERRORS}:
+        raise timeout(str(JobTimeoutError(event.job_id, str(event.deadline))))
+    if event.permanent:
         raise AirflowFailException(f"HappyHorse job {event.job_id}: {event.message}")
     raise AirflowException(f"HappyHorse job {event.job_id}: {event.message}")
 

@@ -1,6 +1,10 @@
 """
 Whether and how long to wait before sending a failed request again. A retry is a request sent again
 after a failed one; ``max_retries=4`` means at most five requests for one call.
+
+Whether an error is *permanent* (no retry of the task can mend it, so the task fails at once without
+retry noise) is decided here too, once: :func:`is_permanent`. A trigger's event carries that decision
+(``JobEvent.permanent``), so nothing after the event's JSON round trip matches error class names.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ from airflow_provider_happyhorse.constants import (
     DEFAULT_SUBMIT_MAX_RETRIES,
 )
 from airflow_provider_happyhorse.exceptions import (
+    AccountError,
     APIStatusError,
+    AuthenticationError,
+    ConfigurationError,
     HappyHorseError,
     InvalidClipError,
+    InvalidRequestError,
     MalformedResponseError,
     RateLimitError,
     ServerError,
@@ -121,3 +129,17 @@ def submission_error(error: HappyHorseError) -> HappyHorseError:
     ):
         return SubmissionOutcomeUnknownError(error)
     return error
+
+
+# Errors that no retry can mend: the request, the key, the account or the set-up must change first.
+PERMANENT_ERRORS: tuple[type[HappyHorseError], ...] = (
+    InvalidRequestError,
+    AuthenticationError,
+    AccountError,
+    ConfigurationError,
+)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a task should fail at once on ``error`` rather than let its retries try again."""
+    return isinstance(error, PERMANENT_ERRORS)

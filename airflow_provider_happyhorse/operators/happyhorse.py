@@ -21,6 +21,7 @@ from airflow_provider_happyhorse.constants import (
     VERIFY_CLIP_MODES,
 )
 from airflow_provider_happyhorse.core.progress import RenderEstimate
+from airflow_provider_happyhorse.core.retries import is_permanent
 from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.exceptions import (
@@ -38,7 +39,7 @@ from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore, for
 from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest, VideoResult
-from airflow_provider_happyhorse.outcomes import PERMANENT_ERRORS, clip_failure, log_stored, raise_for_event
+from airflow_provider_happyhorse.outcomes import clip_failure, log_stored, raise_for_event
 from airflow_provider_happyhorse.storage import (
     StoredClip,
     as_storage_path,
@@ -317,7 +318,9 @@ class GenerateVideoOperator(BaseOperator):
         except NotFoundError:
             self.log.warning("Job %s from an earlier try is unknown to HappyHorse; submitting anew", record.job_id)
             return None
-        except PERMANENT_ERRORS as error:
+        except HappyHorseError as error:
+            if not is_permanent(error):
+                raise
             raise AirflowFailException(str(error)) from None
         if job.state is JobState.FAILED:
             self.log.warning(
@@ -377,7 +380,7 @@ class GenerateVideoOperator(BaseOperator):
                 f"Could not reach {where}: {error}. Nothing was created; check the connection's Base URL and "
                 "that workers can reach it."
             )
-        if isinstance(error, PERMANENT_ERRORS):
+        if is_permanent(error):
             return AirflowFailException(f"{where} refused the submission: {error}. Nothing was created.")
         return AirflowException(f"{where} did not take the submission: {error}. Nothing was created.")
 

@@ -28,7 +28,6 @@ from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.exceptions import (
     ConfigurationError,
     HappyHorseError,
-    JobTimeoutError,
     ResultUnavailableError,
 )
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, WaitInSteps
@@ -175,10 +174,8 @@ class HappyHorseJobSensor(BaseSensorOperator):
         event = self._wait.step()
         if event is None:
             return False
-        if event.status == "timeout":
-            raise AirflowSensorTimeout(str(JobTimeoutError(event.job_id, str(event.deadline))))
         if event.status != "success":
-            raise_for_event(event)
+            raise_for_event(event, timeout=AirflowSensorTimeout)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:

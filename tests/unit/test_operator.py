@@ -323,6 +323,7 @@ AT = "2026-01-01T12:01:00+00:00"
                 "job_id": "j3",
                 "finished_at": AT,
                 "error_type": "AuthenticationError",
+                "permanent": True,
                 "message": "bad key",
             },
             AirflowFailException,
@@ -332,6 +333,11 @@ AT = "2026-01-01T12:01:00+00:00"
             {"status": "error", "job_id": "j4", "finished_at": AT, "error_type": "NotFoundError", "message": "gone"},
             AirflowException,
             "j4",
+        ),
+        (  # the decision travels in the event: a class name alone decides nothing
+            {"status": "error", "job_id": "j5", "finished_at": AT, "error_type": "InvalidRequestError", "message": "x"},
+            AirflowException,
+            "j5",
         ),
     ],
 )

@@ -274,6 +274,7 @@ async def test_permanent_errors_end_with_error_event(status: int, error_type: st
     [event] = await run_to_end(make_trigger(service, first_poll_after=0.0))
     assert event.payload["status"] == "error"
     assert event.payload["error_type"] == error_type
+    assert event.payload["permanent"] is True  # decided as the event is made, read by raise_for_event
     assert event.payload["job_id"] == service.job_id
     assert service.status_calls == 1
     assert API_KEY not in str(event.payload)
@@ -286,6 +287,7 @@ async def test_not_found_within_grace_is_retried_then_final() -> None:
     [event] = await run_to_end(make_trigger(service, first_poll_after=10.0))
     assert event.payload["status"] == "error"
     assert event.payload["error_type"] == "NotFoundError"
+    assert "permanent" not in event.payload  # a retry of the task re-attaches or submits anew
     assert service.status_calls >= 2  # at least one retry inside the 30 s grace
 
 
