@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         RunPlanError,
         plan_renders,
     )
+    from airflow_provider_happyhorse.core.record import RenderRecord, Since, StoredClip
     from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
     from airflow_provider_happyhorse.core.wait import WaitPlan
     from airflow_provider_happyhorse.exceptions import (
@@ -62,6 +63,7 @@ _MODULES = {
     **dict.fromkeys(("JobEvent", "JobState", "JobStatus", "VideoRequest", "VideoResult"), "models"),
     **dict.fromkeys(("PollSchedule", "expected_render_seconds", "first_poll_for"), "core.schedule"),
     "WaitPlan": "core.wait",
+    **dict.fromkeys(("RenderRecord", "Since", "StoredClip"), "core.record"),
     **dict.fromkeys(
         ("BudgetExceededError", "InvalidRowError", "RenderPlan", "RunBudget", "RunPlanError", "plan_renders"), "budget"
     ),
@@ -121,12 +123,15 @@ __all__ = [
     "PollSchedule",
     "RateLimitError",
     "RenderPlan",
+    "RenderRecord",
     "RequestTimeoutError",
     "ResultRedirectError",
     "ResultUnavailableError",
     "RunBudget",
     "RunPlanError",
     "ServerError",
+    "Since",
+    "StoredClip",
     "SubmissionOutcomeUnknownError",
     "TransportError",
     "VideoRequest",

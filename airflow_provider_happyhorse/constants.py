@@ -90,3 +90,8 @@ RESULT_URL_LIFETIME = timedelta(days=1)
 UI_URL_PREFIX = "/happyhorse"
 UI_PAGE_SIZE = 24
 UI_STREAM_CHUNK = 256 * 1024
+
+# The XCom keys a video task writes: its result, and its job id (pushed before waiting: the view and the
+# CLI find a task's job by it, and a task's own later step reads it back).
+XCOM_RESULT_KEY = "return_value"  # Airflow's XCOM_RETURN_KEY
+XCOM_JOB_ID_KEY = "job_id"

@@ -6,11 +6,11 @@ The submitted job, remembered across tries of one task instance in Airflow's tas
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_happyhorse.models import JobEvent
-from airflow_provider_happyhorse.storage import StoredClip
+from pydantic import ValidationError
+
+from airflow_provider_happyhorse.core.record import RenderRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -22,26 +22,6 @@ class StateStore(Protocol):
     def set(self, key: str, value: Any, *, retention: Any = None) -> None: ...
 
     def delete(self, key: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """``job_id`` is None between sending a submission and learning its id."""
-
-    fingerprint: str
-    submitted_at: str
-    job_id: str | None
-    finished: JobEvent | None = None  # known to this try only (never stored)
-    stored: StoredClip | None = None
-
-    def with_job_id(self, job_id: str) -> JobRecord:
-        return replace(self, job_id=job_id)
-
-    def with_finished(self, event: JobEvent) -> JobRecord:
-        return replace(self, finished=event)
-
-    def with_stored(self, stored: StoredClip) -> JobRecord:
-        return replace(self, stored=stored)
 
 
 _warned_no_store = False
@@ -65,27 +45,22 @@ class JobRecordStore:
             )
         return cls(store)
 
-    def load(self) -> JobRecord | None:
+    def load(self) -> RenderRecord | None:
+        """The record an earlier try kept (one written by an earlier release too), or None."""
         if self._store is None:
             return None
         raw = self._store.get(self.key)
         if not isinstance(raw, dict) or "fingerprint" not in raw:
             return None
-        stored = raw.get("stored")
-        return JobRecord(
-            fingerprint=raw["fingerprint"],
-            submitted_at=raw["submitted_at"],
-            job_id=raw.get("job_id"),
-            stored=StoredClip.from_dict(stored) if isinstance(stored, dict) else None,
-        )
+        try:
+            return RenderRecord.model_validate(raw)
+        except ValidationError:
+            return None
 
-    def save(self, record: JobRecord) -> None:
+    def save(self, record: RenderRecord) -> None:
         if self._store is None:
             return
-        value = {k: v for k, v in asdict(record).items() if k not in ("finished", "stored")}
-        if record.stored is not None:
-            value["stored"] = record.stored.as_dict()
-        self._store.set(self.key, value, retention=_never_expire())
+        self._store.set(self.key, record.model_dump(mode="json"), retention=_never_expire())
 
     def delete(self) -> None:
         if self._store is not None:

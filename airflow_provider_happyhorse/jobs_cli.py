@@ -36,7 +36,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from pydantic import ValidationError
 
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.job_store import JobRecordStore
 
 DEFAULT_API_URL = "http://localhost:8080"
@@ -230,25 +232,28 @@ def _raise_for(answer: httpx.Response, args: argparse.Namespace) -> None:
         raise CommandError(f"Airflow answered HTTP {answer.status_code}: {answer.text}")
 
 
-def describe(record: dict[str, Any] | None, instance: str) -> str:
-    if record is None:
+def describe(value: dict[str, Any] | None, instance: str) -> str:
+    if value is None:
         return f"{instance}: no HappyHorse job is remembered; its next try submits a new one."
     lines = [f"{instance}: task state store key {JobRecordStore.key!r}"]
-    job_id = record.get("job_id")
-    if job_id:
-        lines.append(f"  job id:       {job_id} (a new try re-attaches to it instead of paying again)")
+    try:
+        record = RenderRecord.model_validate(value)
+    except ValidationError as error:
+        lines.append(f"  not a record this provider reads ({error.error_count()} problems): {json.dumps(value)}")
+        return "\n".join(lines)
+    if record.job_id:
+        lines.append(f"  job id:       {record.job_id} (a new try re-attaches to it instead of paying again)")
     else:
         lines.append(
             "  job id:       none: a try sent the submission and never learned its outcome. Look for the job "
             "in the HappyHorse dashboard before forgetting this record: the next try then pays again."
         )
-    lines.append(f"  submitted at: {record.get('submitted_at')}")
-    lines.append(f"  request:      fingerprint {record.get('fingerprint')}")
-    stored = record.get("stored")
-    if isinstance(stored, dict):
-        lines.append(
-            f"  stored clip:  {stored.get('path')} ({stored.get('size')} bytes, sha256 {stored.get('sha256')})"
-        )
+    submitted = record.submitted_at
+    lines.append(f"  submitted at: {None if submitted is None else submitted.isoformat()}")
+    lines.append(f"  request:      fingerprint {record.fingerprint}")
+    stored = record.stored
+    if stored is not None:
+        lines.append(f"  stored clip:  {stored.path} ({stored.size} bytes, sha256 {stored.sha256})")
     return "\n".join(lines)
 
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
+    StrictStr,
     ValidationError,
+    ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -312,49 +318,36 @@ class MediaInfo(BaseModel):
 
 
 class VideoResult(BaseModel):
-    """What a finished video task returns (its XCom ``return_value``): JSON, no secrets."""
+    """
+    The schema of what a finished video task returns (its XCom ``return_value``): JSON, no secrets. Made
+    only by ``RenderRecord.result()`` and read back only by ``RenderRecord.from_result()``; its keys are
+    stable for downstream tasks. A stored clip has its path, size and SHA-256 together (a result anyone
+    with XCom access could have written is held to that before the view serves anything).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    job_id: str
-    status: str
-    video_url: str | None
+    job_id: StrictStr = Field(min_length=1)
+    status: str | None = None
+    video_url: str | None = None
     request: dict[str, Any] | None = None
     credits_estimate: float | None = None
-    submitted_at: str | None = None
-    finished_at: str | None = None
-    stored_path: str | None = None
-    stored_size: int | None = None
-    stored_sha256: str | None = None
+    submitted_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    stored_path: Annotated[StrictStr, Field(min_length=1)] | None = None
+    stored_size: StrictInt | None = Field(default=None, validate_default=True)
+    stored_sha256: Annotated[StrictStr, Field(min_length=1)] | None = Field(default=None, validate_default=True)
     media: MediaInfo | None = None
     verified: bool | None = None  # the clip matched its request (False: it did not, kept with verify_clip="warn")
-    poster_path: str | None = None
+    poster_path: Annotated[StrictStr, Field(min_length=1)] | None = None
 
+    @field_validator("stored_size", "stored_sha256")
     @classmethod
-    def submitted(cls, job_id: str, request: VideoRequest, submitted_at: str) -> VideoResult:
-        """What is known once a job is submitted (the trigger completes it)."""
-        return cls(
-            job_id=job_id,
-            status="IN_PROGRESS",
-            video_url=None,
-            request=request.to_body(),
-            credits_estimate=request.estimate_credits(),
-            submitted_at=submitted_at,
-        )
+    def _with_the_path(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.data.get("stored_path") is not None:
+            raise ValueError("required with stored_path")
+        return value
 
-    @classmethod
-    def of_event(cls, event: JobEvent, known: VideoResult | None = None) -> VideoResult:
-        """The result of a success: what was known at submission (a sensor knows nothing) plus the event."""
-        update = {
-            "job_id": event.job_id,
-            "status": event.job_status,
-            "video_url": event.video_url,
-            "finished_at": event.finished_at,
-        }
-        if known is None:
-            return cls.model_validate(update)
-        return cls.model_validate({**known.model_dump(), **update})
-
-    def payload(self) -> dict[str, Any]:
-        """The XCom value."""
-        return self.model_dump(mode="json")
+    @field_serializer("submitted_at", "finished_at")
+    def _as_iso(self, value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()

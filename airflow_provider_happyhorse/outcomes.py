@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_happyhorse.core.record import StoredClip
 from airflow_provider_happyhorse.exceptions import (
     ClipMismatchError,
     DownloadRefusedError,
@@ -18,7 +19,6 @@ from airflow_provider_happyhorse.exceptions import (
 )
 from airflow_provider_happyhorse.job_store import forget_instructions
 from airflow_provider_happyhorse.models import JobEvent
-from airflow_provider_happyhorse.storage import StoredClip
 
 
 def raise_for_event(event: JobEvent, *, timeout: type[AirflowException] = AirflowException) -> NoReturn:

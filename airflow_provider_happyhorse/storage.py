@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
-
 from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import CHUNK_SIZE
+from airflow_provider_happyhorse.core.record import RenderRecord, StoredClip
 from airflow_provider_happyhorse.core.responses import is_job_id, undecoded
 from airflow_provider_happyhorse.core.results import cut_short, mismatches, what_came
 from airflow_provider_happyhorse.exceptions import (
@@ -40,7 +39,7 @@ from airflow_provider_happyhorse.exceptions import (
     TransportError,
 )
 from airflow_provider_happyhorse.media import NotAVideo, read_clip
-from airflow_provider_happyhorse.models import MediaInfo, VideoRequest, VideoResult
+from airflow_provider_happyhorse.models import MediaInfo
 
 if TYPE_CHECKING:
     from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
@@ -68,64 +67,6 @@ _WRITE_WAY_OUT = (
 _URI_EXAMPLES = (
     "an absolute path (/data/clips/a.mp4) or a URI (file:///data/clips/a.mp4, s3://aws_default@bucket/a.mp4)"
 )
-
-
-@dataclass(frozen=True)
-class StoredClip:
-    path: str
-    size: int
-    sha256: str
-    media: MediaInfo | None = None
-    verified: bool | None = None
-    poster_path: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "sha256": self.sha256,
-            "media": None if self.media is None else self.media.model_dump(),
-            "verified": self.verified,
-            "poster_path": self.poster_path,
-        }
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> StoredClip:
-        media = value.get("media")
-        return cls(
-            path=value["path"],
-            size=value["size"],
-            sha256=value["sha256"],
-            media=None if media is None else MediaInfo.model_validate(media),
-            verified=value.get("verified"),
-            poster_path=value.get("poster_path"),
-        )
-
-    def result_fields(self) -> dict[str, Any]:
-        """What the clip adds to a task's result."""
-        return {
-            "stored_path": self.path,
-            "stored_size": self.size,
-            "stored_sha256": self.sha256,
-            "media": self.media,
-            "verified": self.verified,
-            "poster_path": self.poster_path,
-        }
-
-
-class ClipRecord(BaseModel):
-    """What made a stored clip, kept with it: a later task with the same request returns ``result`` and pays nothing."""
-
-    model_config = ConfigDict(frozen=True)
-
-    fingerprint: str | None  # the request's (None: a sensor's clip, made for no request of ours)
-    job_id: str
-    size: int
-    sha256: str
-    result: dict[str, Any]  # the task's result without the request, which the fingerprint stands for
-    # The poster written with the clip (None: no poster, or a record from before posters were recorded).
-    poster_size: int | None = None
-    poster_sha256: str | None = None
 
 
 def as_storage_path(destination: Any) -> Any:
@@ -321,26 +262,26 @@ def _is_regular_file(path: Any) -> bool:
         return False
 
 
-def read_clip_record(destination: Any) -> ClipRecord | None:
+def read_clip_record(destination: Any) -> RenderRecord | None:
     """The record of the clip at ``destination``, when it holds one we made whose size still matches."""
     final = as_storage_path(destination)
     if not _is_regular_file(final) or (raw := read_record_text(final)) is None:
         return None
     try:
-        record = ClipRecord.model_validate_json(raw)
+        record = RenderRecord.model_validate_json(raw)
         size = final.stat().st_size
     except (ValueError, OSError):
         return None
-    return record if record.size == size else None
+    return record if record.stored is not None and record.stored.size == size else None
 
 
-def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[VideoResult | None, str]:
+def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[RenderRecord | None, str]:
     """
-    The result of the clip kept at ``destination`` for the request whose fingerprint is given, when it
+    The record of the clip kept at ``destination`` for the request whose fingerprint is given, when it
     proves itself, else None; and what was found, in words. It proves itself when our record is beside it
     (or in its metadata), was made for this request, and the file's size and SHA-256 are the record's. The
-    result's paths are the destination's (never the record's), and the poster is named only when its
-    bytes are the ones recorded.
+    record's paths are the destination's (never what the record says), and the poster is named only when
+    its bytes are the ones recorded.
     """
     final = as_storage_path(destination)
     if not final.exists():
@@ -348,37 +289,30 @@ def prove_kept_clip(destination: Any, fingerprint: str) -> tuple[VideoResult | N
     if not _is_regular_file(final):
         return None, "holds something that is not a regular file"
     record = read_clip_record(final)
-    if record is None:
+    if record is None or record.stored is None:
         return None, "holds a file with no record of ours that matches its size"
     if record.fingerprint != fingerprint:
         return None, "holds a clip made for another request"
-    if not is_job_id(record.job_id):
+    if record.job_id is None or not is_job_id(record.job_id):
         return None, "holds a clip whose record names no valid job id"
     size, sha256 = digest(final)
-    if (size, sha256) != (record.size, record.sha256):
-        return None, f"holds a file whose SHA-256 ({sha256}) is not the one its record names ({record.sha256})"
+    if (size, sha256) != (record.stored.size, record.stored.sha256):
+        return None, f"holds a file whose SHA-256 ({sha256}) is not the one its record names ({record.stored.sha256})"
     poster = poster_path_for(final)
     poster_proven = (
-        record.poster_sha256 is not None
+        record.stored.poster_sha256 is not None
         and _is_regular_file(poster)
-        and digest(poster) == (record.poster_size, record.poster_sha256)
+        and digest(poster) == (record.stored.poster_size, record.stored.poster_sha256)
     )
-    kept = {key: value for key, value in record.result.items() if key not in _CLIP_FIELDS}
-    result = VideoResult.model_validate(
-        {
-            **kept,
-            "job_id": record.job_id,
-            "stored_path": str(final),
-            "stored_size": size,
-            "stored_sha256": sha256,
-            "poster_path": str(poster) if poster_proven else None,
-        }
+    stored = record.stored.model_copy(
+        update={"path": str(final), "poster_path": str(poster) if poster_proven else None}
     )
-    return result, f"holds the clip of job {record.job_id} made for this request (sha256 {sha256})"
+    found = f"holds the clip of job {record.job_id} made for this request (sha256 {sha256})"
+    return record.with_stored(stored), found
 
 
-# What a record's result says of where its files are: never believed, always taken from the destination.
-_CLIP_FIELDS = frozenset({"job_id", "stored_path", "stored_size", "stored_sha256", "poster_path", "request"})
+# What a clip's record leaves out: the request (its fingerprint stands for it) and the wait.
+_NOT_KEPT_WITH_THE_CLIP = frozenset({"request", "deadline", "schedule", "end_task_on_success"})
 
 
 def store_clip(
@@ -387,8 +321,7 @@ def store_clip(
     job_id: str,
     url: str,
     destination: Any,
-    result: VideoResult | None = None,
-    request: VideoRequest | None = None,
+    record: RenderRecord | None = None,
     verify_clip: str = "strict",
     poster: bool = True,
     known: StoredClip | None = None,
@@ -400,15 +333,16 @@ def store_clip(
 
     Before the clip is put in place it must open as a whole video (else ``InvalidClipError``, naming
     what came back) and, unless ``verify_clip`` is ``"off"``, match ``request`` (else, with
-    ``"strict"``, ``ClipMismatchError`` and nothing stored). ``result`` is what the task returns without
-    the clip (by default the job's id, status and URL); it is recorded with the clip.
+    ``"strict"``, ``ClipMismatchError`` and nothing stored). ``record`` is the task's render (by default:
+    the job's id and URL, made for no request); it is kept with the clip, without its request.
 
     The clip is read once: streamed into a local file (hashed as it comes), probed and given its poster
     from that file in one pass, then put in place: renamed, on a local disk (the file is written beside
     the destination), or uploaded once to the final key with its record as metadata, on an object store.
     """
-    if result is None:
-        result = VideoResult(job_id=job_id, status="SUCCESS", video_url=url)
+    if record is None:
+        record = RenderRecord(job_id=job_id, status="SUCCESS", video_url=url)
+    request = record.request
     target: _Target = (
         _LocalTarget(local, scheme="local" if str(destination).startswith("local://") else "file")
         if (local := local_path(destination)) is not None
@@ -435,17 +369,11 @@ def store_clip(
             media=media,
             verified=None if verify_clip == "off" else not found,
             poster_path=target.poster_uri if poster else None,
-        )
-        record = ClipRecord(
-            fingerprint=None if request is None else request.fingerprint(),
-            job_id=job_id,
-            size=size,
-            sha256=sha256,
-            result=result.model_copy(update=clip.result_fields()).model_dump(mode="json", exclude={"request"}),
             poster_size=None if poster_bytes is None else len(poster_bytes),
             poster_sha256=None if poster_bytes is None else hashlib.sha256(poster_bytes).hexdigest(),
         )
-        target.publish(temporary, poster_bytes, record.model_dump_json(), token)
+        kept = record.with_stored(clip).model_dump_json(exclude=set(_NOT_KEPT_WITH_THE_CLIP))
+        target.publish(temporary, poster_bytes, kept, token)
     finally:
         _remove_local(temporary)  # a published local clip was renamed away: nothing is left to remove
     metrics.clip_stored(verify_clip)

@@ -470,8 +470,7 @@ class _TimedHashlib:
 def install_timers(phases: Phases, target: str) -> None:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-    from airflow_provider_happyhorse import storage
-    from airflow_provider_happyhorse.operators import happyhorse as operators
+    from airflow_provider_happyhorse import render, storage
 
     def wrap(owner: object, name: str, phase: str) -> None:
         setattr(owner, name, phases.timed(phase, getattr(owner, name)))
@@ -497,7 +496,7 @@ def install_timers(phases: Phases, target: str) -> None:
 
         s3fs.core.S3File._fetch_range = counted
     for owner, name, value in (
-        (operators, "store_clip", phases.store(storage.store_clip)),
+        (render, "store_clip", phases.store(storage.store_clip)),  # the operator's finish calls it there
         (storage, "hashlib", _TimedHashlib(phases)),
     ):
         setattr(owner, name, value)

@@ -91,7 +91,7 @@ from typing import IO, Any
 import httpx
 import psutil
 
-from airflow_provider_happyhorse import expected_render_seconds, first_poll_for
+from airflow_provider_happyhorse import RenderRecord, expected_render_seconds, first_poll_for
 from happyhorse_emulator import EmulatorConfig, EmulatorProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "triggerer_scale.json"
@@ -288,13 +288,22 @@ def _happyhorse(
     trigger = _trigger_class(scale_schedule)(
         speed=speed,
         poll_times=poll_times,
-        job_id=job["job_id"],
+        record=RenderRecord.model_validate(
+            {
+                "job_id": job["job_id"],
+                "started_at": job["submitted_at"],
+                "deadline": _deadline(job, speed).isoformat(),
+                "schedule": {
+                    "first_poll_after": first_poll_for(
+                        expected_render_seconds(job["mode"], job["duration"], job["sound"])
+                    )
+                    * speed,
+                    "min_interval": REAL_MIN_POLL_INTERVAL * speed,
+                    "max_interval": REAL_MAX_POLL_INTERVAL * speed,
+                },
+            }
+        ),
         happyhorse_conn_id=HAPPYHORSE_CONN_ID,
-        deadline=_deadline(job, speed).isoformat(),
-        submitted_at=job["submitted_at"],
-        first_poll_after=first_poll_for(expected_render_seconds(job["mode"], job["duration"], job["sound"])) * speed,
-        min_poll_interval=REAL_MIN_POLL_INTERVAL * speed,
-        max_poll_interval=REAL_MAX_POLL_INTERVAL * speed,
     )
 
     async def run_trigger() -> None:

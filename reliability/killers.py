@@ -21,7 +21,8 @@ from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperat
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
+    from airflow_provider_happyhorse.core.record import RenderRecord
+    from airflow_provider_happyhorse.job_store import JobRecordStore
     from airflow_provider_happyhorse.models import VideoRequest
 
 
@@ -54,7 +55,7 @@ def _hold(log: Any, context: Any, where: str) -> None:
 class KilledAfterSubmit(GenerateVideoOperator):
     """The first try dies the moment the job id is saved in the task state store, before deferring."""
 
-    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord:
+    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> RenderRecord:
         record = super()._submit(store, request, context)
         if _first_try(context):
             _die()
@@ -77,7 +78,7 @@ class HeldAfterSubmit(GenerateVideoOperator):
     """The first try waits for the trial right after the job id is saved in the task state store (before
     deferring): the trial SIGKILLs the worker running it there."""
 
-    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord:
+    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> RenderRecord:
         record = super()._submit(store, request, context)
         if _first_try(context):
             _hold(self.log, context, "submission")

@@ -7,7 +7,7 @@ from urllib.parse import urlencode, urlsplit
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink
 
-from airflow_provider_happyhorse.constants import UI_URL_PREFIX
+from airflow_provider_happyhorse.constants import UI_URL_PREFIX, XCOM_RESULT_KEY
 from airflow_provider_happyhorse.core.egress import EgressRule, link_refusal
 
 if TYPE_CHECKING:
@@ -43,13 +43,19 @@ class HappyHorseVideoLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         from airflow.providers.common.compat.sdk import XCom
+        from pydantic import ValidationError
 
+        from airflow_provider_happyhorse.core.record import RenderRecord
         from airflow_provider_happyhorse.ui.plugin import view_available
 
-        result = XCom.get_value(ti_key=ti_key, key="return_value")
+        result = XCom.get_value(ti_key=ti_key, key=XCOM_RESULT_KEY)
         if not isinstance(result, dict):
             return ""
-        if result.get("stored_path") and view_available():
+        try:
+            record = RenderRecord.from_result(result)
+        except ValidationError:
+            return ""
+        if record.stored is not None and view_available():
             return clip_page(ti_key)
         from airflow_provider_happyhorse.exceptions import ConfigurationError
         from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
@@ -59,4 +65,4 @@ class HappyHorseVideoLink(BaseOperatorLink):
             rule = HappyHorseHook(conn_id).settings.egress
         except ConfigurationError:
             return ""
-        return shown_url(result.get("video_url"), rule)
+        return shown_url(record.video_url, rule)

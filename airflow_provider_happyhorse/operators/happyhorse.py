@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,16 +14,16 @@ from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_MIN_POLL_INTERVAL,
     DEFAULT_RENDER_TIMEOUT,
-    DEFERRAL_GRACE,
     GENERATE_PATH,
     IF_EXISTS_MODES,
     ON_EXPIRED_MODES,
     VERIFY_CLIP_MODES,
+    XCOM_JOB_ID_KEY,
 )
 from airflow_provider_happyhorse.core.progress import RenderEstimate
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.core.retries import is_permanent
 from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
-from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -35,27 +35,21 @@ from airflow_provider_happyhorse.exceptions import (
     TransportError,
 )
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
-from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore, forget_instructions
+from airflow_provider_happyhorse.job_store import JobRecordStore, forget_instructions
 from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest, VideoResult
-from airflow_provider_happyhorse.outcomes import clip_failure, log_stored, raise_for_event
-from airflow_provider_happyhorse.storage import (
-    StoredClip,
-    as_storage_path,
-    prepare_destination,
-    prove_kept_clip,
-    store_clip,
-)
-from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest
+from airflow_provider_happyhorse.outcomes import raise_for_event
+from airflow_provider_happyhorse.render import default_deferrable, defer_on, event_of, finish, utcnow
+from airflow_provider_happyhorse.storage import as_storage_path, prepare_destination, prove_kept_clip
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from pydantic import JsonValue
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+def _shown_time(value: datetime | None) -> str:
+    return "an unknown time" if value is None else value.isoformat()
 
 
 class GenerateVideoOperator(BaseOperator):
@@ -81,7 +75,11 @@ class GenerateVideoOperator(BaseOperator):
     :param multi_prompt: the shots, each ``{"prompt": ..., "duration": ...}``. Templated.
     :param elements: ``happyhorse_elements``, passed through untouched. Templated.
     :param happyhorse_conn_id: the Airflow connection.
-    :param deferrable: wait in the triggerer (default) or poll from the worker.
+    :param deferrable: wait in the triggerer (True) or poll from the worker (False). The default, None,
+        is as the deployment says: ``[operators] default_deferrable`` when the deployment set it (the
+        ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` variable, or ``airflow.cfg`` with a value other than
+        Airflow's built-in false, which Airflow writes into every ``airflow.cfg`` it generates), else
+        True: a render never holds a worker slot while it waits.
     :param poll_interval: the shortest wait between polls, in seconds.
     :param max_poll_interval: the longest wait between polls, in seconds.
     :param first_poll_after: seconds after submission of the first poll; default: from the expected
@@ -121,7 +119,7 @@ class GenerateVideoOperator(BaseOperator):
         multi_prompt: list[dict[str, Any]] | None = None,
         elements: list[Any] | None = None,
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         poll_interval: float = DEFAULT_MIN_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         first_poll_after: float | None = None,
@@ -157,7 +155,7 @@ class GenerateVideoOperator(BaseOperator):
         self.verify_clip = verify_clip
         self.poster = poster
         self.if_exists = if_exists
-        self._result: dict[str, Any] | None = None
+        self._record: RenderRecord | None = None  # the finished render, for OpenLineage
 
     @cached_property
     def hook(self) -> HappyHorseHook:
@@ -201,14 +199,14 @@ class GenerateVideoOperator(BaseOperator):
         request = self._preflight()
         kept = self._already_kept(request)
         if kept is not None:
-            context["ti"].xcom_push(key="job_id", value=kept["job_id"])
-            self._result = kept
-            return kept
+            context["ti"].xcom_push(key=XCOM_JOB_ID_KEY, value=kept.job_id)
+            self._record = kept
+            return kept.result()
         store = JobRecordStore.from_context(context, self.log)
         record = self._reattach(store, request, context)
         if record is None:
             record = self._submit(store, request, context)
-        return self._wait_and_finish(context, store, record, request)
+        return self._wait_and_finish(context, store, record)
 
     def _preflight(self) -> VideoRequest:
         """
@@ -261,8 +259,8 @@ class GenerateVideoOperator(BaseOperator):
         )
         return request
 
-    def _already_kept(self, request: VideoRequest) -> dict[str, Any] | None:
-        """With ``output_path`` under ``if_exists``: the recorded result of a clip already kept for this request."""
+    def _already_kept(self, request: VideoRequest) -> RenderRecord | None:
+        """With ``output_path`` under ``if_exists``: the record of a clip already kept for this request."""
         if self.output_path is None or self.if_exists == "replace":
             return None
         final = as_storage_path(self.output_path)
@@ -274,8 +272,8 @@ class GenerateVideoOperator(BaseOperator):
                     "Remove it, or set if_exists='skip' (keep a clip made for the same request) or 'replace'."
                 )
             return None
-        result, found = prove_kept_clip(final, request.fingerprint())
-        if result is None:
+        kept, found = prove_kept_clip(final, request.fingerprint())
+        if kept is None:
             if final.exists():
                 self.log.warning(
                     "%s %s: rendering anew; it is replaced only once the new clip is verified", final, found
@@ -286,20 +284,40 @@ class GenerateVideoOperator(BaseOperator):
             final,
             found,
         )
-        return result.model_copy(update={"request": request.to_body()}).payload()
+        return kept.model_copy(update={"request": request})
 
-    def _wait_and_finish(
-        self, context: Context, store: JobRecordStore, record: JobRecord, request: VideoRequest
-    ) -> Any:
-        context["ti"].xcom_push(key="job_id", value=record.job_id)
-        if record.finished is not None:
-            return self._finish(context, store, record, record.finished)
-        deadline = _utcnow() + self._timeout()
-        if self.deferrable:
-            self._defer(record, request, deadline)
-        return self._finish(context, store, record, self._wait_blocking(record, request, deadline))
+    def _wait_and_finish(self, context: Context, store: JobRecordStore, record: RenderRecord) -> Any:
+        assert record.job_id is not None
+        context["ti"].xcom_push(key=XCOM_JOB_ID_KEY, value=record.job_id)
+        if record.finished_at is not None:
+            return self._finish(context, store, record, self._finished_event(record))
+        record = record.waiting(
+            deadline=utcnow() + self._timeout(),
+            schedule=self._schedule(record.request or self.video_request()),
+            end_task_on_success=not self._needs_worker_after_success(),
+        )
+        if self._deferrable():
+            self._log_deferral(record)
+            defer_on(self, record, self.happyhorse_conn_id)
+        return self._finish(context, store, record, self._wait_blocking(record))
 
-    def _reattach(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord | None:
+    def _deferrable(self) -> bool:
+        return default_deferrable() if self.deferrable is None else bool(self.deferrable)
+
+    @staticmethod
+    def _finished_event(record: RenderRecord) -> JobEvent:
+        """The success a re-attach found (the record of a job that had already succeeded)."""
+        assert record.job_id is not None
+        assert record.finished_at is not None
+        return JobEvent(
+            status="success",
+            job_id=record.job_id,
+            job_status=record.status,
+            video_url=record.video_url,
+            finished_at=record.finished_at.isoformat(),
+        )
+
+    def _reattach(self, store: JobRecordStore, request: VideoRequest, context: Context) -> RenderRecord | None:
         """A job an earlier try of this task instance submitted for the same request, if it is usable."""
         record = store.load()
         if record is None or record.fingerprint != request.fingerprint():
@@ -309,7 +327,7 @@ class GenerateVideoOperator(BaseOperator):
             metrics.refused("pending", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(
                 "An earlier try submitted this request at "
-                f"{record.submitted_at} and its outcome is unknown: a job may exist and be billed. "
+                f"{_shown_time(record.started_at)} and its outcome is unknown: a job may exist and be billed. "
                 "Look for it in the HappyHorse dashboard. Nothing was submitted now. To submit again, "
                 f"{forget_instructions(context['ti'])} (or change the request)."
             )
@@ -333,16 +351,17 @@ class GenerateVideoOperator(BaseOperator):
         self.log.info(
             "Re-attached to job %s submitted at %s by an earlier try (now %s); not submitting again",
             job.job_id,
-            record.submitted_at,
+            _shown_time(record.started_at),
             job.status,
         )
         metrics.reattached(job.state.value, mode=request.mode, conn_id=self.happyhorse_conn_id)
+        record = record.model_copy(update={"request": request})
         if job.state is JobState.SUCCEEDED:
-            return record.with_finished(JobEvent.from_job(job, finished_at=_utcnow().isoformat()))
+            return record.succeeded(JobEvent.from_job(job, finished_at=utcnow().isoformat()))
         return record
 
-    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> JobRecord:
-        pending = JobRecord(fingerprint=request.fingerprint(), submitted_at=_utcnow().isoformat(), job_id=None)
+    def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> RenderRecord:
+        pending = RenderRecord.submitting(request, utcnow())
         # Written before sending: if this try dies before the job id is known, the next one refuses.
         store.save(pending)
         try:
@@ -357,7 +376,7 @@ class GenerateVideoOperator(BaseOperator):
         metrics.submitted(
             "accepted", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=request.estimate_credits()
         )
-        record = pending.with_job_id(job.job_id)
+        record = pending.model_copy(update={"job_id": job.job_id})
         store.save(record)
         self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
         return record
@@ -384,106 +403,79 @@ class GenerateVideoOperator(BaseOperator):
             return AirflowFailException(f"{where} refused the submission: {error}. Nothing was created.")
         return AirflowException(f"{where} did not take the submission: {error}. Nothing was created.")
 
-    def _known_result(self, record: JobRecord, request: VideoRequest) -> VideoResult:
-        assert record.job_id is not None
-        return VideoResult.submitted(record.job_id, request, record.submitted_at)
-
-    def _defer(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> None:
-        assert record.job_id is not None
-        schedule = self._schedule(request)
-        estimate = RenderEstimate.of_request(request, datetime.fromisoformat(record.submitted_at))
+    def _log_deferral(self, record: RenderRecord) -> None:
+        assert record.started_at is not None
+        assert record.request is not None
+        assert record.deadline is not None
+        estimate = RenderEstimate.of_request(record.request, record.started_at)
         self.log.info(
             "Deferring on job %s: expected to finish around %s (the usual render time), deadline %s",
             record.job_id,
             estimate.expected_finish.isoformat(timespec="seconds"),
-            deadline.isoformat(timespec="seconds"),
-        )
-        self.defer(
-            trigger=HappyHorseJobTrigger(
-                job_id=record.job_id,
-                happyhorse_conn_id=self.happyhorse_conn_id,
-                deadline=deadline.isoformat(),
-                submitted_at=record.submitted_at,
-                first_poll_after=schedule.first_poll_after,
-                min_poll_interval=schedule.min_interval,
-                max_poll_interval=schedule.max_interval,
-                # Only what is known (small kwargs: Airflow stores them with every deferred task).
-                result=self._known_result(record, request).model_dump(mode="json", exclude_unset=True),
-                end_task_on_success=not self._needs_worker_after_success(),
-            ),
-            method_name="execute_complete",
-            timeout=(deadline - _utcnow()) + DEFERRAL_GRACE,
+            record.deadline.isoformat(timespec="seconds"),
         )
 
     def _needs_worker_after_success(self) -> bool:
         return self.output_path is not None
 
-    def _wait_blocking(self, record: JobRecord, request: VideoRequest, deadline: datetime) -> JobEvent:
+    def _wait_blocking(self, record: RenderRecord) -> JobEvent:
         """The trigger's wait, on this worker (blocking mode, for installs without a triggerer)."""
-        assert record.job_id is not None
         metrics.wait_started("worker", conn_id=self.happyhorse_conn_id)
-        event = self.hook.wait_for_job(
-            WaitPlan(
-                job_id=record.job_id,
-                started_at=datetime.fromisoformat(record.submitted_at),
-                deadline=deadline,
-                schedule=self._schedule(request),
-                estimate=RenderEstimate.of_request(request, datetime.fromisoformat(record.submitted_at)),
-            )
-        )
+        event = self.hook.wait_for_job(record.plan())
         if event.status != "success":
             raise_for_event(event)
         return event
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
         """Back on a worker after the trigger's event: finish, or raise so the task's retries apply."""
-        request = self.video_request()
         store = JobRecordStore.from_context(context, self.log)
         record = store.load()
-        if isinstance(event, dict):
-            happened = JobEvent.model_validate(event)
-        else:
-            # `airflow dags test` runs triggers inline and hands a task-ending event's bare payload back
-            # to the task instead of ending it: read the job once more.
-            job_id = record.job_id if record and record.job_id else self._pushed_job_id(context)
-            happened = JobEvent.from_job(self.hook.get_job(job_id), finished_at=_utcnow().isoformat())
-        if happened.status != "success":
-            raise_for_event(happened)
+        happened = event_of(
+            self.hook, event, lambda: record.job_id if record and record.job_id else self._pushed_job_id(context)
+        )
         if record is None or record.job_id != happened.job_id:
-            record = JobRecord(
-                fingerprint=request.fingerprint(), submitted_at=happened.finished_at, job_id=happened.job_id
+            request = self.video_request()
+            record = RenderRecord(
+                fingerprint=request.fingerprint(),
+                request=request,
+                job_id=happened.job_id,
+                started_at=happened.finished_at,
             )
+        elif record.request is None:  # kept by an earlier release, without its request
+            record = record.model_copy(update={"request": self.video_request()})
         return self._finish(context, store, record, happened)
 
     def _pushed_job_id(self, context: Context) -> str:
         ti = context["ti"]
-        return str(ti.xcom_pull(task_ids=self.task_id, key="job_id", map_indexes=ti.map_index))
+        return str(ti.xcom_pull(task_ids=self.task_id, key=XCOM_JOB_ID_KEY, map_indexes=ti.map_index))
 
-    def _finish(self, context: Context, store: JobRecordStore, record: JobRecord, event: JobEvent) -> Any:
+    def _finish(self, context: Context, store: JobRecordStore, record: RenderRecord, event: JobEvent) -> Any:
         """A successful job: its result, with the clip stored when ``output_path`` is set."""
-        request = self.video_request()
-        result = VideoResult.of_event(event, self._known_result(record, request))
-        elapsed = datetime.fromisoformat(event.finished_at) - datetime.fromisoformat(record.submitted_at)
-        self.log.info(
-            "Job %s is %s, seen %.0f s after submission (the service finished it at or before then): %s",
-            event.job_id,
-            event.job_status,
-            elapsed.total_seconds(),
-            event.video_url,
-        )
-        if self.output_path is not None:
-            try:
-                clip = self._store(context, store, record, event, result, request)
-            except ResultUnavailableError as error:
-                return self._result_unavailable(context, store, request, error)
-            result = result.model_copy(update=clip.result_fields())
-            self._emit_asset_events(context, clip, event, request)
-        self._result = result.payload()
-        return self._result
+        try:
+            record = finish(
+                self,
+                context,
+                self.hook,
+                record,
+                event,
+                output_path=self.output_path,
+                verify_clip=self.verify_clip,
+                poster=self.poster,
+                keep=store.save,
+                conn_id=self.happyhorse_conn_id,
+                on_chunk=self._downloaded,
+            )
+        except ResultUnavailableError as error:
+            assert record.request is not None
+            return self._result_unavailable(context, store, record.request, error)
+        if record.stored is not None:
+            self._emit_asset_events(context, record)
+        self._record = record
+        return record.result()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Used by the OpenLineage provider, when installed, after the task ran on a worker."""
-        return operator_lineage(self._result)
+        return operator_lineage(None if self._record is None else self._record.result())
 
     def _result_unavailable(
         self, context: Context, store: JobRecordStore, request: VideoRequest, error: ResultUnavailableError
@@ -502,58 +494,24 @@ class GenerateVideoOperator(BaseOperator):
         )
         store.delete()
         record = self._submit(store, request, context)
-        return self._wait_and_finish(context, store, record, request)
-
-    def _store(
-        self,
-        context: Context,
-        store: JobRecordStore,
-        record: JobRecord,
-        job: JobEvent,
-        result: VideoResult,
-        request: VideoRequest,
-    ) -> StoredClip:
-        """
-        Download the clip on the worker (never in the triggerer) into ``output_path``; a result that can
-        no longer be fetched raises ``ResultUnavailableError`` for :meth:`_result_unavailable`.
-        """
-        if not job.video_url:
-            raise ResultUnavailableError(job.job_id, "(none)", "the job has no result URL")
-        try:
-            clip, downloaded = store_clip(
-                self.hook,
-                job_id=job.job_id,
-                url=job.video_url,
-                destination=self.output_path,
-                result=result,
-                request=request,
-                verify_clip=self.verify_clip,
-                poster=self.poster,
-                known=record.stored,
-                on_chunk=self._downloaded,
-            )
-        except ResultUnavailableError:
-            raise
-        except HappyHorseError as error:
-            metrics.clip_not_kept(error, conn_id=self.happyhorse_conn_id)
-            raise clip_failure(error, context["ti"]) from None
-        store.save(record.with_stored(clip))
-        log_stored(self.log, clip, job.job_id, downloaded)
-        return clip
+        return self._wait_and_finish(context, store, record)
 
     def _downloaded(self, size: int) -> None:
         """Called after each chunk of the clip is written (``size`` bytes so far); a subclass may watch."""
 
-    def _emit_asset_events(self, context: Context, clip: StoredClip, job: JobEvent, request: VideoRequest) -> None:
+    def _emit_asset_events(self, context: Context, record: RenderRecord) -> None:
         """An asset event for the stored clip on every asset (alias) outlet, for downstream DAGs."""
         from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
+        clip, request = record.stored, record.request
+        assert clip is not None
+        assert request is not None
         extra: dict[str, JsonValue] = {
-            "job_id": job.job_id,
+            "job_id": record.job_id,
             "prompt_sha256": request.prompt_digest(),
             "sha256": clip.sha256,
             "size": clip.size,
-            "video_url": job.video_url,
+            "video_url": record.video_url,
         }
         for outlet in self.outlets:
             if isinstance(outlet, AssetAlias):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,24 +18,20 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_POLL_INTERVAL,
-    DEFERRAL_GRACE,
     PROGRESS_LOG_INTERVAL,
     VERIFY_CLIP_MODES,
+    XCOM_JOB_ID_KEY,
 )
+from airflow_provider_happyhorse.core.record import RenderRecord, Since
 from airflow_provider_happyhorse.core.responses import is_job_id
 from airflow_provider_happyhorse.core.schedule import PollSchedule
-from airflow_provider_happyhorse.core.wait import WaitPlan
-from airflow_provider_happyhorse.exceptions import (
-    ConfigurationError,
-    HappyHorseError,
-    ResultUnavailableError,
-)
+from airflow_provider_happyhorse.exceptions import ConfigurationError, ResultUnavailableError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, WaitInSteps
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
-from airflow_provider_happyhorse.models import JobEvent, VideoResult
-from airflow_provider_happyhorse.outcomes import clip_failure, log_stored, raise_for_event
-from airflow_provider_happyhorse.storage import prepare_destination, store_clip
-from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
+from airflow_provider_happyhorse.models import JobEvent
+from airflow_provider_happyhorse.outcomes import raise_for_event
+from airflow_provider_happyhorse.render import default_deferrable, defer_on, event_of, finish, utcnow
+from airflow_provider_happyhorse.storage import prepare_destination
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -51,9 +47,10 @@ class HappyHorseJobSensor(BaseSensorOperator):
 
     :param job_id: the HappyHorse task id. Templated.
     :param happyhorse_conn_id: the Airflow connection.
-    :param deferrable: wait in the triggerer (default) or poke from the worker. Either way the wait is the
-        trigger's (``core.wait``); a poke sends a poll only when one is due, so ``poke_interval`` is the
-        shortest wait between polls.
+    :param deferrable: wait in the triggerer (True) or poke from the worker (False). Either way the wait is
+        the trigger's (``core.wait``); a poke sends a poll only when one is due, so ``poke_interval`` is the
+        shortest wait between polls. The default, None, is as the deployment says, as the operator's
+        (``[operators] default_deferrable`` when set, else True).
     :param max_poll_interval: the longest wait between polls when deferred (``poke_interval`` is the shortest).
     :param output_path: where to store the clip (``ObjectStoragePath`` or URI), with the operator's download,
         probe, poster and record; checked writable before waiting. Templated.
@@ -70,7 +67,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         *,
         job_id: str,
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         output_path: Any = None,
         verify_clip: str = "strict",
@@ -86,6 +83,7 @@ class HappyHorseJobSensor(BaseSensorOperator):
         self.verify_clip = verify_clip
         self.poster = poster
         self._wait: WaitInSteps | None = None  # poke mode: the wait, across pokes
+        self._poked: RenderRecord | None = None  # poke mode: the record the wait is on
 
     @cached_property
     def hook(self) -> HappyHorseHook:
@@ -120,35 +118,27 @@ class HappyHorseJobSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         self._preflight()
-        if not self.deferrable:
+        if not self._deferrable():
             return super().execute(context)
-        now = datetime.now(UTC)
-        deadline = now + timedelta(seconds=self.timeout)
-        schedule = self._schedule()
+        now = utcnow()
+        record = RenderRecord.awaited(self.job_id, now).waiting(
+            deadline=now + timedelta(seconds=self.timeout),
+            schedule=self._schedule(),
+            end_task_on_success=self.output_path is None,
+        )
         self.log.info(
             "Waiting for HappyHorse job %s in the triggerer (polls every %g-%g s, deadline %s)",
             self.job_id,
-            schedule.min_interval,
-            schedule.max_interval,
-            deadline.isoformat(timespec="seconds"),
+            self._schedule().min_interval,
+            self._schedule().max_interval,
+            (now + timedelta(seconds=self.timeout)).isoformat(timespec="seconds"),
         )
-        self.defer(
-            trigger=HappyHorseJobTrigger(
-                job_id=self.job_id,
-                happyhorse_conn_id=self.happyhorse_conn_id,
-                deadline=deadline.isoformat(),
-                submitted_at=now.isoformat(),
-                first_poll_after=schedule.first_poll_after,
-                min_poll_interval=schedule.min_interval,
-                max_poll_interval=schedule.max_interval,
-                result=None,
-                end_task_on_success=self.output_path is None,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
-        )
+        defer_on(self, record, self.happyhorse_conn_id)
 
-    def _plan(self, context: Context) -> WaitPlan:
+    def _deferrable(self) -> bool:
+        return default_deferrable() if self.deferrable is None else bool(self.deferrable)
+
+    def _record(self, context: Context) -> RenderRecord:
         """
         The wait the trigger would run. In reschedule mode each poke is a new process: it counts from
         the first poke's time (Airflow's record) and polls once.
@@ -157,58 +147,47 @@ class HappyHorseJobSensor(BaseSensorOperator):
         if self.reschedule:
             started_at = context["ti"].get_first_reschedule_date(context)
         started_at = started_at or self.hook.clock()
-        return WaitPlan(
-            job_id=self.job_id,
-            started_at=started_at,
-            deadline=started_at + timedelta(seconds=self.timeout),
-            schedule=self._schedule(),
-            since="the sensor began waiting",
-            progress_every=PROGRESS_LOG_INTERVAL,
+        return RenderRecord.awaited(self.job_id, started_at).waiting(
+            deadline=started_at + timedelta(seconds=self.timeout), schedule=self._schedule()
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if self._wait is None:
             self.log.info("Polling HappyHorse job %s", self.job_id)
             metrics.wait_started("sensor", conn_id=self.happyhorse_conn_id)
-            self._wait = self.hook.wait_in_steps(self._plan(context))
+            self._poked = self._record(context)
+            self._wait = self.hook.wait_in_steps(self._poked.plan(progress_every=PROGRESS_LOG_INTERVAL))
         event = self._wait.step()
         if event is None:
             return False
         if event.status != "success":
             raise_for_event(event, timeout=AirflowSensorTimeout)
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, event))
+        assert self._poked is not None
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, self._poked, event))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
-        if isinstance(event, dict):
-            happened = JobEvent.model_validate(event)
-        else:  # `airflow dags test`: see GenerateVideoOperator.execute_complete
-            happened = JobEvent.from_job(self.hook.get_job(self.job_id), finished_at=datetime.now(UTC).isoformat())
-        if happened.status != "success":
-            raise_for_event(happened)
-        return self._finish(context, happened)
+        happened = event_of(self.hook, event, lambda: self.job_id)
+        # What the trigger's record would add (when it began waiting, its deadline) no longer matters.
+        return self._finish(context, RenderRecord(job_id=self.job_id, since=Since.SENSOR_BEGAN_WAITING), happened)
 
-    def _finish(self, context: Context, event: JobEvent) -> dict[str, Any]:
+    def _finish(self, context: Context, record: RenderRecord, event: JobEvent) -> dict[str, Any]:
         """The job's result; with ``output_path``, the clip kept on this worker first."""
-        context["ti"].xcom_push(key="job_id", value=event.job_id)  # as the operator does (the view finds it)
-        result = VideoResult.of_event(event)
-        if self.output_path is None:
-            return result.payload()
-        if not event.video_url:
+        # As the operator does (the view finds a task's clip by it).
+        context["ti"].xcom_push(key=XCOM_JOB_ID_KEY, value=event.job_id)
+        if self.output_path is not None and not event.video_url:
             raise AirflowException(f"HappyHorse job {event.job_id} succeeded without a result URL")
         try:
-            clip, downloaded = store_clip(
+            record = finish(
+                self,
+                context,
                 self.hook,
-                job_id=event.job_id,
-                url=event.video_url,
-                destination=self.output_path,
-                result=result,
+                record,
+                event,
+                output_path=self.output_path,
                 verify_clip=self.verify_clip,
                 poster=self.poster,
+                conn_id=self.happyhorse_conn_id,
             )
         except ResultUnavailableError as error:
             raise AirflowFailException(f"{error} The clip was never stored.") from None
-        except HappyHorseError as error:
-            metrics.clip_not_kept(error, conn_id=self.happyhorse_conn_id)
-            raise clip_failure(error, context["ti"]) from None
-        log_stored(self.log, clip, event.job_id, downloaded)
-        return result.model_copy(update=clip.result_fields()).payload()
+        return record.result()

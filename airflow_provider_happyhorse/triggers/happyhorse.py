@@ -6,20 +6,19 @@ import asyncio
 import functools
 import gc
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_happyhorse import metrics
+from airflow_provider_happyhorse.constants import XCOM_JOB_ID_KEY, XCOM_RESULT_KEY
 from airflow_provider_happyhorse.core.egress import EgressRule
-from airflow_provider_happyhorse.core.progress import RenderEstimate
-from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink, shown_url
-from airflow_provider_happyhorse.models import JobEvent, VideoResult
+from airflow_provider_happyhorse.models import JobEvent
 
 
 @functools.cache
@@ -46,63 +45,41 @@ class HappyHorseJobTrigger(BaseTrigger):
     .. seealso::
         What it does for a task: :doc:`/howto/trigger` in the provider's documentation (``docs/howto/trigger.md``).
 
-    Its kwargs are JSON primitives and never the API key (Airflow prints them in logs): the connection
-    is fetched asynchronously in the triggerer. Polling is read-only, so two triggerers running the same
-    trigger at once do no harm. Transient errors (429, 5xx, transport errors, malformed bodies) never
-    end it before ``deadline``; the job's end, a permanent error or the deadline does, with exactly one
+    Its kwargs are JSON primitives and never the API key (Airflow prints them in logs): the render's
+    record (``RenderRecord.model_dump(mode="json")``) and the connection id; the connection is fetched
+    asynchronously in the triggerer. Polling is read-only, so two triggerers running the same trigger at
+    once do no harm. Transient errors (429, 5xx, transport errors, malformed bodies) never end it before
+    the record's ``deadline``; the job's end, a permanent error or the deadline does, with exactly one
     event that carries the job id.
 
-    :param job_id: the HappyHorse task id.
+    :param record: the render: its job id, start (``since`` says what it is), deadline and poll schedule,
+        what is known of its result, and ``end_task_on_success`` (on success the trigger completes the
+        result and ends the task itself, so no worker starts again). A ``RenderRecord`` or its JSON.
     :param happyhorse_conn_id: the Airflow connection to use.
-    :param deadline: ISO-8601 UTC time after which the trigger gives up (``timeout`` event).
-    :param submitted_at: ISO-8601 UTC time the job was submitted, or for a sensor (``result`` None) when it
-        began waiting (the poll schedule counts from it).
-    :param first_poll_after: seconds after submission of the first poll (near the expected finish).
-    :param min_poll_interval: the floor between polls.
-    :param max_poll_interval: the cap between polls.
-    :param result: the known part of the task's result; when ``end_task_on_success`` is true the trigger
-        completes it and ends the task itself, so no worker starts again.
-    :param end_task_on_success: end the task from the triggerer on success (nothing left for a worker).
+    :param earlier_kwargs: the flat kwargs of a trigger serialized by the release before this one (``job_id``,
+        ``deadline``, ``submitted_at``, ``first_poll_after``...), still read from a running deployment's
+        trigger rows when ``record`` is not given.
     """
 
     def __init__(
         self,
         *,
-        job_id: str,
+        record: RenderRecord | dict[str, Any] | None = None,
         happyhorse_conn_id: str,
-        deadline: str,
-        submitted_at: str,
-        first_poll_after: float,
-        min_poll_interval: float,
-        max_poll_interval: float,
-        result: dict[str, Any] | None = None,
-        end_task_on_success: bool = False,
+        **earlier_kwargs: Any,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is not annotated
-        self.job_id = job_id
+        self.record = RenderRecord.from_trigger_kwargs({"record": record} if record is not None else earlier_kwargs)
         self.happyhorse_conn_id = happyhorse_conn_id
-        self.deadline = deadline
-        self.submitted_at = submitted_at
-        self.first_poll_after = first_poll_after
-        self.min_poll_interval = min_poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.result = result
-        self.end_task_on_success = end_task_on_success
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id or ""
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_id": self.job_id,
-                "happyhorse_conn_id": self.happyhorse_conn_id,
-                "deadline": self.deadline,
-                "submitted_at": self.submitted_at,
-                "first_poll_after": self.first_poll_after,
-                "min_poll_interval": self.min_poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "result": self.result,
-                "end_task_on_success": self.end_task_on_success,
-            },
+            {"record": self.record.model_dump(mode="json"), "happyhorse_conn_id": self.happyhorse_conn_id},
         )
 
     # The seam for tests: the hook (whose transport, clock and sleep a test scripts).
@@ -110,19 +87,7 @@ class HappyHorseJobTrigger(BaseTrigger):
         return HappyHorseHook(self.happyhorse_conn_id)
 
     def plan(self) -> WaitPlan:
-        return WaitPlan(
-            job_id=self.job_id,
-            started_at=datetime.fromisoformat(self.submitted_at),
-            deadline=datetime.fromisoformat(self.deadline),
-            schedule=PollSchedule(
-                first_poll_after=self.first_poll_after,
-                min_interval=self.min_poll_interval,
-                max_interval=self.max_poll_interval,
-            ),
-            # A sensor waits for a job made elsewhere: it knows when it began waiting, not when it was submitted.
-            since="submission" if self.result is not None else "the sensor began waiting",
-            estimate=RenderEstimate.of_body((self.result or {}).get("request"), self.submitted_at),
-        )
+        return self.record.plan()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The event is yielded after the HTTP session is released: nothing is left to clean up once a
@@ -135,13 +100,12 @@ class HappyHorseJobTrigger(BaseTrigger):
 
     async def _ending(self, event: JobEvent, rule: EgressRule) -> TriggerEvent:
         """The event's payload, or on success with ``end_task_on_success`` the task's end itself."""
-        if event.status == "success" and self.end_task_on_success:
+        if event.status == "success" and self.record.end_task_on_success:
             # No worker runs after this event, so the trigger stores what the worker would have: the
             # result, the job id, and the extra link's URL.
-            known = None if self.result is None else VideoResult.model_validate(self.result)
-            result = VideoResult.of_event(event, known).payload()
+            result = self.record.succeeded(event).result()
             link = shown_url(event.video_url, rule)
-            xcoms = {"return_value": result, "job_id": self.job_id, HappyHorseVideoLink().xcom_key: link}
+            xcoms = {XCOM_RESULT_KEY: result, XCOM_JOB_ID_KEY: self.job_id, HappyHorseVideoLink().xcom_key: link}
             if await self._push_xcoms(xcoms):
                 return TaskSuccessEvent()
         return TriggerEvent(event.payload())

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from airflow_provider_happyhorse.constants import UI_PAGE_SIZE, UI_STREAM_CHUNK
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.ui.clips import AVAILABILITY, Clip, ClipKey, get_clip, in_flight, list_clips, spend
 from airflow_provider_happyhorse.ui.files import POSTER, VIDEO, NotServed, open_stored_file
 from airflow_provider_happyhorse.ui.ranges import UnsatisfiableRange, byte_range
@@ -103,7 +104,7 @@ def _where(key: ClipKey) -> str:
     return f"dag_id={key.dag_id} run_id={key.run_id} task_id={key.task_id} map_index={key.map_index}"
 
 
-def serve_stored(result: dict[str, Any], kind: str, key: ClipKey, request: Request) -> Response:
+def serve_stored(result: RenderRecord | dict[str, Any], kind: str, key: ClipKey, request: Request) -> Response:
     """
     The clip or poster the provider stored for this result (``ui.files``: else 404 naming the rule), whole
     or one byte range, streamed in chunks from the one descriptor the rule checked.
@@ -190,15 +191,15 @@ def create_app() -> FastAPI:
     @app.get("/files/video")
     def video(user: User, session: DBSession, key: Key, request: Request) -> Response:
         clip = _clip_for(session, user, key)
-        if not clip.result.get("stored_path"):
+        if clip.record.stored is None:
             raise HTTPException(status_code=404, detail="This clip was not stored: it plays from its temporary URL")
-        return serve_stored(clip.result, VIDEO, key, request)
+        return serve_stored(clip.record, VIDEO, key, request)
 
     @app.get("/files/poster")
     def poster(user: User, session: DBSession, key: Key, request: Request) -> Response:
         clip = _clip_for(session, user, key)
-        if not clip.result.get("poster_path"):
+        if clip.record.stored is None or clip.record.stored.poster_path is None:
             raise HTTPException(status_code=404, detail="This clip has no poster")
-        return serve_stored(clip.result, POSTER, key, request)
+        return serve_stored(clip.record, POSTER, key, request)
 
     return app

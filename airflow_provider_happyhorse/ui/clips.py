@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME
+from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME, XCOM_JOB_ID_KEY, XCOM_RESULT_KEY
 from airflow_provider_happyhorse.core.progress import RenderEstimate
+from airflow_provider_happyhorse.core.record import RenderRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -36,43 +37,40 @@ class ClipKey:
 class Clip:
     key: ClipKey
     made_at: datetime  # when the result was recorded
-    result: dict[str, Any]
+    record: RenderRecord  # the task's result, read through the render record
 
     @property
     def expires_at(self) -> datetime | None:
         """When the temporary result URL stops answering (about a day after the job finished)."""
-        finished = self.result.get("finished_at")
-        if not isinstance(finished, str):
-            return None
-        try:
-            return datetime.fromisoformat(finished) + RESULT_URL_LIFETIME
-        except ValueError:
-            return None
+        finished = self.record.finished_at
+        return None if finished is None else finished + RESULT_URL_LIFETIME
 
     def availability(self, now: datetime) -> str:
-        if self.result.get("stored_path"):
+        if self.record.stored is not None:
             return "stored"
         expires = self.expires_at
         return "temporary" if expires is not None and now < expires else "expired"
 
     def as_row(self, now: datetime) -> dict[str, Any]:
-        result, request = self.result, self.result.get("request") or {}
-        media = result.get("media") or {}
+        record, request = self.record, self.record.request
+        media = None if record.stored is None else record.stored.media
+        prompt = None
+        if request is not None:
+            prompt = request.prompt or " / ".join(shot.prompt for shot in request.multi_prompt or [])
         return {
             **self.key.__dict__,
             "made_at": self.made_at.isoformat(),
-            "job_id": result.get("job_id"),
+            "job_id": record.job_id,
             "availability": self.availability(now),
             "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
-            "prompt": request.get("prompt")
-            or " / ".join(str(shot.get("prompt", "")) for shot in request.get("multi_prompt") or []),
-            "mode": request.get("mode"),
-            "duration": media.get("duration", request.get("duration")),
-            "sound": media.get("has_audio", request.get("sound")),
-            "credits_estimate": result.get("credits_estimate"),
-            "verified": result.get("verified"),
-            "has_poster": bool(result.get("poster_path")),
-            "video_url": result.get("video_url"),
+            "prompt": prompt,
+            "mode": None if request is None else request.mode,
+            "duration": media.duration if media is not None else None if request is None else request.duration,
+            "sound": media.has_audio if media is not None else None if request is None else request.sound,
+            "credits_estimate": record.credits_estimate,
+            "verified": None if record.stored is None else record.stored.verified,
+            "has_poster": record.stored is not None and record.stored.poster_path is not None,
+            "video_url": record.video_url,
         }
 
 
@@ -90,13 +88,13 @@ def _result_rows(permitted: Iterable[str], dag_ids: list[str] | None, since: dat
     allowed = set(permitted) if dag_ids is None else set(permitted) & set(dag_ids)
     query = (
         select(XComModel)
-        .where(XComModel.key == "return_value", XComModel.dag_id.in_(sorted(allowed)))
+        .where(XComModel.key == XCOM_RESULT_KEY, XComModel.dag_id.in_(sorted(allowed)))
         .where(
             exists().where(
                 marker.dag_run_id == XComModel.dag_run_id,
                 marker.task_id == XComModel.task_id,
                 marker.map_index == XComModel.map_index,
-                marker.key == "job_id",
+                marker.key == XCOM_JOB_ID_KEY,
             )
         )
     )
@@ -118,10 +116,17 @@ def _value(raw: Any) -> Any:
 
 
 def _clip(row: Any) -> Clip | None:
+    """A row's clip, when its value reads as a render's result (``RenderRecord.from_result``)."""
+    from pydantic import ValidationError
+
     value = _value(row.value)
-    if not isinstance(value, dict) or "job_id" not in value:
+    if not isinstance(value, dict):
         return None
-    return Clip(ClipKey(row.dag_id, row.run_id, row.task_id, row.map_index), _utc(row.timestamp), value)
+    try:
+        record = RenderRecord.from_result(value)
+    except ValidationError:
+        return None
+    return Clip(ClipKey(row.dag_id, row.run_id, row.task_id, row.map_index), _utc(row.timestamp), record)
 
 
 def _columns(query: Any, *names: str) -> Any:
@@ -246,24 +251,28 @@ def in_flight(session: Session, permitted: Iterable[str]) -> list[dict[str, Any]
     renders = []
     now = datetime.now(UTC)
     for dag_id, run_id, task_id, map_index, trigger in session.execute(query):
-        kwargs = trigger.kwargs
-        submitted = str(kwargs.get("submitted_at", ""))
+        try:
+            record = RenderRecord.from_trigger_kwargs(trigger.kwargs)
+        except (KeyError, TypeError, ValueError):  # not a trigger row this release or an earlier one made
+            continue
+        submitted = record.submitted_at
         # The estimate the task log says (core.progress); a sensor's trigger knows no request, so none.
-        result = kwargs.get("result")
-        estimate = RenderEstimate.of_body(result.get("request") if isinstance(result, dict) else None, submitted)
+        estimate = None
+        if submitted is not None and record.request is not None:
+            estimate = RenderEstimate.of_request(record.request, submitted)
         renders.append(
             {
                 "dag_id": dag_id,
                 "run_id": run_id,
                 "task_id": task_id,
                 "map_index": map_index,
-                "job_id": kwargs.get("job_id"),
+                "job_id": record.job_id,
                 # A sensor's trigger knows when the sensor began waiting, not when the job was submitted.
-                "submitted_at": submitted if kwargs.get("result") is not None else None,
-                "waiting_since": submitted,
+                "submitted_at": None if submitted is None else submitted.isoformat(),
+                "waiting_since": None if record.started_at is None else record.started_at.isoformat(),
                 "expected_finish": None if estimate is None else estimate.expected_finish.isoformat(timespec="seconds"),
                 "progress": None if estimate is None else estimate.describe(now),
-                "deadline": kwargs.get("deadline"),
+                "deadline": None if record.deadline is None else record.deadline.isoformat(),
             }
         )
     return sorted(renders, key=lambda render: str(render["waiting_since"]))

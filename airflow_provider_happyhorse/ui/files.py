@@ -6,8 +6,9 @@ whose task returns a dict and pushes a ``job_id`` XCom, can set to anything. So 
 when every rule below holds, checked on every request; otherwise ``NotServed`` names the rule that
 failed (the route answers 404 with it) and one warning line names the task instance and the rule.
 
-1. The result has ``job_id``, ``stored_path``, ``stored_size`` and ``stored_sha256``; for the poster, its
-   ``poster_path`` is ``poster_path_for(stored_path)``: the poster beside the clip.
+1. The result reads as a ``RenderRecord`` (``RenderRecord.from_result``) with a stored clip: a job id and
+   the clip's path, size and SHA-256; for the poster, its path is ``poster_path_for`` the clip's: the
+   poster beside the clip.
 2. With ``[happyhorse] view_roots`` set (comma-separated folders and ``scheme://bucket/prefix`` URLs),
    the file is inside one of them: local paths compared on path components after resolving symlinks,
    object-store URLs without the connection id.
@@ -35,8 +36,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from airflow_provider_happyhorse.core.record import RenderRecord
 
 log = logging.getLogger(__name__)
 
@@ -407,25 +411,37 @@ def _locate(text: str, what: str) -> _Location:
 # -- the rule -------------------------------------------------------------------------------------------------
 
 
-def _field(result: Mapping[str, Any], name: str, kind: type) -> Any:
-    value = result.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) or value == "":
-        raise NotServed(NO_FIELD.format(field=name))
-    return value
-
-
-def _record(location: _Location) -> Any:
+def _record_of(result: RenderRecord | Mapping[str, Any]) -> RenderRecord:
+    """The task's result read through the render record; a missing or malformed field is named."""
     from pydantic import ValidationError
 
-    from airflow_provider_happyhorse.storage import ClipRecord
+    from airflow_provider_happyhorse.core.record import RenderRecord
+
+    if isinstance(result, RenderRecord):
+        return result
+    try:
+        return RenderRecord.from_result(result)
+    except ValidationError as error:
+        location = error.errors()[0]["loc"]
+        raise NotServed(NO_FIELD.format(field=location[0] if location else "valid value")) from None
+
+
+def _kept_record(location: _Location) -> RenderRecord:
+    """The record the provider kept beside the clip."""
+    from pydantic import ValidationError
+
+    from airflow_provider_happyhorse.core.record import RenderRecord
 
     raw = location.record_text()
     if raw is None:
         raise NotServed(NO_RECORD)
     try:
-        return ClipRecord.model_validate_json(raw)
+        record = RenderRecord.model_validate_json(raw)
     except ValidationError:
         raise NotServed(NO_RECORD) from None
+    if record.stored is None:
+        raise NotServed(NO_RECORD)
+    return record
 
 
 def _verified(
@@ -454,38 +470,41 @@ def _is_jpeg(head: bytes) -> bool:
     return head.startswith(JPEG_START)
 
 
-def _check(result: Mapping[str, Any], kind: str) -> Servable:
-    job_id = _field(result, "job_id", str)
-    stored = _field(result, "stored_path", str)
-    stored_size = _field(result, "stored_size", int)
-    stored_sha256 = _field(result, "stored_sha256", str)
+def _check(result: RenderRecord | Mapping[str, Any], kind: str) -> Servable:
+    told = _record_of(result)
+    stored = told.stored
+    if stored is None:
+        raise NotServed(NO_FIELD.format(field="stored_path"))
     if kind == POSTER:
-        poster_path = _field(result, "poster_path", str)
-        beside = _poster_beside(stored)
-        if beside is None or beside != _normal(poster_path):
+        if stored.poster_path is None:
+            raise NotServed(NO_FIELD.format(field="poster_path"))
+        beside = _poster_beside(stored.path)
+        if beside is None or beside != _normal(stored.poster_path):
             raise NotServed(POSTER_ELSEWHERE)
     roots = view_roots()
-    clip = _locate(stored, "the clip")
+    clip = _locate(stored.path, "the clip")
     if roots is not None and not clip.inside(roots):
         raise NotServed(OUTSIDE_ROOTS.format(what="the clip"))
     # The record before the file itself is opened: a path the provider never stored is refused alike,
     # whether a file is there or not.
-    record = _record(clip)
-    if record.job_id != job_id:
+    kept = _kept_record(clip)
+    assert kept.stored is not None
+    if kept.job_id != told.job_id:
         raise NotServed(OTHER_JOB)
-    if (record.size, record.sha256) != (stored_size, stored_sha256):
+    if (kept.stored.size, kept.stored.sha256) != (stored.size, stored.sha256):
         raise NotServed(RECORD_DISAGREES)
-    opened = _verified(clip, "the clip", record.size, record.sha256, _is_mp4, NOT_MP4)
+    opened = _verified(clip, "the clip", kept.stored.size, kept.stored.sha256, _is_mp4, NOT_MP4)
     if kind == VIDEO:
-        return Servable(VIDEO, opened.size, safe_filename(stored, VIDEO), opened.source)
+        return Servable(VIDEO, opened.size, safe_filename(stored.path, VIDEO), opened.source)
     opened.source.close()
-    if record.poster_size is None or record.poster_sha256 is None:
+    if kept.stored.poster_size is None or kept.stored.poster_sha256 is None:
         raise NotServed(NO_POSTER_RECORD)
     poster = clip.poster()
     if roots is not None and not poster.inside(roots):
         raise NotServed(OUTSIDE_ROOTS.format(what="the poster"))
-    opened = _verified(poster, "the poster", record.poster_size, record.poster_sha256, _is_jpeg, NOT_JPEG)
-    return Servable(POSTER, opened.size, safe_filename(str(result["poster_path"]), POSTER), opened.source)
+    opened = _verified(poster, "the poster", kept.stored.poster_size, kept.stored.poster_sha256, _is_jpeg, NOT_JPEG)
+    assert stored.poster_path is not None
+    return Servable(POSTER, opened.size, safe_filename(stored.poster_path, POSTER), opened.source)
 
 
 def _normal(text: str) -> str | None:
@@ -506,7 +525,7 @@ def _poster_beside(stored: str) -> str | None:
         return None
 
 
-def open_stored_file(result: Mapping[str, Any], kind: str, where: str) -> Servable:
+def open_stored_file(result: RenderRecord | Mapping[str, Any], kind: str, where: str) -> Servable:
     """
     The clip (``kind`` ``"video"``) or poster (``"poster"``) of a task's ``result``, open, when every rule
     holds; else ``NotServed`` naming the rule, logged once as a warning with ``where`` (the task instance).

@@ -531,7 +531,7 @@ class HostileServiceTrial(VideoBatchTrial):
     def tamper_sidecar(self, final: Path) -> None:
         record_path = final.parent / f"{final.name}.happyhorse.json"
         record = json.loads(record_path.read_text())
-        record["result"]["stored_path"] = f"file://{self.secret_file}"
+        record["stored"]["path"] = f"file://{self.secret_file}"
         record_path.write_text(json.dumps(record))
         data = bytearray(final.read_bytes())
         payload = f"SECRET {self.secret_marker}".encode()

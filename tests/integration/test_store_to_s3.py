@@ -65,7 +65,7 @@ def test_blocking_run_stores_the_clip_in_s3(
     record = json.loads(metadata["happyhorse"])
     assert record["job_id"] == result["job_id"]
     assert record["fingerprint"] == operator.video_request().fingerprint()
-    assert record["sha256"] == result["stored_sha256"]
+    assert record["stored"]["sha256"] == result["stored_sha256"]
     assert emulator.stats()["submissions"]["accepted"] == 1
 
     # Another run of the same request (a backfill, a clear): the recorded result, and nothing paid.

@@ -9,13 +9,15 @@ import gzip
 import json
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from airflow_provider_happyhorse import media
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.core.responses import decode_within, is_job_id
 from airflow_provider_happyhorse.exceptions import (
     DownloadLimitError,
@@ -304,7 +306,8 @@ REQUEST = VideoRequest(prompt="a horse")
 
 def kept(tmp_path: Path) -> Path:
     final = tmp_path / "daily" / "a.mp4"
-    store_clip(hook_for(FakeService()), job_id=JOB_ID, url=URL, destination=final, request=REQUEST)
+    record = RenderRecord.submitting(REQUEST, datetime.now(UTC)).model_copy(update={"job_id": JOB_ID})
+    store_clip(hook_for(FakeService()), job_id=JOB_ID, url=URL, destination=final, record=record)
     return final
 
 
@@ -314,9 +317,10 @@ def test_a_kept_clip_that_proves_itself_gives_a_result_from_the_destination(
     final = kept(tmp_path)
     result, found = prove_kept_clip(final, REQUEST.fingerprint())
     assert result is not None
+    assert result.stored is not None
     path = as_storage_path(final)
-    assert (result.job_id, result.stored_path, result.stored_size) == (JOB_ID, str(path), len(CLIP))
-    assert result.poster_path == str(path.parent / "a.poster.jpg")
+    assert (result.job_id, result.stored.path, result.stored.size) == (JOB_ID, str(path), len(CLIP))
+    assert result.stored.poster_path == str(path.parent / "a.poster.jpg")
     assert found.startswith(f"holds the clip of job {JOB_ID} made for this request (sha256 ")
 
 
@@ -324,12 +328,13 @@ def test_a_tampered_record_cannot_name_other_files(tmp_path: Path, connection: C
     final = kept(tmp_path)
     sidecar = final.parent / f"{final.name}{RECORD_SUFFIX}"
     record = json.loads(sidecar.read_text())
-    record["result"].update(stored_path="/etc/passwd", poster_path="/etc/shadow", job_id="other")
+    record["stored"].update(path="/etc/passwd", poster_path="/etc/shadow")
     sidecar.write_text(json.dumps(record))
     result, _ = prove_kept_clip(final, REQUEST.fingerprint())
     assert result is not None
+    assert result.stored is not None
     path = as_storage_path(final)
-    assert (result.stored_path, result.poster_path, result.job_id) == (
+    assert (result.stored.path, result.stored.poster_path, result.job_id) == (
         str(path),
         str(path.parent / "a.poster.jpg"),
         JOB_ID,
@@ -354,7 +359,8 @@ def test_a_changed_poster_is_not_named(tmp_path: Path, connection: ConnectionSet
     poster.write_bytes(b"\xff\xd8\xff" + b"\0" * (poster.stat().st_size - 3))
     result, _ = prove_kept_clip(final, REQUEST.fingerprint())
     assert result is not None
-    assert result.poster_path is None
+    assert result.stored is not None
+    assert result.stored.poster_path is None
 
 
 @pytest.mark.parametrize(
@@ -362,15 +368,18 @@ def test_a_changed_poster_is_not_named(tmp_path: Path, connection: ConnectionSet
     [
         ({"fingerprint": "0" * 64}, "holds a clip made for another request"),
         ({"job_id": "../../x"}, "holds a clip whose record names no valid job id"),
-        ({"size": 1}, "holds a file with no record of ours that matches its size"),
+        ({"stored": {"size": 1}}, "holds a file with no record of ours that matches its size"),
     ],
 )
 def test_a_record_that_does_not_match_is_named(
-    tmp_path: Path, connection: ConnectionSetter, change: dict[str, object], said: str
+    tmp_path: Path, connection: ConnectionSetter, change: dict[str, Any], said: str
 ) -> None:
     final = kept(tmp_path)
     sidecar = final.parent / f"{final.name}{RECORD_SUFFIX}"
-    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **change}))
+    record = json.loads(sidecar.read_text())
+    for key, value in change.items():
+        record[key] = {**record[key], **value} if isinstance(value, dict) else value
+    sidecar.write_text(json.dumps(record))
     assert prove_kept_clip(final, REQUEST.fingerprint()) == (None, said)
 
 

@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_provider_happyhorse.exceptions import ClipMismatchError, InvalidClipError, ResultRedirectError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.storage import read_clip_record, store_clip
 from support.clock import FakeClock
@@ -246,8 +247,9 @@ def test_a_verified_clip_is_stored_with_its_poster_and_record(tmp_path: Path) ->
     assert (folder / "a.poster.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
     record = json.loads((folder / "a.mp4.happyhorse.json").read_text())
     assert record["job_id"] == service.job_id
-    assert record["sha256"] == result["stored_sha256"]
-    assert "request" not in record["result"]  # its fingerprint stands for it
+    assert record["stored"]["sha256"] == result["stored_sha256"]
+    assert record["fingerprint"] == VideoRequest(prompt="a horse").fingerprint()
+    assert "request" not in record  # its fingerprint stands for it
     assert API_KEY not in json.dumps(record)
 
 
@@ -278,7 +280,7 @@ def test_a_tampered_clip_or_record_is_named_and_rendered_as_if_none_were_there(
     sidecar = tmp_path / "daily" / "a.mp4.happyhorse.json"
     # Someone with write access to the folder: a record naming another file, and a clip edited in place.
     record = json.loads(sidecar.read_text())
-    record["result"]["stored_path"] = "/etc/passwd"
+    record["stored"]["path"] = "/etc/passwd"
     sidecar.write_text(json.dumps(record))
     clip = bytearray(final.read_bytes())
     clip[100] ^= 0xFF
@@ -295,7 +297,7 @@ def test_a_kept_clip_result_names_the_destination_never_the_record(tmp_path: Pat
     operator(service, tmp_path).execute(make_context(DictStore()))
     sidecar = tmp_path / "daily" / "a.mp4.happyhorse.json"
     record = json.loads(sidecar.read_text())
-    record["result"].update(stored_path="/etc/passwd", poster_path="/etc/shadow")
+    record["stored"].update(path="/etc/passwd", poster_path="/etc/shadow")
     sidecar.write_text(json.dumps(record))
     result = operator(service, tmp_path).execute(make_context(DictStore()))
     assert service.posts == 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.exceptions import APIStatusError, InvalidRequestError
 from airflow_provider_happyhorse.models import (
     CREDITS_PER_SECOND,
@@ -16,7 +18,6 @@ from airflow_provider_happyhorse.models import (
     JobState,
     JobStatus,
     VideoRequest,
-    VideoResult,
     classify_status,
     estimate_credits,
 )
@@ -536,12 +537,14 @@ def test_job_events_from_a_status_and_their_payloads() -> None:
 
 def test_a_result_is_what_was_known_at_submission_plus_the_event() -> None:
     request = VideoRequest.parse({"prompt": "a horse", "mode": "pro", "duration": 10})
-    known = VideoResult.submitted("j1", request, "2026-01-01T12:00:00+00:00")
+    known = RenderRecord.submitting(request, datetime(2026, 1, 1, 12, tzinfo=UTC)).model_copy(update={"job_id": "j1"})
     event = JobEvent(
         status="success", job_id="j1", finished_at="2026-01-01T12:02:00+00:00", job_status="SUCCESS", video_url="u"
     )
-    result = VideoResult.of_event(event, known).payload()
+    result = known.succeeded(event).result()
     assert result["credits_estimate"] == 800
     assert result["request"] == request.to_body()
+    assert result["submitted_at"] == "2026-01-01T12:00:00+00:00"
     assert (result["status"], result["video_url"], result["finished_at"]) == ("SUCCESS", "u", event.finished_at)
-    assert VideoResult.of_event(event).payload()["request"] is None  # a sensor knows no request
+    sensor = RenderRecord.awaited("j1", datetime(2026, 1, 1, 12, tzinfo=UTC)).succeeded(event).result()
+    assert (sensor["request"], sensor["submitted_at"]) == (None, None)  # a sensor knows no request

@@ -48,12 +48,12 @@ def test_init_only_assigns_and_does_no_io() -> None:
     operator = GenerateVideoOperator(task_id="t", prompt="x" * 5000, happyhorse_conn_id="missing", duration=99)
     assert operator.prompt == "x" * 5000
     assert operator.duration == 99
-    assert operator.deferrable is True
+    assert operator.deferrable is None  # decided when the task runs: as the deployment says
 
 
 def test_defers_with_exact_trigger_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:
     service = FakeService(FakeClock())
-    monkeypatch.setattr("airflow_provider_happyhorse.operators.happyhorse._utcnow", service.clock)
+    monkeypatch.setattr("airflow_provider_happyhorse.operators.happyhorse.utcnow", service.clock)
     store = DictStore()
     context = make_context(store)
     operator = make_operator(service, mode="pro", duration=10, sound=True, poll_interval=15, max_poll_interval=90)
@@ -64,27 +64,43 @@ def test_defers_with_exact_trigger_kwargs(monkeypatch: pytest.MonkeyPatch) -> No
     assert deferred.value.method_name == "execute_complete"
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
-    submitted_at = START.isoformat()
+    started_at = START.isoformat()
     request = VideoRequest(prompt="a horse on a beach at dawn", mode="pro", duration=10, sound=True)
     assert kwargs == {
-        "job_id": service.job_id,
         "happyhorse_conn_id": "happyhorse_default",
-        # The documented default timeout (README: 1 hour) from the moment of submission.
-        "deadline": (START + timedelta(hours=1)).isoformat(),
-        "submitted_at": submitted_at,
-        # The earliest likely finish (10% before the expected 90 s) plus 2 s + 10% of it.
-        "first_poll_after": (20 + 3 * 10) * 1.5 * 1.2 * 0.9 * 1.1 + 2,
-        "min_poll_interval": 15,
-        "max_poll_interval": 90,
-        "result": {
+        "record": {
+            "fingerprint": request.fingerprint(),
+            "request": {
+                "model": "happyhorse-1.0/video",
+                "prompt": "a horse on a beach at dawn",
+                "mode": "pro",
+                "duration": 10,
+                "aspect_ratio": "16:9",
+                "sound": True,
+                "cfg_scale": 0.5,
+                "multi_shots": False,
+            },
             "job_id": service.job_id,
-            "status": "IN_PROGRESS",
+            "started_at": started_at,
+            "since": "submission",
+            # The documented default timeout (1 hour) from the moment of submission.
+            "deadline": (START + timedelta(hours=1)).isoformat(),
+            "schedule": {
+                # The earliest likely finish (10% before the expected 90 s) plus 2 s + 10% of it.
+                "first_poll_after": (20 + 3 * 10) * 1.5 * 1.2 * 0.9 * 1.1 + 2,
+                "min_interval": 15,
+                "max_interval": 90,
+                "growth": 0.1,
+                "slack": 2.0,
+                "jitter": 0.1,
+                "tick": 1.0,
+            },
+            "end_task_on_success": True,
+            "status": None,
             "video_url": None,
-            "request": request.to_body(),
-            "credits_estimate": 800,
-            "submitted_at": submitted_at,
+            "finished_at": None,
+            "stored": None,
         },
-        "end_task_on_success": True,
     }
     assert API_KEY not in repr(kwargs)
     assert service.posts == 1
@@ -94,13 +110,13 @@ def test_defers_with_exact_trigger_kwargs(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_execution_timeout_shortens_the_trigger_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     service = FakeService(FakeClock())
-    monkeypatch.setattr("airflow_provider_happyhorse.operators.happyhorse._utcnow", service.clock)
+    monkeypatch.setattr("airflow_provider_happyhorse.operators.happyhorse.utcnow", service.clock)
     operator = make_operator(service, timeout=timedelta(hours=2), execution_timeout=timedelta(minutes=3))
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(make_context(DictStore()))
-    kwargs = deferred.value.trigger.serialize()[1]
-    assert kwargs["submitted_at"] == START.isoformat()
-    assert kwargs["deadline"] == (START + timedelta(minutes=3)).isoformat()
+    record = deferred.value.trigger.serialize()[1]["record"]
+    assert record["started_at"] == START.isoformat()
+    assert record["deadline"] == (START + timedelta(minutes=3)).isoformat()
 
 
 def test_output_path_keeps_a_worker_step_after_success() -> None:
@@ -108,7 +124,65 @@ def test_output_path_keeps_a_worker_step_after_success() -> None:
     operator = make_operator(service, output_path="file:///tmp/clip.mp4")
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(make_context(DictStore()))
-    assert deferred.value.trigger.serialize()[1]["end_task_on_success"] is False
+    assert deferred.value.trigger.serialize()[1]["record"]["end_task_on_success"] is False
+
+
+# -- deferrable=None: as the deployment says, else True --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environment", "defers"),
+    [
+        ({}, True),  # nothing set: the provider's promise
+        ({"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False"}, False),
+        ({"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "true"}, True),
+    ],
+)
+def test_deferrable_none_follows_the_deployments_default_deferrable(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], defers: bool
+) -> None:
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    service = FakeService(FakeClock())
+    operator = make_operator(service)
+    if defers:
+        with pytest.raises(TaskDeferred):
+            operator.execute(make_context(DictStore()))
+        assert service.status_calls == 0
+    else:
+        assert operator.execute(make_context(DictStore()))["status"] == "SUCCESS"  # waited on the worker
+        assert service.status_calls > 0
+
+
+@pytest.mark.parametrize(("written", "defers"), [("False", True), ("false", True), ("True", True)])
+def test_default_deferrable_in_airflow_cfg_cannot_turn_the_promise_off(
+    monkeypatch: pytest.MonkeyPatch, written: str, defers: bool
+) -> None:
+    # Airflow writes default_deferrable = False into every airflow.cfg it generates: a False there cannot
+    # be told from one nobody chose, so only the environment variable (or deferrable=False) turns waiting
+    # on the worker on.
+    import configparser
+
+    from airflow.providers.common.compat.sdk import conf
+
+    from airflow_provider_happyhorse.render import default_deferrable
+
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    had = configparser.ConfigParser.has_option(conf, "operators", "default_deferrable")
+    saved = configparser.ConfigParser.get(conf, "operators", "default_deferrable") if had else None
+    conf.set("operators", "default_deferrable", written)
+    try:
+        assert conf.as_dict(display_source=True, display_sensitive=True)["operators"]["default_deferrable"] == (
+            written,
+            "airflow.cfg",
+        )
+        assert default_deferrable() is defers
+    finally:
+        if saved is not None:
+            conf.set("operators", "default_deferrable", saved)
+        else:
+            conf.remove_option("operators", "default_deferrable", remove_default=False)
 
 
 @pytest.mark.parametrize(
@@ -180,7 +254,7 @@ def test_retry_with_running_job_reattaches_without_submitting(deferrable: bool) 
     if deferrable:
         with pytest.raises(TaskDeferred) as deferred:
             operator.execute(make_context(store))
-        assert deferred.value.trigger.serialize()[1]["job_id"] == service.job_id
+        assert deferred.value.trigger.serialize()[1]["record"]["job_id"] == service.job_id
     else:
         result = operator.execute(make_context(store))
         assert result["job_id"] == service.job_id
@@ -297,7 +371,7 @@ def test_execute_complete_success_returns_result() -> None:
     result = make_operator(service).execute_complete(make_context(store), event)
     assert result["video_url"] == "http://hh.test/v.mp4"
     assert result["finished_at"] == "2026-01-01T12:01:00+00:00"
-    assert result["submitted_at"] == store.values["happyhorse_job"]["submitted_at"]
+    assert result["submitted_at"] == store.values["happyhorse_job"]["started_at"]  # the submission
     assert result["credits_estimate"] == 300
 
 

@@ -29,11 +29,13 @@ def test_defers_on_the_job_trigger_polling_at_once() -> None:
     service = FakeService(FakeClock())
     with pytest.raises(TaskDeferred) as deferred:
         make_sensor(service).execute(make_context(None))
-    kwargs = deferred.value.trigger.serialize()[1]
-    assert kwargs["job_id"] == service.job_id
-    assert kwargs["first_poll_after"] == 0.0
-    assert kwargs["min_poll_interval"] == 5
-    assert kwargs["end_task_on_success"] is True
+    record = deferred.value.trigger.serialize()[1]["record"]
+    assert record["job_id"] == service.job_id
+    assert record["since"] == "the sensor began waiting"  # decided here, not guessed by the trigger
+    assert (record["fingerprint"], record["request"]) == (None, None)
+    assert record["schedule"]["first_poll_after"] == 0.0
+    assert record["schedule"]["min_interval"] == 5
+    assert record["end_task_on_success"] is True
     assert service.requests == []  # the worker does not poll in deferrable mode
 
 
@@ -99,7 +101,7 @@ def test_a_deferred_sensor_with_output_path_finishes_on_a_worker(tmp_path: Path)
     service = FakeService(FakeClock())
     with pytest.raises(TaskDeferred) as deferred:
         make_sensor(service, output_path=str(tmp_path / "a.mp4")).execute(make_context(None))
-    assert deferred.value.trigger.serialize()[1]["end_task_on_success"] is False
+    assert deferred.value.trigger.serialize()[1]["record"]["end_task_on_success"] is False
 
 
 def test_the_sensor_refuses_an_unusable_output_path_before_waiting(tmp_path: Path) -> None:

@@ -6,14 +6,17 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
+from airflow_provider_happyhorse.core.record import RenderRecord
+from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
+from airflow_provider_happyhorse.models import JobEvent, VideoRequest
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
 from support.clock import START, FakeClock
 from support.service import API_KEY, CONN_JSON, FakeService, fail, reply
@@ -24,20 +27,32 @@ def _connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", CONN_JSON)
 
 
-def make_trigger(service: FakeService, **overrides: Any) -> HappyHorseJobTrigger:
-    kwargs: dict[str, Any] = {
-        "job_id": service.job_id,
-        "happyhorse_conn_id": "happyhorse_default",
-        "deadline": (START + timedelta(minutes=10)).isoformat(),
-        "submitted_at": START.isoformat(),
-        "first_poll_after": 60.0,
-        "min_poll_interval": 5.0,
-        "max_poll_interval": 60.0,
-        "result": {"job_id": service.job_id, "status": "IN_PROGRESS", "video_url": None, "credits_estimate": 300},
-        "end_task_on_success": False,
-    }
-    kwargs.update(overrides)
-    trigger = HappyHorseJobTrigger(**kwargs)
+def make_record(
+    service: FakeService,
+    *,
+    deadline: str = (START + timedelta(minutes=10)).isoformat(),
+    submitted_at: str = START.isoformat(),
+    first_poll_after: float = 60.0,
+    min_poll_interval: float = 5.0,
+    max_poll_interval: float = 60.0,
+    end_task_on_success: bool = False,
+) -> RenderRecord:
+    """A submitted job's record, as an operator defers on it (a 5 s std render with sound: 300 credits)."""
+    request = VideoRequest(prompt="a horse", duration=5)
+    return (
+        RenderRecord.submitting(request, datetime.fromisoformat(submitted_at))
+        .model_copy(update={"job_id": service.job_id})
+        .waiting(
+            deadline=datetime.fromisoformat(deadline),
+            schedule=PollSchedule(
+                first_poll_after=first_poll_after, min_interval=min_poll_interval, max_interval=max_poll_interval
+            ),
+            end_task_on_success=end_task_on_success,
+        )
+    )
+
+
+def with_service(trigger: HappyHorseJobTrigger, service: FakeService) -> HappyHorseJobTrigger:
     clock = service.clock
     transport = service.transport()
     # The one seam: the hook, with the service's transport and the fake clock (no jitter).
@@ -47,21 +62,82 @@ def make_trigger(service: FakeService, **overrides: Any) -> HappyHorseJobTrigger
     return trigger
 
 
+def make_trigger(service: FakeService, **overrides: Any) -> HappyHorseJobTrigger:
+    record = make_record(service, **overrides)
+    return with_service(HappyHorseJobTrigger(record=record, happyhorse_conn_id="happyhorse_default"), service)
+
+
 async def run_to_end(trigger: HappyHorseJobTrigger) -> list[TriggerEvent]:
     return [event async for event in trigger.run()]
 
 
 def test_serialize_mirrors_init_and_round_trips() -> None:
     service = FakeService(FakeClock())
-    trigger = make_trigger(service)
+    record = make_record(service)
+    trigger = HappyHorseJobTrigger(record=record, happyhorse_conn_id="happyhorse_default")
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
-    assert set(kwargs) == set(HappyHorseJobTrigger.__init__.__code__.co_varnames[1:10])
+    assert kwargs == {"record": record.model_dump(mode="json"), "happyhorse_conn_id": "happyhorse_default"}
     rebuilt = HappyHorseJobTrigger(**kwargs)
+    assert rebuilt.record == record
     assert rebuilt.serialize() == (classpath, kwargs)
     # JSON primitives only, and never the key (Airflow prints kwargs in logs).
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in repr(trigger)
+
+
+# A trigger row written by release 533297c (GenerateVideoOperator.execute, then HappyHorseJobSensor.execute,
+# against the fake service), as a running deployment's DB holds it when this release is installed.
+EARLIER_OPERATOR_TRIGGER = json.loads(
+    """["airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger", {"job_id": "n92abc123hh10",
+    "happyhorse_conn_id": "happyhorse_default", "deadline": "2026-12-06T08:23:20.038403+00:00",
+    "submitted_at": "2026-12-06T07:23:20.037194+00:00", "first_poll_after": 43.580000000000005,
+    "min_poll_interval": 2.0, "max_poll_interval": 120.0, "result": {"job_id": "n92abc123hh10",
+    "status": "IN_PROGRESS", "video_url": null, "request": {"model": "happyhorse-1.0/video", "prompt": "a horse",
+    "mode": "std", "duration": 5, "aspect_ratio": "16:9", "sound": true, "cfg_scale": 0.5, "multi_shots": false},
+    "credits_estimate": 300.0, "submitted_at": "2026-12-06T07:23:20.037194+00:00"},
+    "end_task_on_success": false}]"""
+)
+EARLIER_SENSOR_TRIGGER = json.loads(
+    """["airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger", {"job_id": "n92abc123hh10",
+    "happyhorse_conn_id": "happyhorse_default", "deadline": "2026-12-13T07:23:21.378618+00:00",
+    "submitted_at": "2026-12-06T07:23:21.378618+00:00", "first_poll_after": 0.0, "min_poll_interval": 60.0,
+    "max_poll_interval": 120.0, "result": null, "end_task_on_success": true}]"""
+)
+
+
+def test_a_trigger_row_of_the_earlier_release_still_deserializes() -> None:
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    classpath, kwargs = EARLIER_OPERATOR_TRIGGER
+    assert classpath == "airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger"
+    # As the triggerer does: the row's kwargs through Airflow's serialization, then the class.
+    kwargs = BaseSerialization.deserialize(BaseSerialization.serialize(kwargs))
+    trigger = HappyHorseJobTrigger(**kwargs)
+    plan = trigger.plan()
+    assert plan.job_id == "n92abc123hh10"
+    assert plan.started_at == datetime(2026, 12, 6, 7, 23, 20, 37194, tzinfo=UTC)
+    assert plan.deadline == datetime(2026, 12, 6, 8, 23, 20, 38403, tzinfo=UTC)
+    assert plan.since == "submission"
+    assert (plan.schedule.first_poll_after, plan.schedule.min_interval, plan.schedule.max_interval) == (
+        43.580000000000005,
+        2.0,
+        120.0,
+    )
+    assert trigger.record.end_task_on_success is False
+    assert trigger.record.request == VideoRequest(prompt="a horse")
+    # What it knew of the result is kept: the request, its estimate and the submission time.
+    event = JobEvent(status="success", job_id="n92abc123hh10", finished_at="2026-12-06T07:24:03+00:00")
+    result = trigger.record.succeeded(event).result()
+    assert (result["credits_estimate"], result["submitted_at"]) == (300, "2026-12-06T07:23:20.037194+00:00")
+    # Serialized again, it takes this release's shape.
+    assert set(trigger.serialize()[1]) == {"record", "happyhorse_conn_id"}
+
+    sensor = HappyHorseJobTrigger(**EARLIER_SENSOR_TRIGGER[1])
+    assert sensor.plan().since == "the sensor began waiting"  # a sensor's trigger had no result
+    assert sensor.record.end_task_on_success is True
+    assert sensor.record.submitted_at is None
+    assert sensor.plan().schedule.min_interval == 60.0
 
 
 async def test_success_first_poll_near_expected_finish() -> None:

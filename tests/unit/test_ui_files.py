@@ -19,9 +19,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.storage import (
     RECORD_SUFFIX,
-    ClipRecord,
     as_storage_path,
     poster_path_for,
     read_clip_record,
@@ -52,16 +52,18 @@ def sha(data: bytes) -> str:
 
 def write_record(clip: Path, job_id: str, body: bytes, poster: bytes | None, result: dict[str, Any]) -> None:
     """The record beside ``clip`` as ``storage.store_clip`` writes it on a filesystem without object metadata."""
-    record = ClipRecord(
-        fingerprint=None,
-        job_id=job_id,
-        size=len(body),
-        sha256=sha(body),
-        result=result,
-        poster_size=None if poster is None else len(poster),
-        poster_sha256=None if poster is None else sha(poster),
+    told = RenderRecord.from_result(result)
+    assert told.stored is not None
+    stored = told.stored.model_copy(
+        update={
+            "size": len(body),
+            "sha256": sha(body),
+            "poster_size": None if poster is None else len(poster),
+            "poster_sha256": None if poster is None else sha(poster),
+        }
     )
-    clip.with_name(clip.name + RECORD_SUFFIX).write_text(record.model_dump_json())
+    record = told.model_copy(update={"job_id": job_id}).with_stored(stored)
+    clip.with_name(clip.name + RECORD_SUFFIX).write_text(record.model_dump_json(exclude={"request"}))
 
 
 def result_for(clip: Path, job_id: str, body: bytes, poster: bool = True) -> dict[str, Any]:
@@ -142,7 +144,7 @@ def test_what_store_clip_stores_is_served(tmp_path: Path, monkeypatch: pytest.Mo
     )
     record = read_clip_record(tmp_path / "a.mp4")
     assert record is not None
-    result = {**record.result, "job_id": "n92real01"}
+    result = record.result()
     assert read_all(open_stored_file(result, VIDEO, WHERE)) == (tmp_path / "a.mp4").read_bytes()
     assert read_all(open_stored_file(result, POSTER, WHERE))[:3] == b"\xff\xd8\xff"
     assert clip.poster_path == result["poster_path"]
@@ -523,7 +525,7 @@ def test_a_clip_stored_in_s3_is_served_and_checked_the_same_way(s3: Any, monkeyp
     store_clip(hook, job_id="n92s3clip01", url="http://cdn.test/files/n92s3clip01.mp4", destination=destination)
     record = read_clip_record(destination)
     assert record is not None
-    result = {**record.result, "job_id": "n92s3clip01"}
+    result = record.result()
     body = s3.get_object(Bucket="clips", Key="daily/a.mp4")["Body"].read()
     video = open_stored_file(result, VIDEO, WHERE)
     assert (read_all(video), video.filename) == (body, "a.mp4")
