@@ -183,18 +183,22 @@ class RenderRecord(BaseModel):
                 verified=result.verified,
                 poster_path=result.poster_path,
             )
-        request = None if result.request is None else VideoRequest.model_validate(result.request)
-        return cls(
-            fingerprint=None if request is None else request.fingerprint(),
-            request=request,
-            job_id=result.job_id,
-            started_at=result.submitted_at,
-            since=Since.SUBMISSION if request is not None else Since.SENSOR_BEGAN_WAITING,
-            status=result.status,
-            video_url=result.video_url,
-            finished_at=result.finished_at,
-            stored=stored,
+        # Validated as the record's field, so that a bad request is named as the result's "request".
+        record = cls.model_validate(
+            {
+                "request": result.request,
+                "job_id": result.job_id,
+                "started_at": result.submitted_at,
+                "since": Since.SUBMISSION if result.request is not None else Since.SENSOR_BEGAN_WAITING,
+                "status": result.status,
+                "video_url": result.video_url,
+                "finished_at": result.finished_at,
+                "stored": stored,
+            }
         )
+        if record.request is None:
+            return record
+        return record.model_copy(update={"fingerprint": record.request.fingerprint()})
 
     # -- records of earlier releases -----------------------------------------------------------------
 

@@ -177,12 +177,13 @@ def test_this_release_writes_the_same_result_as_the_earlier_one(tmp_path: Path) 
         ({"stored_size": True}, "stored_size"),
         ({"stored_sha256": None}, "stored_sha256"),
         ({"finished_at": "2026-12-06T07:24:03"}, "finished_at"),  # a time without its zone
+        ({"request": {"prompt": "a horse", "duration": 99}}, "request"),
     ],
 )
 def test_a_result_that_is_not_one_is_refused_naming_its_key(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as refused:
         RenderRecord.from_result({**EARLIER_RESULT, **change})
-    assert refused.value.errors()[0]["loc"] == (field,)
+    assert refused.value.errors()[0]["loc"][0] == field
 
 
 def test_a_success_completes_the_record_and_times_are_parsed_once() -> None:
