@@ -71,14 +71,16 @@ def test_the_batch_budget_param_is_capped_at_what_the_dag_allows(dagbag) -> None
     assert param.description
 
 
-def test_the_wait_example_defers_keeps_the_clip_and_takes_only_a_job_id(dagbag) -> None:  # type: ignore[no-untyped-def]
+def test_the_wait_example_defers_keeps_the_clip_and_takes_only_a_job_id(dagbag, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from airflow.exceptions import ParamValidationError
 
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
     dag = dagbag.dags["happyhorse_wait_for_job"]
     sensor = dag.get_task("wait_for_clip")
     assert dag.schedule is None  # it waits for a job someone else paid for: nothing to schedule
     assert type(sensor).__name__ == "HappyHorseJobSensor"
-    assert sensor.deferrable is True
+    assert sensor.deferrable is None  # as the deployment says, else deferred
+    assert sensor._deferrable() is True  # no [operators] default_deferrable set: deferred
     assert sensor.job_id == "{{ params.job_id }}"
     assert sensor.output_path.endswith("/received/{{ params.job_id }}.mp4")
     param = dag.params.get_param("job_id")
