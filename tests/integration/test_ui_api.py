@@ -360,8 +360,9 @@ def test_the_extra_link_of_a_stored_clip_opens_its_page_here(gallery: Gallery) -
     assert mapped["HappyHorse video"].startswith("http://127.0.0.1:")  # not stored: the temporary URL
 
 
-def test_renders_in_flight_are_the_deferred_tasks_on_our_trigger(gallery: Gallery) -> None:
-    with render_in_flight("happyhorse_it_private", "n92inflight01"):
+@pytest.mark.parametrize("earlier_shape", [False, True], ids=["record", "kwargs of the earlier release"])
+def test_renders_in_flight_are_the_deferred_tasks_on_our_trigger(gallery: Gallery, earlier_shape: bool) -> None:
+    with render_in_flight("happyhorse_it_private", "n92inflight01", earlier_shape=earlier_shape):
         renders = gallery.get("/api/in-flight").json()["renders"]
         # Submitted long before this test ran: the same words the task log uses for an overdue render.
         assert renders[0].pop("progress").startswith("past the usual render time (~42 s) by ~")

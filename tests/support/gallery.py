@@ -80,14 +80,19 @@ class Gallery:
 
 
 @contextmanager
-def render_in_flight(dag_id: str, job_id: str) -> Iterator[None]:
-    """A task instance of ``dag_id`` deferred on our trigger while inside, as it is in a running render."""
+def render_in_flight(dag_id: str, job_id: str, *, earlier_shape: bool = False) -> Iterator[None]:
+    """
+    A task instance of ``dag_id`` deferred on our trigger while inside, as it is in a running render; with
+    ``earlier_shape`` its trigger row holds the flat kwargs the release before the render record wrote.
+    """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    kwargs = {
+    from airflow_provider_happyhorse.core.record import RenderRecord
+
+    kwargs: dict[str, object] = {
         "job_id": job_id,
         "happyhorse_conn_id": "happyhorse_default",
         "deadline": "2026-03-01T01:00:00+00:00",
@@ -104,6 +109,9 @@ def render_in_flight(dag_id: str, job_id: str) -> Iterator[None]:
         },
         "end_task_on_success": True,
     }
+    if not earlier_shape:
+        record = RenderRecord.from_trigger_kwargs(kwargs)
+        kwargs = {"record": record.model_dump(mode="json"), "happyhorse_conn_id": "happyhorse_default"}
     with create_session() as session:
         trigger = Trigger(
             classpath="airflow_provider_happyhorse.triggers.happyhorse.HappyHorseJobTrigger", kwargs=kwargs
