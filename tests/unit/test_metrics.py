@@ -13,8 +13,10 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_happyhorse import metrics
+from airflow_provider_happyhorse.core.record import RenderRecord
+from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
-from airflow_provider_happyhorse.job_store import JobRecord, JobRecordStore
+from airflow_provider_happyhorse.job_store import JobRecordStore
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
@@ -147,9 +149,7 @@ def test_if_exists_fail_and_an_unknown_earlier_outcome_are_refusals(stats: FakeS
         blocking_operator(service, tmp_path, if_exists="fail").execute(make_context(DictStore()))
     store = DictStore()
     request = VideoRequest(prompt=PROMPT)
-    JobRecordStore(store).save(
-        JobRecord(fingerprint=request.fingerprint(), submitted_at=START.isoformat(), job_id=None)
-    )
+    JobRecordStore(store).save(RenderRecord.submitting(request, START))
     with pytest.raises(AirflowFailException):
         blocking_operator(service, tmp_path, output_path=None).execute(make_context(store))
     assert service.posts == 0
@@ -235,15 +235,13 @@ def test_a_body_that_is_not_a_video_is_rejected_as_invalid(stats: FakeStats, tmp
 
 
 def make_trigger(service: FakeService) -> HappyHorseJobTrigger:
-    trigger = HappyHorseJobTrigger(
+    record = RenderRecord(
         job_id=service.job_id,
-        happyhorse_conn_id="happyhorse_default",
-        deadline=(START + timedelta(minutes=10)).isoformat(),
-        submitted_at=START.isoformat(),
-        first_poll_after=60.0,
-        min_poll_interval=5.0,
-        max_poll_interval=60.0,
+        started_at=START,
+        deadline=START + timedelta(minutes=10),
+        schedule=PollSchedule(first_poll_after=60.0, min_interval=5.0, max_interval=60.0),
     )
+    trigger = HappyHorseJobTrigger(record=record, happyhorse_conn_id="happyhorse_default")
     clock = service.clock
     transport = service.transport()
     trigger._make_hook = lambda: HappyHorseHook(  # type: ignore[method-assign]

@@ -36,19 +36,22 @@ def make_record(
     min_poll_interval: float = 5.0,
     max_poll_interval: float = 60.0,
     end_task_on_success: bool = False,
+    request: VideoRequest | None = None,
 ) -> RenderRecord:
-    """A submitted job's record, as an operator defers on it (a 5 s std render with sound: 300 credits)."""
-    request = VideoRequest(prompt="a horse", duration=5)
-    return (
-        RenderRecord.submitting(request, datetime.fromisoformat(submitted_at))
-        .model_copy(update={"job_id": service.job_id})
-        .waiting(
-            deadline=datetime.fromisoformat(deadline),
-            schedule=PollSchedule(
-                first_poll_after=first_poll_after, min_interval=min_poll_interval, max_interval=max_poll_interval
-            ),
-            end_task_on_success=end_task_on_success,
-        )
+    """
+    A submitted job's record, as an operator defers on it; without ``request`` the wait has no render-time
+    estimate, so it wakes only to poll.
+    """
+    return RenderRecord(
+        fingerprint=None if request is None else request.fingerprint(),
+        request=request,
+        job_id=service.job_id,
+        started_at=datetime.fromisoformat(submitted_at),
+        deadline=datetime.fromisoformat(deadline),
+        schedule=PollSchedule(
+            first_poll_after=first_poll_after, min_interval=min_poll_interval, max_interval=max_poll_interval
+        ),
+        end_task_on_success=end_task_on_success,
     )
 
 
@@ -196,7 +199,8 @@ async def test_success_ends_task_from_triggerer_storing_result_xcoms(monkeypatch
     comms = FakeSupervisorComms()
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
     service = FakeService(FakeClock(), finish_after=10.0, final_status="COMPLETED")
-    trigger = make_trigger(service, end_task_on_success=True)
+    # A 5 s std render with sound: 300 credits.
+    trigger = make_trigger(service, end_task_on_success=True, request=VideoRequest(prompt="a horse", duration=5))
     trigger.task_instance = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=3)  # type: ignore[assignment]
     [event] = await run_to_end(trigger)
     assert isinstance(event, TaskSuccessEvent)
