@@ -95,3 +95,5 @@ UI_STREAM_CHUNK = 256 * 1024
 # CLI find a task's job by it, and a task's own later step reads it back).
 XCOM_RESULT_KEY = "return_value"  # Airflow's XCOM_RETURN_KEY
 XCOM_JOB_ID_KEY = "job_id"
+# @task.happyhorse: the request its function returned, for the worker that finishes the task after deferral.
+XCOM_REQUEST_KEY = "request"

@@ -24,6 +24,7 @@ from airflow.providers.common.compat.sdk import (
     task_decorator_factory,
 )
 
+from airflow_provider_happyhorse.constants import XCOM_JOB_ID_KEY, XCOM_REQUEST_KEY
 from airflow_provider_happyhorse.exceptions import InvalidRequestError
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.fields import REQUEST_ARGUMENTS, request_from_arguments
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 # The XCom that keeps the function's request for the worker that finishes the task after deferral
 # (a new process: the function is not run again there).
-REQUEST_XCOM_KEY = "request"
+REQUEST_XCOM_KEY = XCOM_REQUEST_KEY
 
 
 class HappyHorseDecoratedOperator(DecoratedOperator, GenerateVideoOperator):
@@ -92,7 +93,7 @@ class HappyHorseDecoratedOperator(DecoratedOperator, GenerateVideoOperator):
                 raise AirflowFailException(
                     f"The XCom {REQUEST_XCOM_KEY!r} of this task instance, the request its callable returned "
                     f"before deferring, is missing or not a request (got {type(body).__name__}). The job id is "
-                    "in the XCom 'job_id'; clear the task to re-attach to the job."
+                    f"in the XCom {XCOM_JOB_ID_KEY!r}; clear the task to re-attach to the job."
                 )
             self._request = VideoRequest.parse(body)
         return super().execute_complete(context, event)

@@ -112,9 +112,9 @@ def test_the_returned_request_is_submitted_once_and_deferred(returned: Any) -> N
     expected = VideoRequest(prompt="a horse at dawn", mode="pro", duration=6, sound=False)
     assert service.posts == 1
     assert json.loads(service.requests[0].content) == expected.to_body()
-    result = deferred.value.trigger.serialize()[1]["result"]
-    assert result["request"] == expected.to_body()
-    assert result["credits_estimate"] == 54 * 6  # pro, silent: 54 credits a second
+    record = deferred.value.trigger.serialize()[1]["record"]
+    assert record["request"] == expected.to_body()
+    assert deferred.value.trigger.record.credits_estimate == 54 * 6  # pro, silent: 54 credits a second
     assert store.values["happyhorse_job"]["fingerprint"] == expected.fingerprint()
     assert context["ti"].xcoms[REQUEST_XCOM_KEY] == expected.to_body()
     assert context["ti"].xcoms["job_id"] == service.job_id
@@ -133,7 +133,7 @@ def test_the_function_gets_its_arguments_and_the_context() -> None:
     with pytest.raises(TaskDeferred) as deferred:
         build(service, render, "a horse").execute(context)
     assert seen == {"prompt": "a horse", "ds": "2026-11-01"}
-    assert deferred.value.trigger.serialize()[1]["result"]["request"]["prompt"] == "a horse on 2026-11-01"
+    assert deferred.value.trigger.serialize()[1]["record"]["request"]["prompt"] == "a horse on 2026-11-01"
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_a_retry_re_attaches_to_the_job_its_request_paid_for() -> None:
     # The next try runs the function again (a new operator, as on a new worker): the same request re-attaches.
     with pytest.raises(TaskDeferred) as deferred:
         build(service, lambda: clip_request("a horse")).execute(context_with(store))
-    assert deferred.value.trigger.serialize()[1]["job_id"] == service.job_id
+    assert deferred.value.trigger.serialize()[1]["record"]["job_id"] == service.job_id
     assert service.posts == 1
     # A changed request is a new video: it is paid for.
     with pytest.raises(TaskDeferred):
