@@ -152,7 +152,7 @@ def test_the_clip_goes_up_once_to_its_final_key_with_its_record_after_its_poster
     body = s3.get_object(Bucket=BUCKET, Key="once/clip.mp4")["Body"].read()
     assert (body, clip.size, clip.sha256) == (CLIP, len(CLIP), hashlib.sha256(CLIP).hexdigest())
     record = json.loads(s3.head_object(Bucket=BUCKET, Key="once/clip.mp4")["Metadata"]["happyhorse"])
-    assert (record["job_id"], record["sha256"]) == ("n92once", hashlib.sha256(CLIP).hexdigest())
+    assert (record["job_id"], record["stored"]["sha256"]) == ("n92once", hashlib.sha256(CLIP).hexdigest())
     assert list(tmp_path.iterdir()) == []  # the local copy is gone
 
 
