@@ -14,7 +14,12 @@ listener hook), so the OpenLineage provider emits only the START it sent when th
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_happyhorse.models import MODEL_ID
+
+if TYPE_CHECKING:
+    from airflow_provider_happyhorse.core.record import RenderRecord
 
 # The facet's schema (docs/howto/openlineage.md gives its fields), named here once: the facet class is its
 # only user, and every event carries it as the facet's _schemaURL.
@@ -48,20 +53,21 @@ def run_facet_class() -> Any:
     return HappyHorseRunFacet
 
 
-def run_facets(result: dict[str, Any]) -> dict[str, Any]:
-    """The run facets of a task's result: the job as ``happyhorse`` and as an external query."""
+def run_facets(record: RenderRecord) -> dict[str, Any]:
+    """The run facets of a finished render: the job as ``happyhorse`` and as an external query."""
     from airflow.providers.common.compat.openlineage.facet import ExternalQueryRunFacet
 
-    request = result.get("request") or {}
+    request = record.request
+    job_id = record.job_id or ""
     facet = run_facet_class()(
-        job_id=result["job_id"],
-        model=request.get("model", "happyhorse-1.0/video"),
-        mode=request.get("mode"),
-        duration=request.get("duration"),
-        credits_estimate=result.get("credits_estimate"),
+        job_id=job_id,
+        model=MODEL_ID if request is None else request.model,
+        mode=None if request is None else request.mode,
+        duration=None if request is None else request.duration,
+        credits_estimate=record.credits_estimate,
     )
     return {
-        "externalQuery": ExternalQueryRunFacet(externalQueryId=result["job_id"], source="happyhorse"),
+        "externalQuery": ExternalQueryRunFacet(externalQueryId=job_id, source="happyhorse"),
         FACET_NAME: facet,
     }
 
@@ -77,13 +83,13 @@ def clip_dataset(stored_path: str) -> Any:
     return Dataset(namespace=namespace, name=name)
 
 
-def operator_lineage(result: dict[str, Any] | None) -> Any:
+def operator_lineage(record: RenderRecord | None) -> Any:
     """The stored clip as the output dataset, the job as run facets; None without OpenLineage."""
-    if not result or run_facet_class() is None:
+    if record is None or run_facet_class() is None:
         return None
     try:
         from airflow.providers.openlineage.extractors import OperatorLineage
     except ImportError:
         return None
-    stored = result.get("stored_path")
-    return OperatorLineage(outputs=[clip_dataset(stored)] if stored else [], run_facets=run_facets(result))
+    outputs = [] if record.stored is None else [clip_dataset(record.stored.path)]
+    return OperatorLineage(outputs=outputs, run_facets=run_facets(record))

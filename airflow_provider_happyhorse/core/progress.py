@@ -7,13 +7,10 @@ view's "renders in flight", in the same words.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from airflow_provider_happyhorse.core.schedule import expected_render_seconds
-from airflow_provider_happyhorse.exceptions import HappyHorseError
 from airflow_provider_happyhorse.models import VideoRequest
 
 # Said while the render should still be running: by waking the wait there when no poll falls there.
@@ -39,18 +36,6 @@ class RenderEstimate:
     @classmethod
     def of_request(cls, request: VideoRequest, submitted_at: datetime) -> RenderEstimate:
         return cls(submitted_at, expected_render_seconds(request.mode, request.duration, request.sound))
-
-    @classmethod
-    def of_body(cls, body: Mapping[str, Any] | None, submitted_at: str | datetime) -> RenderEstimate | None:
-        """From a request's JSON body (a trigger's known result carries it); None when it has none."""
-        if not body:
-            return None
-        try:
-            request = VideoRequest.parse(dict(body))
-            started = submitted_at if isinstance(submitted_at, datetime) else datetime.fromisoformat(submitted_at)
-        except (HappyHorseError, ValueError, TypeError):
-            return None
-        return cls.of_request(request, started)
 
     @property
     def expected_finish(self) -> datetime:

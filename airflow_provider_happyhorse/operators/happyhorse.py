@@ -475,7 +475,7 @@ class GenerateVideoOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Used by the OpenLineage provider, when installed, after the task ran on a worker."""
-        return operator_lineage(None if self._record is None else self._record.result())
+        return operator_lineage(self._record)
 
     def _result_unavailable(
         self, context: Context, store: JobRecordStore, request: VideoRequest, error: ResultUnavailableError

@@ -44,14 +44,10 @@ def test_the_estimate_in_words() -> None:
     assert [about(s) for s in (0.2, 89, 90, 150)] == ["~1 s", "~89 s", "~2 min", "~2 min"]
 
 
-def test_the_estimate_of_a_request_body_and_of_none() -> None:
-    estimate = RenderEstimate.of_body(REQUEST.to_body(), START.isoformat())
-    assert estimate == RenderEstimate(START, 42.0)
+def test_the_estimate_of_a_request() -> None:
+    assert RenderEstimate.of_request(REQUEST, START) == RenderEstimate(START, 42.0)
     pro = VideoRequest(prompt="x", mode="pro", duration=10, sound=False)
-    assert RenderEstimate.of_body(pro.to_body(), START) == RenderEstimate(START, (20 + 30) * 1.5)
-    assert RenderEstimate.of_body(None, START) is None  # a sensor's trigger knows no request
-    assert RenderEstimate.of_body({"prompt": "x", "duration": 99}, START) is None
-    assert RenderEstimate.of_body(REQUEST.to_body(), "not a time") is None
+    assert RenderEstimate.of_request(pro, START) == RenderEstimate(START, (20 + 30) * 1.5)
 
 
 def run_wait(service: FakeService, estimate: RenderEstimate | None) -> tuple[list[tuple[float, str]], list[float]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, TaskDeferred
 
 from airflow_provider_happyhorse import storage
+from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.exceptions import ResultUnavailableError, TransportError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
 from airflow_provider_happyhorse.storage import as_storage_path, local_path, poster_path_for, store_clip
 from support.clock import FakeClock
@@ -244,12 +247,11 @@ def test_the_run_facet_is_one_class_with_its_schema_url() -> None:
     from airflow_provider_happyhorse.lineage import FACET_SCHEMA_URL, run_facet_class, run_facets
 
     assert run_facet_class() is run_facet_class()
-    result = {
-        "job_id": "n92abc123hh10",
-        "request": {"model": "happyhorse-1.0/video", "mode": "pro", "duration": 5},
-        "credits_estimate": 400,
-    }
-    facet = Serde.to_dict(run_facets(result)["happyhorse"])
+    request = VideoRequest(prompt="a horse", mode="pro", duration=5)
+    record = RenderRecord.submitting(request, datetime(2026, 1, 1, tzinfo=UTC)).model_copy(
+        update={"job_id": "n92abc123hh10"}
+    )
+    facet = Serde.to_dict(run_facets(record)["happyhorse"])
     assert facet.pop("_producer").startswith("https://")
     assert facet == {
         "_schemaURL": FACET_SCHEMA_URL,
@@ -257,7 +259,7 @@ def test_the_run_facet_is_one_class_with_its_schema_url() -> None:
         "model": "happyhorse-1.0/video",
         "mode": "pro",
         "duration": 5,
-        "credits_estimate": 400,
+        "credits_estimate": 400,  # 5 s at 80 credits a second in pro, with sound (HAPPYHORSE_API.md)
     }
 
 
