@@ -37,6 +37,11 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--seed": ("seed", int, "seed of the fault and job decisions"),
     "--rate-limit": ("rate_limit_per_second", float, "per-key requests per second; none: no limit"),
     "--rate-limit-burst": ("rate_limit_burst", int, "per-key burst size"),
+    "--query-limit": (
+        "query_limit_per_second",
+        float,
+        "dashscope dialect: task queries per second for the whole account (429 Throttling.RateQuota beyond)",
+    ),
     "--result-ttl": ("result_ttl_seconds", float, "seconds a result file stays downloadable (then 410)"),
     "--job-failure-rate": ("job_failure_rate", float, "share of jobs that end FAILED"),
 }
@@ -87,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)")
     parser.add_argument(
         "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=("happyhorse", "dashscope"),
+        help=_with_default(
+            "the API spoken: happyhorse.app's (/api/generate) or Alibaba Cloud Model Studio's (DashScope, "
+            "/api/v1/services/aigc/video-generation/video-synthesis)",
+            defaults.dialect,
+        ),
     )
     parser.add_argument(
         "--config", metavar="JSON_FILE", help="an EmulatorConfig as JSON (default: none, the built-in defaults)"
@@ -211,6 +225,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         partial["admin_routes"] = False
     if args.allowed_host:
         partial["allowed_hosts"] = tuple(args.allowed_host)
+    if args.dialect:
+        partial["dialect"] = args.dialect
     return config.merged(partial)
 
 

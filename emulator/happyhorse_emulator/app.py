@@ -202,6 +202,8 @@ class Emulator:
         """Fixed for the emulator's life (see :meth:`_apply`)."""
         self.result_clips_dir = self.config.result_clips_dir
         """Fixed for the emulator's life: a runtime change could point the file route at any folder."""
+        self.dialect = self.config.dialect
+        """Fixed for the emulator's life: its jobs and routes are the dialect's."""
         self._clock = clock
         self.store = JobStore(self.config.state_file)
         self.counters = Counters()
@@ -220,6 +222,8 @@ class Emulator:
             raise ValueError("state_file cannot be changed at runtime")
         if config.result_clips_dir != self.result_clips_dir:
             raise ValueError("result_clips_dir cannot be changed at runtime")
+        if config.dialect != self.dialect:
+            raise ValueError("dialect cannot be changed at runtime (start another emulator)")
         if config.admin_token != self.admin_token:
             # The admin token is the one the emulator started with, whatever a runtime change brings.
             config = config.model_copy(update={"admin_token": self.config.admin_token})
@@ -382,16 +386,30 @@ class Emulator:
         return max(0.0, seconds * config.speed)
 
     def create_job(
-        self, api_key: str, request: GenerateRequest, fingerprint: str, image_size: tuple[int, int] | None
+        self,
+        api_key: str,
+        request: GenerateRequest,
+        fingerprint: str,
+        image_size: tuple[int, int] | None,
+        *,
+        frame: tuple[int, int] | None = None,
+        new_id: Callable[[random.Random], str] = new_task_id,
+        dialect_data: dict[str, Any] | None = None,
+        failure_reason: str | None = None,
     ) -> Job:
-        """Schedule, decide and record a new job (one state-file line). ``api_key`` is the owner's key id."""
+        """Schedule, decide and record a new job (one state-file line). ``api_key`` is the owner's key id.
+
+        Other dialects give the output ``frame`` (else it follows the aspect ratio or the image), their task ids
+        (``new_id``), what they keep for their answers (``dialect_data``) and a ``failure_reason`` the job must
+        end with (else the configured failure rate decides)."""
         config = self.config
         now = self.now()
         started, finished = self.store.schedule(
             api_key, now, self.render_seconds(request), config.max_concurrent_per_key
         )
         rng = self._job_rng
-        failure_reason = rng.choice(FAILURE_REASONS) if rng.random() < config.job_failure_rate else None
+        drawn_failure = rng.choice(FAILURE_REASONS) if rng.random() < config.job_failure_rate else None
+        failure_reason = failure_reason or drawn_failure
         spelling = STANDARD_SPELLING
         if rng.random() < config.faults.status_variant_rate:
             self.count_fault("status_variant")
@@ -410,10 +428,10 @@ class Emulator:
         if config.faults.clip_mismatch_rate > 0 and rng.random() < config.faults.clip_mismatch_rate:
             self.count_fault("clip_mismatch")
             mismatch = "audio" if request.sound and rng.random() < 0.5 else "duration"
-        task_id = new_task_id(self._ids)
+        task_id = new_id(self._ids)
         while task_id in self.store:
-            task_id = new_task_id(self._ids)
-        width, height = frame_size(request.aspect_ratio, image_size)
+            task_id = new_id(self._ids)
+        width, height = frame or frame_size(request.aspect_ratio, image_size)
         job = Job(
             task_id=task_id,
             api_key=api_key,
@@ -430,6 +448,7 @@ class Emulator:
             spelling=spelling,
             unknown_status=unknown_status,
             mismatch=mismatch,
+            dialect_data=dialect_data,
         )
         self.store.add(job)
         return job
@@ -662,6 +681,9 @@ class EmulatorApp:
         self._host_verdicts: dict[bytes, bool] = {}
         self._verdicts_for: EmulatorConfig | None = None
         _install_log_filter()
+        from .dashscope import DashScopeApi  # it builds on this module's helpers
+
+        self._dashscope = DashScopeApi(self) if emulator.dialect == "dashscope" else None
         self._router = Starlette(
             routes=[
                 Route("/_emulator/health", self._health, methods=["GET"]),
@@ -681,6 +703,8 @@ class EmulatorApp:
             path = scope["path"]
             if not self._host_allowed(scope):
                 await _send(send, self._misdirected(scope))
+            elif self._dashscope is not None and path.startswith("/api/"):
+                await self._dashscope(scope, receive, send)
             elif path == "/api/status":
                 await self._status(scope, send)
             elif path == "/api/generate":

@@ -23,6 +23,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Endpoint = Literal["generate", "status"]
+Dialect = Literal["happyhorse", "dashscope"]
+"""The API the emulator speaks: happyhorse.app's (``/api/generate``, ``/api/status``) or Alibaba Cloud Model Studio's
+(DashScope: ``/api/v1/services/aigc/video-generation/video-synthesis``, ``/api/v1/tasks/{task_id}``)."""
 
 DEFAULT_API_KEY = "emulator-demo-key"
 ADMIN_TOKEN_HEADER = "X-Emulator-Token"  # noqa: S105 - a header name
@@ -110,6 +113,15 @@ class EmulatorConfig(BaseModel):
     rate_limit_per_second: float | None = Field(default=None, gt=0.0)
     """Token-bucket refill per key for both API endpoints. None: no limit."""
     rate_limit_burst: int = Field(default=10, ge=1)
+
+    dialect: Dialect = "happyhorse"
+    """The API spoken: ``happyhorse`` (happyhorse.app) or ``dashscope`` (Alibaba Cloud Model Studio). Each answers
+    only its own API routes (the other's answer 404); job lifecycle, faults, result files and admin routes are
+    shared. Fixed for an emulator's life."""
+    query_limit_per_second: float | None = Field(default=20.0, gt=0.0)
+    """DashScope dialect: task queries (``GET /api/v1/tasks/{id}``) per second for the whole account (every key
+    together), the documented 20 QPS; beyond it 429 ``Throttling.RateQuota``. Task cancels have a limit of the same
+    size of their own. None: no limit. Not used by the happyhorse dialect."""
 
     redirect_results: bool = False
     """Every result URL redirects to a signed URL (as CDN-backed services do); ``faults.result_redirect_rate``

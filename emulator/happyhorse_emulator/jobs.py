@@ -288,8 +288,14 @@ class Job:
     """Reported instead of IN_PROGRESS during the first half of the render."""
     mismatch: str | None = None
     """``duration`` (2 s short) or ``audio`` (none though asked for): its clip does not match its request."""
+    dialect_data: dict[str, Any] | None = None
+    """What a dialect other than happyhorse.app needs to answer for the job (DashScope: model, resolution, usage...)."""
+    canceled: float | None = None
+    """When it was cancelled while still queued (DashScope's cancel); it then never starts and ends FAILED."""
 
     def phase(self, now: float) -> Phase:
+        if self.canceled is not None and now >= self.canceled:
+            return Phase.FAILED
         if now < self.started:
             return Phase.QUEUED
         if now < self.finished:
@@ -308,6 +314,9 @@ class Job:
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
+        for name in ("dialect_data", "canceled"):  # happyhorse.app jobs keep their former lines
+            if record[name] is None:
+                del record[name]
         record["v"] = _STATE_FILE_VERSION
         return record
 
@@ -381,9 +390,20 @@ class JobStore:
     def add(self, job: Job) -> None:
         """Register a new job and append it to the state file (one line, flushed)."""
         self._insert(job)
+        self._append(job.to_record())
+
+    def cancel(self, job: Job, now: float) -> None:
+        """Mark a queued job cancelled at ``now`` and append that to the state file (one line, flushed).
+
+        Its render slot is not handed to the jobs queued behind it: their start times were fixed when they were
+        created."""
+        job.canceled = now
+        self._append({"v": _STATE_FILE_VERSION, "canceled": job.task_id, "at": now})
+
+    def _append(self, record: Mapping[str, Any]) -> None:
         log = self._open_log()
         if log is not None:
-            log.write(json.dumps(job.to_record(), separators=(",", ":")) + "\n")
+            log.write(json.dumps(record, separators=(",", ":")) + "\n")
             log.flush()
 
     def _open_log(self) -> IO[str] | None:
@@ -427,7 +447,11 @@ class JobStore:
                 if not line.strip():
                     continue
                 try:
-                    job = Job.from_record(json.loads(line))
+                    record = json.loads(line)
+                    if "canceled" in record and "task_id" not in record:
+                        self._jobs[record["canceled"]].canceled = float(record["at"])
+                        continue
+                    job = Job.from_record(record)
                 except (ValueError, TypeError, KeyError):
                     skipped += 1  # a torn last line after a crash, or a line from another version
                     continue
@@ -441,6 +465,8 @@ def peak_concurrency(jobs: Iterator[Job] | list[Job], now: float) -> int:
     """Most jobs rendering at the same moment, up to ``now`` (a sweep over start/finish events)."""
     events: list[tuple[float, int]] = []
     for job in jobs:
+        if job.canceled is not None:
+            continue  # cancelled while queued: it never rendered
         if job.started <= now:
             events.append((job.started, 1))
             if job.finished <= now:

@@ -157,3 +157,30 @@ def probe_image_size(data: bytes) -> tuple[int, int]:
         for frame in container.decode(video=0):
             return int(frame.width), int(frame.height)
     raise ValueError("no image frame found")
+
+
+RESOLUTION_SHORT_SIDES: dict[str, int] = {"720P": 720, "1080P": 1080}
+"""DashScope's resolution tiers: the frame's short side (``SR`` in ``usage``)."""
+
+
+def tier_frame_size(resolution: str, width_ratio: float, height_ratio: float) -> tuple[int, int]:
+    """The frame of a DashScope clip: short side of the tier (720 or 1080), the other side from the ratio
+    (``16:9`` at 1080P: 1920x1080; ``9:16``: 1080x1920), even sides."""
+    short = RESOLUTION_SHORT_SIDES[resolution]
+    if width_ratio >= height_ratio:
+        return _even(short * width_ratio / height_ratio), short
+    return short, _even(short * height_ratio / width_ratio)
+
+
+def probe_video(data: bytes) -> tuple[float, int, int]:
+    """``(duration in seconds, width, height)`` of a video (any container FFmpeg reads). Raises when unreadable."""
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if container.duration is not None:
+            return container.duration / 1_000_000, width, height
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base), width, height
+    raise ValueError("no duration found")
