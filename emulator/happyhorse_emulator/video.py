@@ -76,8 +76,15 @@ def _render_mp4_cached(duration_ms: int, width: int, height: int, sound: bool) -
         audio: Any = container.add_stream("aac", rate=AUDIO_RATE, layout="mono") if sound else None
 
         frames = max(1, round(duration * FPS))
+        # Frames larger than the happyhorse.app dialect's (DashScope's 720P/1080P tiers) are one still colour: a 15 s
+        # 1080P clip then costs about as much as a small one (one frame built, the rest encode as skipped blocks).
+        flat = _flat_frame(av, width, height) if max(width, height) > LONG_SIDE else None
         for index in range(frames):
-            frame = _video_frame(av, index, frames, width, height)
+            if flat is not None:
+                frame = flat
+                frame.pts = index
+            else:
+                frame = _video_frame(av, index, frames, width, height)
             for packet in video.encode(frame):
                 container.mux(packet)
         for packet in video.encode():
@@ -116,6 +123,17 @@ def _video_frame(av: Any, index: int, frames: int, width: int, height: int) -> A
     chroma_width, chroma_height = (width + 1) // 2, (height + 1) // 2
     _fill_plane(planes[1], bytes([64 + (index * 5) % 128]) * chroma_width, chroma_height)
     _fill_plane(planes[2], bytes([192 - (index * 3) % 128]) * chroma_width, chroma_height)
+    return frame
+
+
+def _flat_frame(av: Any, width: int, height: int) -> Any:
+    """One colour over the whole frame (encoded once, then every later frame is all skipped blocks)."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    planes = frame.planes
+    _fill_plane(planes[0], bytes([96]) * width, height)
+    chroma_width, chroma_height = (width + 1) // 2, (height + 1) // 2
+    _fill_plane(planes[1], bytes([96]) * chroma_width, chroma_height)
+    _fill_plane(planes[2], bytes([160]) * chroma_width, chroma_height)
     return frame
 
 
