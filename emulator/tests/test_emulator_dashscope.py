@@ -515,3 +515,31 @@ def test_cli_flags_and_defaults() -> None:
 def test_dialect_cannot_change_at_runtime(ds: EmulatorServer) -> None:
     with pytest.raises(ValueError, match="dialect cannot be changed"):
         ds.configure(dialect="happyhorse")
+
+
+def test_the_cli_flag_serves_the_dialect_and_a_cancel_survives_a_restart(tmp_path: Path) -> None:
+    """``happyhorse-emulator --dialect dashscope`` in a child process: a queued task cancelled, the process killed
+    and restarted on its state file, the task still CANCELED."""
+    from happyhorse_emulator import EmulatorProcess
+
+    config = EmulatorConfig(speed=1.0, max_concurrent_per_key=1)  # renders of 35 s and more: the second one queues
+    args = ["--dialect", "dashscope", "--query-limit", "50"]
+    with EmulatorProcess(config, args=args, state_file=tmp_path / "jobs.jsonl") as process:
+        headers = {"Authorization": f"Bearer {process.api_key}"}
+        with httpx.Client(base_url=process.base_url, headers=headers, timeout=10.0, trust_env=False) as client:
+            legacy = client.post("/api/generate", json={"model": "happyhorse-1.0/video", "prompt": "x"})
+            assert legacy.status_code == 404
+            create(client, t2v())
+            queued = create(client, t2v())
+            assert client.post(f"/api/v1/tasks/{queued}/cancel").status_code == 200
+        process.kill()
+        process.start()
+        with httpx.Client(base_url=process.base_url, headers=headers, timeout=10.0, trust_env=False) as client:
+            assert query(client, queued)["output"]["task_status"] == "CANCELED"
+
+
+def test_happyhorse_jobs_keep_their_state_file_lines(tmp_path: Path) -> None:
+    job = Job("t", "k", created=0.0, started=0.0, finished=1.0, mode="std", duration=5.0, sound=True,
+              width=160, height=90, fingerprint="f")  # fmt: skip
+    assert "dialect_data" not in job.to_record()
+    assert "canceled" not in job.to_record()
