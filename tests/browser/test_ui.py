@@ -480,11 +480,12 @@ def test_trigger_from_the_ui_and_watch_the_task_defer_then_succeed(ui: UI) -> No
     # unpauses the DAG (today's): a different ds, so a different clip path even where the path is by ds only.
     day = (datetime.now(UTC) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
     dialog.find_element(By.CSS_SELECTOR, "[data-testid=datetime-input]").click()
+    popover = "[data-scope=popover][data-part=content]"
     picker = wait_for(
         ui.driver,
-        lambda d: next(
-            p for p in d.find_elements(By.CSS_SELECTOR, "[data-scope=popover][data-part=content]") if p.is_displayed()
-        ),
+        # None (not StopIteration, which WebDriverWait does not ignore) until the popover shows: a slow machine
+        # opens it a moment after the click.
+        lambda d: next((p for p in d.find_elements(By.CSS_SELECTOR, popover) if p.is_displayed()), None),
         "the date picker",
     )
     retype(picker.find_element(By.CSS_SELECTOR, "input[placeholder='YYYY/MM/DD']"), day.strftime("%Y/%m/%d"))
