@@ -27,7 +27,16 @@ from sqlalchemy.orm import Session
 
 from airflow_provider_happyhorse.constants import UI_PAGE_SIZE, UI_STREAM_CHUNK
 from airflow_provider_happyhorse.core.record import RenderRecord
-from airflow_provider_happyhorse.ui.clips import AVAILABILITY, Clip, ClipKey, get_clip, in_flight, list_clips, spend
+from airflow_provider_happyhorse.ui.clips import (
+    AVAILABILITY,
+    Clip,
+    ClipKey,
+    get_clip,
+    in_flight,
+    list_clips,
+    review_marks,
+    spend,
+)
 from airflow_provider_happyhorse.ui.files import POSTER, VIDEO, NotServed, open_stored_file
 from airflow_provider_happyhorse.ui.ranges import UnsatisfiableRange, byte_range
 
@@ -168,11 +177,14 @@ def create_app() -> FastAPI:
             limit=limit,
             now=now,
         )
-        return {"clips": [clip.as_row(now) for clip in page], "total": total, "offset": offset, "limit": limit}
+        marks = review_marks(session, page)
+        rows = [{**clip.as_row(now), "review": marks.get(clip.key)} for clip in page]
+        return {"clips": rows, "total": total, "offset": offset, "limit": limit}
 
     @app.get("/api/clip")
     def clip(user: User, session: DBSession, key: Key) -> dict[str, Any]:
-        return _clip_for(session, user, key).as_row(_now())
+        found = _clip_for(session, user, key)
+        return {**found.as_row(_now()), "review": review_marks(session, [found]).get(found.key)}
 
     @app.get("/api/spend")
     def spending(

@@ -179,6 +179,36 @@ def get_clip(session: Session, key: ClipKey) -> Clip | None:
     return None if row is None else _clip(row)
 
 
+def review_marks(session: Session, clips: Iterable[Clip]) -> dict[ClipKey, dict[str, Any]]:
+    """
+    Each clip's review outcome, where a run recorded one: the marks a publishing task pushed under
+    ``review.REVIEW_XCOM_KEY`` in the clip's own run (a list of ``{dag_id, run_id, task_id, map_index,
+    outcome, ...}``). Only the runs of ``clips`` are read: the caller may read them already.
+    """
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select, tuple_
+
+    from airflow_provider_happyhorse.review import REVIEW_XCOM_KEY
+
+    wanted = {clip.key for clip in clips}
+    runs = sorted({(key.dag_id, key.run_id) for key in wanted})
+    if not runs:
+        return {}
+    query = select(XComModel.value).where(
+        XComModel.key == REVIEW_XCOM_KEY, tuple_(XComModel.dag_id, XComModel.run_id).in_(runs)
+    )
+    marks: dict[ClipKey, dict[str, Any]] = {}
+    for (raw,) in session.execute(query):
+        for mark in _value(raw) if isinstance(_value(raw), list) else []:
+            try:
+                key = ClipKey(mark["dag_id"], mark["run_id"], mark["task_id"], int(mark["map_index"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if key in wanted:
+                marks[key] = mark
+    return marks
+
+
 def _availability_clause(availability: str, now: datetime) -> Any:
     """
     The availability filter in SQL, on the result's JSON: stored (a ``stored_path``), temporary (not

@@ -39,7 +39,33 @@ def test_every_example_parses(dagbag) -> None:  # type: ignore[no-untyped-def]
         "happyhorse_publish",
         "happyhorse_taskflow",
         "happyhorse_wait_for_job",
-    }
+    } | ({"happyhorse_review"} if _has_hitl() else set())
+
+
+def _has_hitl() -> bool:
+    """Whether this Airflow has the human-in-the-loop operators (3.1+): the review example needs them."""
+    from airflow_provider_happyhorse.ui.plugin import view_available
+
+    return view_available()
+
+
+@pytest.mark.skipif(not _has_hitl(), reason="Airflow 3.0 has no human-in-the-loop operators: no review example")
+def test_the_review_example_asks_before_paying_and_publishes_only_approved_clips(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["happyhorse_review"]
+    approve, render = dag.get_task("approve_spend"), dag.get_task("render")
+    assert type(approve).__name__ == "ApprovalOperator"
+    assert approve.downstream_task_ids == {"render"}  # "Reject" skips its direct downstream: the renders
+    assert "price" in approve.upstream_task_ids
+    assert "{{" in approve.body
+    assert [type(n).__name__ for n in approve.notifiers] == ["ReviewChatNotifier"]
+    review = dag.get_task("review_clip")
+    assert review.partial_kwargs["options"] == ["approve", "regenerate", "reject"]
+    assert "prompt" in review.params
+    assert {"review_clip", "render"} <= dag.get_task("decide").upstream_task_ids
+    assert type(dag.get_task("regenerate")).__name__ == type(render).__name__ == "MappedOperator"
+    publish = dag.get_task("publish")
+    assert [outlet.name for outlet in publish.outlets] == ["happyhorse_reviewed_clips"]
+    assert publish.trigger_rule == "none_failed_min_one_success"  # runs when nothing was regenerated
 
 
 def test_daily_dag_is_scheduled_and_stores_its_clip(dagbag) -> None:  # type: ignore[no-untyped-def]

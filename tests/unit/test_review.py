@@ -1,0 +1,111 @@
+"""The review helpers (airflow_provider_happyhorse.review): the cost table, a clip's text and link, the answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_happyhorse.exceptions import InvalidRequestError
+from airflow_provider_happyhorse.review import clip_page_url, clip_review_body, cost_table, sort_reviews
+
+
+def test_the_cost_table_prices_every_render_from_the_price_list_and_totals_them() -> None:
+    table = cost_table(
+        [
+            {"prompt": "A | pipe\nand a line break", "duration": 5, "output_path": "file:///tmp/a.mp4"},
+            {"prompt": "Silent pro", "duration": 8, "mode": "pro", "sound": False},
+        ]
+    )
+    # 60 credits/s for std with sound, 54 for pro silent (the service's price list, docs/howto/operator.md).
+    assert table.splitlines() == [
+        "| # | prompt | mode | duration | sound | credits (est.) |",
+        "|---:|---|---|---:|---|---:|",
+        "| 0 | A \\| pipe and a line break | std | 5 s | yes | 300 |",
+        "| 1 | Silent pro | pro | 8 s | no | 432 |",
+        "| | **total: 2 renders** | | | | **732** |",
+    ]
+
+
+def test_the_cost_table_refuses_an_invalid_render_naming_its_row_and_field() -> None:
+    with pytest.raises(InvalidRequestError, match=r"^render 1: Invalid HappyHorse request: duration: "):
+        cost_table([{"prompt": "fine"}, {"prompt": "too long", "duration": 99}])
+
+
+def test_the_clip_page_url_is_the_views_clip_route_with_the_task_instance_key() -> None:
+    url = clip_page_url("http://airflow.example:8080/", "dag", "manual__2026-12-01T00:00:00+00:00", "render", 1)
+    assert url == (
+        "http://airflow.example:8080/happyhorse/clip?dag_id=dag"
+        "&run_id=manual__2026-12-01T00%3A00%3A00%2B00%3A00&task_id=render&map_index=1"
+    )
+
+
+def test_the_review_body_shows_the_poster_linking_to_the_clip_page() -> None:
+    result = {"job_id": "j-1", "poster_path": "file:///c/0.jpg", "credits_estimate": 300, "request": {"prompt": "Sea"}}
+    body = clip_review_body(result, base_url="", dag_id="d", run_id="r", task_id="render", map_index=0)
+    page = "/happyhorse/clip?dag_id=d&run_id=r&task_id=render&map_index=0"
+    assert (
+        f"[![poster of job j-1](/happyhorse/files/poster?dag_id=d&run_id=r&task_id=render&map_index=0)]({page})" in body
+    )
+    assert f"[Watch the clip in the HappyHorse view]({page})" in body
+    assert "**Prompt:** Sea" in body
+    no_poster = clip_review_body(
+        {**result, "poster_path": None}, base_url="", dag_id="d", run_id="r", task_id="t", map_index=0
+    )
+    assert "files/poster" not in no_poster
+
+
+def _clip(index: int, prompt: str) -> dict[str, Any]:
+    request = {"model": "happyhorse-1.0/video", "prompt": prompt, "mode": "std", "duration": 5, "sound": True}
+    return {
+        "dag_id": "d",
+        "run_id": "r",
+        "task_id": "render",
+        "map_index": index,
+        "job_id": f"j-{index}",
+        "request": request,
+    }
+
+
+def _answer(option: str, prompt: str = "") -> dict[str, Any]:
+    return {
+        "chosen_options": [option],
+        "params_input": {"prompt": prompt},
+        "responded_by_user": {"id": "1", "name": "ann"},
+    }
+
+
+def test_answers_sort_clips_into_published_regenerated_and_kept_with_one_mark_each() -> None:
+    clips = [_clip(0, "Sea"), _clip(1, "Boat"), _clip(2, "Sky"), _clip(3, "Hill"), _clip(4, "Road")]
+    answers = [
+        _answer("approve"),
+        _answer("regenerate", "Boat, at night"),
+        _answer("reject"),
+        _answer("regenerate", "Hill"),  # the same prompt: the same request, which would not be rendered again
+        None,  # not answered (the review task was skipped)
+    ]
+    reviewed = sort_reviews(clips, answers, regenerate_path="file:///out/{map_index}-again.mp4")
+    assert [clip["job_id"] for clip in reviewed.approved] == ["j-0"]
+    assert reviewed.regenerate == [
+        {
+            "prompt": "Boat, at night",
+            "mode": "std",
+            "duration": 5,
+            "sound": True,
+            "output_path": "file:///out/1-again.mp4",
+        }
+    ]
+    assert [(mark["map_index"], mark["outcome"], mark["by"]) for mark in reviewed.marks] == [
+        (0, "approved", "ann"),
+        (1, "regenerated", "ann"),
+        (2, "rejected", "ann"),
+        (3, "kept: regenerate needs an edited prompt", "ann"),
+        (4, "not answered", None),
+    ]
+    assert reviewed.marks[1]["new_prompt"] == "Boat, at night"
+    assert {mark["task_id"] for mark in reviewed.marks} == {"render"}
+
+
+def test_a_clip_without_its_answer_is_an_error_not_a_silent_skip() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        sort_reviews([_clip(0, "Sea"), _clip(1, "Boat")], [_answer("approve")])
