@@ -139,8 +139,13 @@ else:
                 for index, result in enumerate(results)
             ]
 
+        # Optional (null allowed), so "approve" and "reject" need no prompt; "regenerate" uses it.
         prompt_param = Param(
-            "", type="string", maxLength=2500, title="Edited prompt", description="Used by 'regenerate' only."
+            None,
+            type=["null", "string"],
+            maxLength=2500,
+            title="Edited prompt",
+            description="For 'regenerate' only: the new prompt (a new request, paid once).",
         )
         review_clip = HITLOperator.partial(
             task_id="review_clip",
