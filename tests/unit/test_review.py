@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -109,3 +110,31 @@ def test_answers_sort_clips_into_published_regenerated_and_kept_with_one_mark_ea
 def test_a_clip_without_its_answer_is_an_error_not_a_silent_skip() -> None:
     with pytest.raises(ValueError, match="zip"):
         sort_reviews([_clip(0, "Sea"), _clip(1, "Boat")], [_answer("approve")])
+
+
+class MarksSession:
+    """Answers the view's one query with the publishing task's marks, as the DB returns XCom values."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+
+    def execute(self, query: Any) -> list[tuple[Any]]:
+        return [(value,) for value in self.values]
+
+
+def test_the_view_reads_each_clips_mark_from_its_runs_review_xcom() -> None:
+    from datetime import UTC, datetime
+
+    from airflow_provider_happyhorse.core.record import RenderRecord
+    from airflow_provider_happyhorse.ui.clips import Clip, ClipKey, review_marks
+
+    shown = [ClipKey("d", "r", "render", 0), ClipKey("d", "r", "render", 1), ClipKey("d", "r", "regenerate", 0)]
+    clips = [Clip(key, datetime(2026, 12, 1, tzinfo=UTC), RenderRecord(job_id="j")) for key in shown]
+    marks = sort_reviews(
+        [_clip(0, "Sea"), _clip(1, "Boat")], [_answer("approve"), _answer("regenerate", "Night")]
+    ).marks
+    other_run = {**marks[0], "run_id": "another", "outcome": "rejected"}
+    # One value stored as JSON text (as some XCom backends keep it), one as parsed JSON, one that is not a list.
+    found = review_marks(MarksSession(json.dumps(marks), [other_run, {"outcome": "no key"}], "junk"), clips)  # type: ignore[arg-type]
+    assert {key: mark["outcome"] for key, mark in found.items()} == {shown[0]: "approved", shown[1]: "regenerated"}
+    assert review_marks(MarksSession(), []) == {}  # type: ignore[arg-type]
