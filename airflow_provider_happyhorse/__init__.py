@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The error tree imports nothing but typing: loaded at once, its own __all__ is the list of its exports.
+from airflow_provider_happyhorse import exceptions
+from airflow_provider_happyhorse.exceptions import *  # noqa: F403
 from airflow_provider_happyhorse.version import __version__
 
 if TYPE_CHECKING:
@@ -24,29 +27,6 @@ if TYPE_CHECKING:
     from airflow_provider_happyhorse.core.record import RenderRecord, Since, StoredClip
     from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
     from airflow_provider_happyhorse.core.wait import WaitPlan
-    from airflow_provider_happyhorse.exceptions import (
-        AccountError,
-        APIStatusError,
-        AuthenticationError,
-        ClipMismatchError,
-        ConfigurationError,
-        DownloadLimitError,
-        DownloadRefusedError,
-        HappyHorseError,
-        InvalidClipError,
-        InvalidRequestError,
-        JobFailedError,
-        JobTimeoutError,
-        MalformedResponseError,
-        NotFoundError,
-        RateLimitError,
-        RequestTimeoutError,
-        ResultRedirectError,
-        ResultUnavailableError,
-        ServerError,
-        SubmissionOutcomeUnknownError,
-        TransportError,
-    )
     from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
     from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
     from airflow_provider_happyhorse.models import JobEvent, JobState, JobStatus, VideoRequest, VideoResult
@@ -67,73 +47,26 @@ _MODULES = {
     **dict.fromkeys(
         ("BudgetExceededError", "InvalidRowError", "RenderPlan", "RunBudget", "RunPlanError", "plan_renders"), "budget"
     ),
-    **dict.fromkeys(
-        (
-            "APIStatusError",
-            "AccountError",
-            "AuthenticationError",
-            "ClipMismatchError",
-            "ConfigurationError",
-            "DownloadLimitError",
-            "DownloadRefusedError",
-            "HappyHorseError",
-            "InvalidClipError",
-            "InvalidRequestError",
-            "JobFailedError",
-            "JobTimeoutError",
-            "MalformedResponseError",
-            "NotFoundError",
-            "RateLimitError",
-            "RequestTimeoutError",
-            "ResultRedirectError",
-            "ResultUnavailableError",
-            "ServerError",
-            "SubmissionOutcomeUnknownError",
-            "TransportError",
-        ),
-        "exceptions",
-    ),
 }
 
 __all__ = [
-    "APIStatusError",
-    "AccountError",
-    "AuthenticationError",
     "BudgetExceededError",
-    "ClipMismatchError",
-    "ConfigurationError",
-    "DownloadLimitError",
-    "DownloadRefusedError",
     "GenerateVideoOperator",
-    "HappyHorseError",
     "HappyHorseHook",
     "HappyHorseJobSensor",
     "HappyHorseJobTrigger",
     "HappyHorseVideoLink",
-    "InvalidClipError",
-    "InvalidRequestError",
     "InvalidRowError",
     "JobEvent",
-    "JobFailedError",
     "JobState",
     "JobStatus",
-    "JobTimeoutError",
-    "MalformedResponseError",
-    "NotFoundError",
     "PollSchedule",
-    "RateLimitError",
     "RenderPlan",
     "RenderRecord",
-    "RequestTimeoutError",
-    "ResultRedirectError",
-    "ResultUnavailableError",
     "RunBudget",
     "RunPlanError",
-    "ServerError",
     "Since",
     "StoredClip",
-    "SubmissionOutcomeUnknownError",
-    "TransportError",
     "VideoRequest",
     "VideoResult",
     "WaitPlan",
@@ -141,6 +74,7 @@ __all__ = [
     "expected_render_seconds",
     "first_poll_for",
     "plan_renders",
+    *exceptions.__all__,
 ]
 
 

@@ -69,6 +69,7 @@ def test_importing_the_package_for_its_provider_info_loads_nothing_else() -> Non
     assert loaded.strip() == str(
         [
             "airflow_provider_happyhorse",
+            "airflow_provider_happyhorse.exceptions",  # the error tree, loaded at once: it imports only typing
             "airflow_provider_happyhorse.get_provider_info",
             "airflow_provider_happyhorse.version",
         ]
