@@ -32,6 +32,22 @@ MODEL_ID: Literal["happyhorse-1.0/video"] = "happyhorse-1.0/video"
 
 Mode = Literal["std", "pro"]
 AspectRatio = Literal["16:9", "9:16", "1:1"]
+# What the clip is made from (``VideoRequest.task``); ``mode`` stays the std/pro quality tier.
+Task = Literal["text", "first_frame", "first_last_frame", "reference", "edit"]
+Resolution = Literal["720P", "1080P"]
+AudioSetting = Literal["auto", "origin"]
+DEFAULT_DURATION = 5
+MAX_SEED = 2_147_483_647
+MAX_REFERENCE_IMAGES = 9
+MAX_EDIT_REFERENCE_IMAGES = 5
+# How many images each task takes (inclusive).
+TASK_IMAGES: dict[str, tuple[int, int]] = {
+    "text": (0, 0),
+    "first_frame": (1, 1),
+    "first_last_frame": (2, 2),
+    "reference": (1, MAX_REFERENCE_IMAGES),
+    "edit": (0, MAX_EDIT_REFERENCE_IMAGES),
+}
 
 
 def _refuse_bool(value: Any) -> Any:
@@ -68,7 +84,7 @@ class VideoRequest(BaseModel):
     model: Literal["happyhorse-1.0/video"] = MODEL_ID
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     mode: Mode = "std"
-    duration: Number = Field(default=5, ge=MIN_DURATION, le=MAX_DURATION)
+    duration: Number = Field(default=DEFAULT_DURATION, ge=MIN_DURATION, le=MAX_DURATION)
     aspect_ratio: AspectRatio = "16:9"
     image_urls: list[str] | None = None
     sound: bool = True
@@ -76,6 +92,17 @@ class VideoRequest(BaseModel):
     multi_shots: bool = False
     multi_prompt: list[Shot] | None = None
     happyhorse_elements: list[Any] | None = None
+    # The family's fields (issue 23). Each is left out of the body while unset, so a request that does not
+    # use them has the body and the fingerprint it always had; the connection's dialect refuses the ones it
+    # does not offer before anything is sent (``core.dialects``).
+    task: Task | None = None
+    resolution: Resolution | None = None
+    seed: StrictInt | None = Field(default=None, ge=0, le=MAX_SEED)
+    watermark: bool | None = None
+    source_video: str | None = None
+    audio_setting: AudioSetting | None = None
+    # Fields only a reseller takes, sent as given (unchecked, logged at submit): never a field of this model.
+    extra_fields: dict[str, Any] | None = None
 
     @field_validator("image_urls")
     @classmethod
@@ -85,6 +112,36 @@ class VideoRequest(BaseModel):
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError(f"item {index} must be an http(s) URL, got {url!r}")
         return urls
+
+    @field_validator("source_video")
+    @classmethod
+    def _video_is_http(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"must be an http(s) URL, got {url!r}")
+        return url
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _extra_fields_are_new(cls, fields: dict[str, Any] | None) -> dict[str, Any] | None:
+        clashing = sorted(set(fields or ()) & (set(cls.model_fields) | {"ratio", "input", "parameters", "media"}))
+        if clashing:
+            raise ValueError(
+                f"{', '.join(clashing)} must be set as the request's own field, not through extra_fields "
+                "(extra_fields is for fields only a reseller takes)"
+            )
+        return fields
+
+    @property
+    def effective_task(self) -> Task:
+        """``task``, or what the request is without it: an edit with a source video, else by its image count."""
+        if self.task is not None:
+            return self.task
+        if self.source_video is not None:
+            return "edit"
+        count = len(self.image_urls or ())
+        return "text" if count == 0 else "first_frame" if count == 1 else "first_last_frame"
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> VideoRequest:
@@ -97,8 +154,9 @@ class VideoRequest(BaseModel):
         else:
             if self.prompt is None or not self.prompt.strip():
                 raise ValueError("prompt: required unless multi_shots is true")
-            if images is not None and len(images) > 2:
+            if self.task is None and images is not None and len(images) > 2:
                 raise ValueError("image_urls: single-shot takes at most 2 images (first and last frame)")
+        self._task_rules()
         # Shots are checked whenever they are given, as the service checks them.
         durations = [shot.duration for shot in self.multi_prompt or ()]
         given = [d for d in durations if d is not None]
@@ -107,6 +165,27 @@ class VideoRequest(BaseModel):
         if given and abs(sum(given) - self.duration) > 1e-6:
             raise ValueError(f"multi_prompt: shot durations add up to {sum(given):g}, not duration {self.duration:g}")
         return self
+
+    def _task_rules(self) -> None:
+        """What each task takes, whichever service renders it (the dialects add their own refusals)."""
+        task = self.effective_task
+        count = len(self.image_urls or ())
+        least, most = TASK_IMAGES[task]
+        if self.task is not None and not least <= count <= most:
+            takes = f"exactly {least}" if least == most else f"{least} to {most}"
+            raise ValueError(f"image_urls: task {task!r} takes {takes} images (got {count})")
+        if self.multi_shots and task in ("reference", "edit"):
+            raise ValueError(f"multi_shots: task {task!r} is single-shot")
+        if task == "edit":
+            if self.source_video is None:
+                raise ValueError("source_video: required for task 'edit' (the video to edit)")
+            if self.duration != DEFAULT_DURATION:
+                raise ValueError("duration: task 'edit' lasts as long as its source_video (at most 15 s); leave it out")
+        else:
+            if self.source_video is not None:
+                raise ValueError(f"source_video: only task 'edit' takes a source video (task is {task!r})")
+            if self.audio_setting is not None:
+                raise ValueError(f"audio_setting: only task 'edit' takes it (task is {task!r})")
 
     @classmethod
     def parse(cls, fields: dict[str, Any]) -> VideoRequest:
@@ -121,6 +200,8 @@ class VideoRequest(BaseModel):
         body = self.model_dump(mode="json", exclude_none=True)
         for key in ("duration", "cfg_scale"):
             body[key] = _compact_number(body[key])
+        if self.effective_task == "edit":
+            del body["duration"]  # an edit lasts as long as its source video
         for shot in body.get("multi_prompt", ()):
             if "duration" in shot:
                 shot["duration"] = _compact_number(shot["duration"])

@@ -216,7 +216,11 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         {"prompt": PROMPT, "happyhorse_elements": {"id": "hero"}},
         ("happyhorse_elements:", "valid list"),
     ),
-    ("unknown field seed", {"prompt": PROMPT, "seed": 7}, ("seed:", "Extra inputs are not permitted")),
+    (
+        "unknown field negative_prompt",
+        {"prompt": PROMPT, "negative_prompt": "x"},
+        ("negative_prompt:", "Extra inputs are not permitted"),
+    ),
     (
         "unknown field typo",
         {"prompt": PROMPT, "aspectRatio": "1:1"},
