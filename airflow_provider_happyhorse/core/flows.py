@@ -14,13 +14,10 @@ from typing import TypeVar
 import httpx
 
 from airflow_provider_happyhorse.constants import CHECK_JOB_ID, STATUS_PATH
-from airflow_provider_happyhorse.core.requests import build_status_request, build_submit_request
 from airflow_provider_happyhorse.core.responses import (
     error_for_status,
     json_body,
     map_transport_error,
-    parse_job_response,
-    parse_submit_response,
     redact,
 )
 from airflow_provider_happyhorse.core.retries import Call, RetryPolicy, retry_decision, submission_error
@@ -96,14 +93,14 @@ def submit_flow(
     try:
         return (
             yield from call(
-                build_submit_request(
+                settings.dialect.submit_request(
                     settings.base_url,
                     settings.api_key,
                     request,
                     timeout=settings.timeout,
                     max_answer_bytes=settings.max_answer_bytes,
                 ),
-                parse_submit_response,
+                settings.dialect.parse_submit,
                 kind="submit",
                 max_retries=settings.policy.submit_max_retries,
                 policy=settings.policy,
@@ -120,7 +117,7 @@ def submit_flow(
 
 
 def _status_request(settings: ConnectionSettings, job_id: str, *, keyless: bool = False) -> httpx.Request:
-    return build_status_request(
+    return settings.dialect.status_request(
         settings.base_url,
         None if keyless else settings.api_key,
         job_id,
@@ -141,7 +138,7 @@ def status_flow(
     return (
         yield from call(
             _status_request(settings, job_id),
-            parse_job_response,
+            settings.dialect.parse_status,
             kind="status",
             max_retries=settings.policy.max_retries if max_retries is None else max_retries,
             policy=settings.policy,
@@ -218,6 +215,8 @@ def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
     answers 404 in its own error shape with a valid key and 401 without one; anything else is a wrong
     key, a foreign server, a wrong path prefix, or a host that cannot be reached, each said apart.
     """
+    if settings.dialect_name == "dashscope":
+        return (yield from _dashscope_check_flow(settings))
     base_url = settings.base_url
     status_url = base_url + STATUS_PATH
     keyed = yield Send(_status_request(settings, CHECK_JOB_ID))
@@ -251,4 +250,40 @@ def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
         f"{base_url} answers GET {status_url} without checking the API key (without a key: {got}), so it "
         "is not HappyHorse's API there: the Base URL or its path prefix is wrong. The API's paths are "
         "/api/generate and /api/status under the Base URL."
+    )
+
+
+def _dashscope_check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
+    """
+    DashScope's check: the status of a task that does not exist is 200 UNKNOWN with a valid key and 401
+    InvalidApiKey with a wrong one (and without one).
+    """
+    base_url = settings.base_url
+    request = _status_request(settings, CHECK_JOB_ID)
+    status_url = str(request.url)
+    keyed = yield Send(request)
+    if isinstance(keyed, httpx.TransportError):
+        return False, (
+            f"Could not reach {base_url}: {map_transport_error(keyed)}. Check the Base URL's host and port, "
+            "and that this machine can reach it (the environment's proxy settings apply)."
+        )
+    keyed = _response(keyed)
+    body = json_body(keyed)
+    if keyed.status_code == 200:
+        output = body.get("output") if isinstance(body, dict) else None
+        if isinstance(output, dict) and output.get("task_status") == "UNKNOWN":
+            return True, f"Connected to {base_url}: Alibaba Cloud Model Studio (DashScope) accepted the API key."
+    elif isinstance(body, dict) and "code" in body:
+        error = settings.dialect.error_of(keyed.status_code, body, keyed)
+        if isinstance(error, AuthenticationError):
+            return False, (
+                f"The API key was refused by {base_url} (HTTP {keyed.status_code}: {error.message}). Copy the "
+                "key again from the Model Studio console's API keys page into the API key field."
+            )
+        if isinstance(error, AccountError):
+            return False, f"{base_url} accepted no work for this key (HTTP {error.status_code}: {error.message})."
+    return False, (
+        f"{base_url} does not answer like Alibaba Cloud Model Studio (DashScope): GET {status_url} gave "
+        f"{_shown(keyed)}. Check the Base URL (e.g. https://dashscope-intl.aliyuncs.com) and the connection's "
+        "dialect (extra 'dialect')."
     )

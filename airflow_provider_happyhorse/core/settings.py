@@ -13,6 +13,7 @@ from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
 )
+from airflow_provider_happyhorse.core.dialects import DIALECTS, Dialect, DialectName, default_dialect, dialect_named
 from airflow_provider_happyhorse.core.egress import ALLOW_EXTRA, EgressRule
 from airflow_provider_happyhorse.core.requests import normalize_base_url
 from airflow_provider_happyhorse.core.retries import RetryPolicy
@@ -51,6 +52,12 @@ class ConnectionSettings:
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
     allowed_download_hosts: tuple[str, ...] = ()
+    # How the service spells its calls (``core.dialects``): the extra ``dialect``, else from the Base URL's host.
+    dialect_name: DialectName = "happyhorse"
+
+    @property
+    def dialect(self) -> Dialect:
+        return dialect_named(self.dialect_name)
 
     @property
     def egress(self) -> EgressRule:
@@ -110,7 +117,16 @@ class ConnectionSettings:
                 f"has {ALLOW_EXTRA} {allowed!r} (must be a list of host names or CIDR blocks)",
                 f'Fix its extra JSON, e.g. {{"{ALLOW_EXTRA}": ["cdn.internal.example", "10.20.0.0/16"]}}.',
             )
+        dialect = extra.get("dialect") or extra.get("extra__happyhorse__dialect") or default_dialect(base_url)
+        if dialect not in DIALECTS:
+            raise ConfigurationError(
+                subject,
+                f"has dialect {dialect!r} (it is one of {', '.join(DIALECTS)})",
+                'Fix its extra JSON, e.g. {"dialect": "dashscope"}, or remove the key: the Base URL\'s host then '
+                "decides (dashscope*.aliyuncs.com is dashscope, any other host happyhorse).",
+            )
         return cls(
+            dialect_name=dialect,
             base_url=base_url,
             api_key=conn.password,
             timeout=timeout,

@@ -24,6 +24,7 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 
 from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import USER_AGENT
+from airflow_provider_happyhorse.core.dialects import ENDPOINT
 from airflow_provider_happyhorse.core.egress import (
     Address,
     EgressRule,
@@ -377,7 +378,7 @@ class HappyHorseHook(BaseHook):
                 response.close()
         except httpx.TransportError as exc:
             return exc
-        metrics.answered(request.url.path, response.status_code)
+        metrics.answered(str(request.extensions.get(ENDPOINT, request.url.path)), response.status_code)
         return bounded_answer(request, response.status_code, response.headers, raw, encoding)
 
     def _run(self, flow: Flow[T]) -> T:
@@ -416,8 +417,18 @@ class HappyHorseHook(BaseHook):
 
     # -- the API --------------------------------------------------------------------------------
 
+    def _say_extra_fields(self, request: VideoRequest, settings: ConnectionSettings) -> None:
+        if request.extra_fields:
+            self.log.warning(
+                "Sending fields this provider does not check, as given in extra_fields, to %s (dialect %s): %s",
+                settings.base_url,
+                settings.dialect_name,
+                ", ".join(f"{key}={value!r}" for key, value in sorted(request.extra_fields.items())),
+            )
+
     def submit_job(self, request: VideoRequest) -> JobStatus:
         """Create a paid job. Never sent again once the request may have reached the service."""
+        self._say_extra_fields(request, self.settings)
         return self._run(submit_flow(self.settings, request, rng=self.rng, on_retry=self._log_retry))
 
     def get_job(self, job_id: str, *, max_retries: int | None = None) -> JobStatus:
@@ -427,6 +438,7 @@ class HappyHorseHook(BaseHook):
 
     async def asubmit_job(self, request: VideoRequest) -> JobStatus:
         settings = await self.aget_settings()
+        self._say_extra_fields(request, settings)
         return await self._arun(submit_flow(settings, request, rng=self.rng, on_retry=self._log_retry))
 
     async def aget_job(self, job_id: str, *, max_retries: int | None = None) -> JobStatus:
@@ -599,7 +611,7 @@ async def _asend(transport: httpx.AsyncBaseTransport, request: httpx.Request) ->
             await response.aclose()
     except httpx.TransportError as exc:
         return exc
-    metrics.answered(request.url.path, response.status_code)
+    metrics.answered(str(request.extensions.get(ENDPOINT, request.url.path)), response.status_code)
     return bounded_answer(request, response.status_code, response.headers, raw[: limit + 1], encoding)
 
 

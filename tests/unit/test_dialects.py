@@ -1,0 +1,352 @@
+"""
+Dialects (issue 23, items 1 and 2): the connection picks happyhorse.app's or DashScope's spelling; each dialect's
+bodies, answers and error codes, and its refusals before anything is sent, against scripted transports.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_happyhorse.core.dialects import DASHSCOPE, HAPPYHORSE, default_dialect, prompt_units
+from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.wait import WaitPlan
+from airflow_provider_happyhorse.exceptions import (
+    AccountError,
+    AuthenticationError,
+    ConfigurationError,
+    HappyHorseError,
+    InvalidRequestError,
+    RateLimitError,
+    ServerError,
+    SubmissionOutcomeUnknownError,
+)
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.models import JobState, VideoRequest
+from support.clock import FakeClock
+from support.dashscope import CREATE_PATH, DS_HOST, TASK_ID, VIDEO_URL, FakeDashScope, ds_error, ds_task
+from support.service import API_KEY, HOST, ConnectionSetter, FakeService, resolve
+
+IMAGE = "https://img.example/a.png"
+VIDEO = "https://cdn.example/yesterday.mp4"
+
+
+def hook_on(service: FakeDashScope | FakeService, clock: FakeClock | None = None) -> HappyHorseHook:
+    clock = clock or FakeClock()
+    transport = service.transport()
+    return HappyHorseHook(
+        transport=transport,
+        async_transport=transport,
+        resolve=resolve,
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        rng=lambda: 0.5,
+        clock=clock,
+    )
+
+
+# -- choosing the dialect -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("https://dashscope.aliyuncs.com", "dashscope"),
+        ("https://dashscope-intl.aliyuncs.com/prefix", "dashscope"),
+        ("https://DashScope-intl.AliyunCS.com", "dashscope"),
+        ("https://happyhorse.app", "happyhorse"),
+        ("https://dashscope.aliyuncs.com.evil.example", "happyhorse"),
+        ("http://127.0.0.1:8080", "happyhorse"),
+    ],
+)
+def test_the_base_urls_host_gives_the_default_dialect(base_url: str, expected: str) -> None:
+    assert default_dialect(base_url) == expected
+
+
+def test_the_connections_extra_overrides_the_host(connection: ConnectionSetter) -> None:
+    connection(host="http://127.0.0.1:9", extra={"dialect": "dashscope"})
+    assert HappyHorseHook().settings.dialect_name == "dashscope"
+    connection(host=DS_HOST, extra={"dialect": "happyhorse"})
+    assert HappyHorseHook().settings.dialect_name == "happyhorse"
+    connection(host=DS_HOST)
+    assert HappyHorseHook().settings.dialect is DASHSCOPE
+
+
+def test_an_unknown_dialect_is_refused_with_the_way_out(connection: ConnectionSetter) -> None:
+    connection(extra={"dialect": "kling"})
+    with pytest.raises(ConfigurationError, match=r"dialect 'kling' \(it is one of happyhorse, dashscope\)"):
+        _ = HappyHorseHook().settings
+
+
+# -- the request model's new fields ----------------------------------------------------------------------------
+
+
+def test_existing_requests_keep_their_body_and_fingerprint() -> None:
+    request = VideoRequest(prompt="a horse", image_urls=[IMAGE, IMAGE], mode="pro", duration=10)
+    assert HAPPYHORSE.body(request) == request.to_body()
+    assert "task" not in request.to_body()
+    assert "seed" not in request.to_body()
+    # The same request with task spelled out is the same body on the wire.
+    spelled = VideoRequest(
+        prompt="a horse", image_urls=[IMAGE, IMAGE], mode="pro", duration=10, task="first_last_frame"
+    )
+    assert HAPPYHORSE.body(spelled) == request.to_body()
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"task": "reference", "image_urls": []}, "image_urls: task 'reference' takes 1 to 9 images (got 0)"),
+        ({"task": "reference", "image_urls": [IMAGE] * 10}, "takes 1 to 9 images (got 10)"),
+        ({"task": "first_frame", "image_urls": [IMAGE] * 2}, "takes exactly 1 images (got 2)"),
+        ({"task": "text", "image_urls": [IMAGE]}, "takes exactly 0 images (got 1)"),
+        ({"task": "edit"}, "source_video: required for task 'edit'"),
+        ({"task": "edit", "source_video": VIDEO, "duration": 8}, "duration: task 'edit' lasts as long as"),
+        ({"task": "edit", "source_video": VIDEO, "image_urls": [IMAGE] * 6}, "takes 0 to 5 images (got 6)"),
+        ({"source_video": VIDEO, "task": "text"}, "source_video: only task 'edit' takes a source video"),
+        ({"audio_setting": "origin"}, "audio_setting: only task 'edit' takes it"),
+        ({"seed": -1}, "seed:"),
+        ({"seed": 2_147_483_648}, "seed:"),
+        ({"resolution": "4K"}, "resolution:"),
+        ({"source_video": "ftp://x/y.mp4"}, "source_video: must be an http(s) URL"),
+        ({"extra_fields": {"seed": 1}}, "extra_fields: seed must be set as the request's own field"),
+    ],
+)
+def test_the_task_rules_are_checked_before_any_dialect(fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidRequestError) as raised:
+        VideoRequest.parse({"prompt": "a horse", **fields})
+    assert words in str(raised.value)
+
+
+def test_an_edit_round_trips_through_its_body() -> None:
+    edit = VideoRequest(prompt="make it night", task="edit", source_video=VIDEO, audio_setting="origin")
+    assert "duration" not in edit.to_body()
+    assert VideoRequest.model_validate(edit.to_body()) == edit
+
+
+# -- happyhorse.app refuses what only DashScope offers -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"task": "reference", "image_urls": [IMAGE]}, "task: 'reference' (reference-to-video)"),
+        ({"task": "edit", "source_video": VIDEO}, "task: 'edit' (video edit)"),
+        ({"resolution": "1080P"}, "resolution: resolution '1080P'"),
+        ({"seed": 42}, "seed: seed 42"),
+        ({"watermark": False}, "watermark: watermark False"),
+    ],
+)
+def test_happyhorse_app_refuses_before_paying(connection: ConnectionSetter, fields: dict[str, Any], field: str) -> None:
+    connection(host=HOST)
+    service = FakeService()
+    with pytest.raises(InvalidRequestError) as raised:
+        hook_on(service).submit_job(VideoRequest.parse({"prompt": "a horse", **fields}))
+    message = str(raised.value)
+    assert field in message
+    assert "not offered by happyhorse.app (the connection's dialect 'happyhorse')" in message
+    assert "Alibaba Cloud Model Studio (dialect 'dashscope'" in message
+    assert service.requests == []
+
+
+def test_happyhorse_app_sends_extra_fields_at_the_top_and_says_so(
+    connection: ConnectionSetter, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(host=HOST)
+    service = FakeService()
+    caplog.set_level(logging.WARNING)
+    hook_on(service).submit_job(VideoRequest(prompt="a horse", extra_fields={"callback_url": "https://cb.example/x"}))
+    body = httpx.Response(200, content=service.requests[0].content).json()
+    assert body["callback_url"] == "https://cb.example/x"
+    assert "extra_fields" not in body
+    logged = caplog.text + capsys.readouterr().out  # Airflow's structlog writes to stdout where it is set up
+    assert "does not check, as given in extra_fields" in logged
+    assert "callback_url='https://cb.example/x'" in logged
+
+
+# -- DashScope: bodies -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"prompt": "a horse", "resolution": "720P", "seed": 7, "watermark": False, "aspect_ratio": "9:16"},
+            {
+                "model": "happyhorse-1.0-t2v",
+                "input": {"prompt": "a horse"},
+                "parameters": {"resolution": "720P", "ratio": "9:16", "duration": 5, "watermark": False, "seed": 7},
+            },
+        ),
+        (
+            {"prompt": "it gallops", "image_urls": [IMAGE], "duration": 8},
+            {
+                "model": "happyhorse-1.0-i2v",
+                "input": {"prompt": "it gallops", "media": [{"type": "first_frame", "url": IMAGE}]},
+                "parameters": {"duration": 8},
+            },
+        ),
+        (
+            {"prompt": "character1 rides", "task": "reference", "image_urls": [IMAGE, VIDEO + ".png"]},
+            {
+                "model": "happyhorse-1.0-r2v",
+                "input": {
+                    "prompt": "character1 rides",
+                    "media": [
+                        {"type": "reference_image", "url": IMAGE},
+                        {"type": "reference_image", "url": VIDEO + ".png"},
+                    ],
+                },
+                "parameters": {"ratio": "16:9", "duration": 5},
+            },
+        ),
+        (
+            {"prompt": "night", "source_video": VIDEO, "audio_setting": "origin", "extra_fields": {"cb": 1}},
+            {
+                "model": "happyhorse-1.0-video-edit",
+                "input": {"prompt": "night", "media": [{"type": "video", "url": VIDEO}]},
+                "parameters": {"audio_setting": "origin", "cb": 1},
+            },
+        ),
+    ],
+)
+def test_dashscope_bodies(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert DASHSCOPE.body(VideoRequest.parse(fields)) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"image_urls": [IMAGE, IMAGE]}, "image_urls: a first and a last frame (2 images) is not offered by Alibaba"),
+        ({"multi_shots": True, "multi_prompt": [{"prompt": "x"}]}, "multi_shots: a multi-shot video"),
+        ({"mode": "pro"}, "mode: mode 'pro' is not offered"),
+        ({"sound": False}, "sound: sound=False"),
+        ({"cfg_scale": 0.9}, "cfg_scale: cfg_scale 0.9"),
+        ({"duration": 5.5}, "duration: Alibaba Cloud Model Studio (DashScope) takes whole seconds (3-15), got 5.5"),
+        ({"image_urls": [IMAGE], "aspect_ratio": "1:1"}, "aspect_ratio: task 'first_frame' on Alibaba"),
+        ({"source_video": VIDEO, "aspect_ratio": "9:16"}, "follows its source video, so it takes no aspect_ratio"),
+    ],
+)
+def test_dashscope_refuses_before_paying(connection: ConnectionSetter, fields: dict[str, Any], words: str) -> None:
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    with pytest.raises(InvalidRequestError) as raised:
+        hook_on(service).submit_job(VideoRequest.parse({"prompt": "a horse", **fields}))
+    assert words in str(raised.value)
+    assert "(the connection's dialect 'dashscope')" in str(raised.value) or "DashScope" in str(raised.value)
+    assert service.requests == []
+
+
+def test_a_prompt_is_measured_by_script() -> None:
+    assert prompt_units("a horse") == 7
+    assert prompt_units("马在海滩上") == 10
+    long_cjk = VideoRequest.model_construct(
+        prompt="马" * 2501, **{k: v.default for k, v in VideoRequest.model_fields.items() if k != "prompt"}
+    )
+    refused = DASHSCOPE.refusal(long_cjk)
+    assert refused is not None
+    assert "this one counts 5002" in str(refused)
+    assert DASHSCOPE.refusal(VideoRequest(prompt="马" * 2500)) is None
+
+
+# -- DashScope: through the hook ----------------------------------------------------------------------------------
+
+
+def test_submit_wait_and_result_on_dashscope(connection: ConnectionSetter) -> None:
+    connection(host=DS_HOST)
+    service = FakeDashScope(statuses=["PENDING", "RUNNING", "RUNNING", "SUCCEEDED"])
+    clock = FakeClock()
+    hook = hook_on(service, clock)
+    job = hook.submit_job(VideoRequest(prompt="a horse", resolution="720P"))
+    assert (job.job_id, job.status, job.state, job.is_queued) == (TASK_ID, "PENDING", JobState.PENDING, True)
+    create = service.creates[0]
+    assert str(create.url) == DS_HOST + CREATE_PATH
+    assert create.headers["x-dashscope-async"] == "enable"
+    assert create.headers["authorization"] == f"Bearer {API_KEY}"
+    event = hook.wait_for_job(
+        WaitPlan(
+            job_id=job.job_id,
+            started_at=clock.now,
+            deadline=clock.now + timedelta(minutes=10),
+            schedule=PollSchedule(first_poll_after=1, min_interval=1, max_interval=2),
+        )
+    )
+    assert (event.status, event.video_url) == ("success", VIDEO_URL)
+    polls = [request for request in service.requests if request.method == "GET"]
+    assert [request.url.path for request in polls] == [f"/api/v1/tasks/{TASK_ID}"] * 4
+
+
+@pytest.mark.parametrize(
+    ("status", "output", "words"),
+    [
+        ("FAILED", {"code": "DataInspectionFailed", "message": "inappropriate"}, "DataInspectionFailed: inappropriate"),
+        ("CANCELED", {}, "was cancelled (CANCELED) before it rendered: nothing was billed"),
+        ("UNKNOWN", {}, "(UNKNOWN): it expired (tasks and their video_url are kept 24 hours)"),
+    ],
+)
+def test_dashscope_final_states(status: str, output: dict[str, str], words: str) -> None:
+    job = DASHSCOPE.parse_status(httpx.Response(200, json=ds_task(status, **output)))
+    assert job.state is JobState.FAILED
+    assert job.error_message is not None
+    assert words in job.error_message
+
+
+def test_an_unlisted_dashscope_status_is_still_running() -> None:
+    assert DASHSCOPE.parse_status(httpx.Response(200, json=ds_task("SUSPENDED"))).state is JobState.PENDING
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error", "permanent_submit"),
+    [
+        (401, "InvalidApiKey", AuthenticationError, True),
+        (400, "Arrearage", AccountError, True),
+        (403, "AccessDenied", AccountError, True),
+        (400, "InvalidParameter", InvalidRequestError, True),
+        (400, "InvalidParameter.DataInspection", InvalidRequestError, True),
+        (400, "DataInspectionFailed", InvalidRequestError, True),
+        (429, "Throttling.RateQuota", RateLimitError, False),
+        (500, "InternalError", ServerError, False),
+    ],
+)
+def test_dashscope_error_codes(status: int, code: str, error: type[HappyHorseError], permanent_submit: bool) -> None:
+    answer = httpx.Response(status, json={"request_id": "r-9", "code": code, "message": "the service's words"})
+    mapped = DASHSCOPE.error_of(status, answer.json(), answer)
+    assert type(mapped) is error
+    assert (mapped.error_code, mapped.request_id, mapped.message) == (code, "r-9", "the service's words")
+
+
+def test_a_dashscope_throttle_is_retried_and_a_server_error_on_submit_is_outcome_unknown(
+    connection: ConnectionSetter,
+) -> None:
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    service.faults.append(ds_error(429, "Throttling.RateQuota", headers={"Retry-After": "2"}))
+    assert hook_on(service).get_job(TASK_ID).status == "PENDING"
+    assert len(service.requests) == 2
+    service = FakeDashScope()
+    service.faults.append(ds_error(500, "InternalError"))
+    with pytest.raises(SubmissionOutcomeUnknownError):
+        hook_on(service).submit_job(VideoRequest(prompt="a horse"))
+    assert len(service.creates) == 1  # never sent twice
+
+
+def test_a_wrong_key_on_dashscope(connection: ConnectionSetter) -> None:
+    connection(host=DS_HOST, password="not-the-key")
+    with pytest.raises(AuthenticationError, match="InvalidApiKey"):
+        hook_on(FakeDashScope()).submit_job(VideoRequest(prompt="a horse"))
+
+
+def test_test_connection_on_dashscope(connection: ConnectionSetter) -> None:
+    connection(host=DS_HOST)
+    ok, message = hook_on(FakeDashScope()).test_connection()
+    assert ok, message
+    assert "DashScope" in message
+    connection(host=DS_HOST, password="ds-wrong-key-5Hq2")
+    ok, message = hook_on(FakeDashScope()).test_connection()
+    assert not ok
+    assert "refused" in message
+    assert "ds-wrong-key-5Hq2" not in message
