@@ -1,0 +1,166 @@
+"""The hook against the emulator in the DashScope dialect on loopback (issue 23): every task from submit to a
+result URL whose clip is what the request asked for, the sync and the async path, refusals before paying,
+error codes and the connection check."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import av
+import httpx
+import pytest
+
+from airflow_provider_happyhorse.core.schedule import PollSchedule
+from airflow_provider_happyhorse.core.wait import WaitPlan
+from airflow_provider_happyhorse.exceptions import AuthenticationError, InvalidRequestError
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
+from airflow_provider_happyhorse.models import JobEvent, VideoRequest
+
+if TYPE_CHECKING:
+    from happyhorse_emulator import EmulatorServer
+
+
+@pytest.fixture(scope="module")
+def dashscope_server() -> Iterator[EmulatorServer]:
+    from happyhorse_emulator import EmulatorConfig, EmulatorServer
+
+    with EmulatorServer(EmulatorConfig(speed=0.01, dialect="dashscope")) as server:
+        yield server
+
+
+@pytest.fixture
+def dashscope(dashscope_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
+    """The DashScope emulator, fresh, and happyhorse_default pointing at it (dialect from the extra: a loopback host
+    would say happyhorse)."""
+    dashscope_server.restore()
+    use_connection(monkeypatch, dashscope_server)
+    return dashscope_server
+
+
+def use_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, key: str | None = None) -> None:
+    connection = {
+        "conn_type": "happyhorse",
+        "host": server.base_url,
+        "password": key or server.api_key,
+        "extra": {"dialect": "dashscope"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", json.dumps(connection))
+
+
+def plan(job_id: str) -> WaitPlan:
+    now = datetime.now(UTC)
+    return WaitPlan(
+        job_id=job_id,
+        started_at=now,
+        deadline=now + timedelta(seconds=60),
+        schedule=PollSchedule(first_poll_after=0.3, min_interval=0.2, max_interval=0.5),
+    )
+
+
+def render(request: VideoRequest) -> JobEvent:
+    hook = HappyHorseHook()
+    job = hook.submit_job(request)
+    assert job.status == "PENDING"
+    return hook.wait_for_job(plan(job.job_id))
+
+
+def probe(url: str) -> tuple[float, int, int, bool]:
+    data = httpx.get(url).raise_for_status().content
+    with av.open(io.BytesIO(data)) as container:
+        video = container.streams.video[0]
+        seconds = float(container.duration or 0) / av.time_base
+        return seconds, video.codec_context.width, video.codec_context.height, bool(container.streams.audio)
+
+
+def test_text_to_video_at_720p_portrait(dashscope: EmulatorServer) -> None:
+    done = render(VideoRequest(prompt="a horse", duration=4, aspect_ratio="9:16", resolution="720P", seed=3))
+    assert done.status == "success"
+    assert done.video_url is not None
+    seconds, width, height, audio = probe(done.video_url)
+    assert abs(seconds - 4) < 0.15
+    assert (width, height) == (720, 1280)
+    assert audio is True
+    assert dashscope.stats()["submissions"]["accepted"] == 1
+
+
+def test_an_edit_of_an_earlier_clip_lasts_as_long_as_it(dashscope: EmulatorServer) -> None:
+    first = render(VideoRequest(prompt="a horse", duration=6, resolution="720P"))
+    assert first.video_url is not None
+    edit = VideoRequest(prompt="make it night", task="edit", source_video=first.video_url, audio_setting="origin")
+    done = render(edit)
+    assert done.status == "success", done.message
+    assert done.video_url is not None
+    seconds, width, height, _ = probe(done.video_url)
+    assert abs(seconds - 6) < 0.15
+    assert (width, height) == (1920, 1080)  # the edit's default resolution is 1080P, the source 16:9
+
+
+def test_reference_to_video_with_a_character_sheet(dashscope: EmulatorServer) -> None:
+    sheets = [f"{dashscope.base_url}/_emulator/images/{side}x{side}.png" for side in (512, 640)]
+    request = VideoRequest(
+        prompt="character1 and character2 gallop", task="reference", image_urls=sheets, duration=3, aspect_ratio="1:1"
+    )
+    done = render(request.model_copy(update={"resolution": "720P"}))
+    assert done.status == "success", done.message
+    assert done.video_url is not None
+    seconds, width, height, _ = probe(done.video_url)
+    assert abs(seconds - 3) < 0.15
+    assert (width, height) == (720, 720)
+    # A sheet below the service's 400 px rule: the service refuses it, by its code, and nothing is created.
+    small = VideoRequest(
+        prompt="character1", task="reference", image_urls=[f"{dashscope.base_url}/_emulator/images/300x300.png"]
+    )
+    with pytest.raises(InvalidRequestError) as raised:
+        HappyHorseHook().submit_job(small)
+    assert raised.value.error_code == "InvalidParameter"
+    assert dashscope.stats()["jobs"]["total"] == 1
+
+
+def test_the_trigger_path_on_dashscope(dashscope: EmulatorServer) -> None:
+    async def run() -> JobEvent:
+        hook = HappyHorseHook()
+        job = await hook.asubmit_job(VideoRequest(prompt="a horse", duration=3, resolution="720P"))
+        return await hook.await_job(plan(job.job_id))
+
+    done = asyncio.run(run())
+    assert done.status == "success"
+    assert shared_async_transports.open_transports() == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"image_urls": ["https://img.example/a.png"] * 2}, "image_urls: a first and a last frame"),
+        ({"mode": "pro"}, "mode: mode 'pro'"),
+        ({"duration": 4.5}, "whole seconds"),
+    ],
+)
+def test_refused_before_anything_is_sent(dashscope: EmulatorServer, fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidRequestError, match=words):
+        HappyHorseHook().submit_job(VideoRequest.parse({"prompt": "a horse", **fields}))
+    assert dashscope.stats()["submissions"]["total"] == 0
+
+
+def test_a_wrong_key_and_the_connection_check(dashscope: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok, message = HappyHorseHook().test_connection()
+    assert ok, message
+    use_connection(monkeypatch, dashscope, key="ds-not-a-key-8Kd")
+    with pytest.raises(AuthenticationError) as raised:
+        HappyHorseHook().submit_job(VideoRequest(prompt="x"))
+    assert raised.value.error_code == "InvalidApiKey"
+    ok, message = HappyHorseHook().test_connection()
+    assert not ok
+    assert "refused" in message
+    assert dashscope.stats()["jobs"]["total"] == 0
+
+
+def test_an_unknown_task_fails_naming_expiry(dashscope: EmulatorServer) -> None:
+    job = HappyHorseHook().get_job("0385dc79-5ff8-4d82-bcb6-87a3c5f2b9e1")
+    assert job.status == "UNKNOWN"
+    assert job.error_message is not None
+    assert "expired" in job.error_message
