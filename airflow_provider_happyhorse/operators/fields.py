@@ -23,6 +23,13 @@ REQUEST_ARGUMENTS: dict[str, str] = {
     "multi_shots": "multi_shots",
     "multi_prompt": "multi_prompt",
     "elements": "happyhorse_elements",
+    "task": "task",
+    "resolution": "resolution",
+    "seed": "seed",
+    "watermark": "watermark",
+    "source_video": "source_video",
+    "audio_setting": "audio_setting",
+    "extra_fields": "extra_fields",
 }
 
 

@@ -74,6 +74,16 @@ class GenerateVideoOperator(BaseOperator):
     :param multi_shots: multi-shot generation.
     :param multi_prompt: the shots, each ``{"prompt": ..., "duration": ...}``. Templated.
     :param elements: ``happyhorse_elements``, passed through untouched. Templated.
+    :param task: what the clip is made from: ``text``, ``first_frame``, ``first_last_frame``, ``reference``
+        (1-9 reference images, ``character1``... in the prompt) or ``edit`` (``source_video`` plus an
+        instruction). Default: from ``source_video`` and the number of ``image_urls``. ``reference`` and
+        ``edit`` are offered by Alibaba Cloud Model Studio (the ``dashscope`` dialect) only.
+    :param resolution: ``720P`` or ``1080P`` (``dashscope`` dialect).
+    :param seed: 0 to 2147483647 (``dashscope`` dialect).
+    :param watermark: the service's watermark on or off (``dashscope`` dialect).
+    :param source_video: the video an ``edit`` changes (http(s) URL). Templated.
+    :param audio_setting: an edit's sound: ``auto`` or ``origin`` (keep the source's).
+    :param extra_fields: fields only a reseller takes, sent as given (logged, never checked). Templated.
     :param happyhorse_conn_id: the Airflow connection.
     :param deferrable: wait in the triggerer (True) or poll from the worker (False). The default, None,
         is as the deployment says: ``[operators] default_deferrable`` when the deployment set it (the
@@ -100,8 +110,16 @@ class GenerateVideoOperator(BaseOperator):
         request again, paying for it, logged with the estimate).
     """
 
-    template_fields: Sequence[str] = ("prompt", "image_urls", "multi_prompt", "elements", "output_path")
-    template_fields_renderers = {"multi_prompt": "json", "elements": "json"}
+    template_fields: Sequence[str] = (
+        "prompt",
+        "image_urls",
+        "multi_prompt",
+        "elements",
+        "source_video",
+        "extra_fields",
+        "output_path",
+    )
+    template_fields_renderers = {"multi_prompt": "json", "elements": "json", "extra_fields": "json"}
     operator_extra_links = (HappyHorseVideoLink(),)
     ui_color = "#f7d9a8"
 
@@ -118,6 +136,13 @@ class GenerateVideoOperator(BaseOperator):
         multi_shots: bool = False,
         multi_prompt: list[dict[str, Any]] | None = None,
         elements: list[Any] | None = None,
+        task: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        watermark: bool | None = None,
+        source_video: str | None = None,
+        audio_setting: str | None = None,
+        extra_fields: dict[str, Any] | None = None,
         happyhorse_conn_id: str = HappyHorseHook.default_conn_name,
         deferrable: bool | None = None,
         poll_interval: float = DEFAULT_MIN_POLL_INTERVAL,
@@ -143,6 +168,13 @@ class GenerateVideoOperator(BaseOperator):
         self.multi_shots = multi_shots
         self.multi_prompt = multi_prompt
         self.elements = elements
+        self.task = task
+        self.resolution = resolution
+        self.seed = seed
+        self.watermark = watermark
+        self.source_video = source_video
+        self.audio_setting = audio_setting
+        self.extra_fields = extra_fields
         self.happyhorse_conn_id = happyhorse_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -176,6 +208,13 @@ class GenerateVideoOperator(BaseOperator):
             "multi_shots": self.multi_shots,
             "multi_prompt": self.multi_prompt,
             "happyhorse_elements": self.elements,
+            "task": self.task,
+            "resolution": self.resolution,
+            "seed": self.seed,
+            "watermark": self.watermark,
+            "source_video": self.source_video,
+            "audio_setting": self.audio_setting,
+            "extra_fields": self.extra_fields,
         }
         return VideoRequest.parse({key: value for key, value in fields.items() if value is not None})
 

@@ -350,3 +350,32 @@ def test_test_connection_on_dashscope(connection: ConnectionSetter) -> None:
     assert not ok
     assert "refused" in message
     assert "ds-wrong-key-5Hq2" not in message
+
+
+def test_the_operator_and_its_rows_take_the_new_fields() -> None:
+    from airflow_provider_happyhorse.operators.fields import request_from_arguments
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+
+    operator = GenerateVideoOperator(
+        task_id="r2v",
+        prompt="character1 rides",
+        task="reference",
+        image_urls=[IMAGE],
+        resolution="1080P",
+        seed=9,
+        watermark=False,
+        extra_fields={"callback_url": "https://cb.example/x"},
+    )
+    expected = VideoRequest(
+        prompt="character1 rides",
+        task="reference",
+        image_urls=[IMAGE],
+        resolution="1080P",
+        seed=9,
+        watermark=False,
+        extra_fields={"callback_url": "https://cb.example/x"},
+    )
+    assert operator.video_request() == expected
+    assert {"source_video", "extra_fields"} <= set(GenerateVideoOperator.template_fields)
+    row = {"prompt": "night", "source_video": VIDEO, "audio_setting": "origin"}
+    assert request_from_arguments(row).effective_task == "edit"
