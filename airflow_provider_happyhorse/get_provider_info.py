@@ -22,6 +22,21 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+# The connection form's own fields, kept in the connection's extra (Airflow 3.3 reads them from here; before
+# 3.3 the form has no such field: set the extra's "dialect" key, or let the Base URL's host decide).
+CONN_FIELDS: dict[str, Any] = {
+    "dialect": {
+        "label": "Dialect",
+        "description": (
+            "How the service at the Base URL speaks: 'happyhorse' (happyhorse.app) or 'dashscope' (Alibaba Cloud "
+            "Model Studio and resellers of its protocol). Empty: from the Base URL's host (dashscope*.aliyuncs.com "
+            "is dashscope, any other host happyhorse)."
+        ),
+        "schema": {"type": ["string", "null"], "enum": ["happyhorse", "dashscope", None]},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-happyhorse",
@@ -65,6 +80,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_happyhorse.hooks.happyhorse.HappyHorseHook",
                 "hook-name": "HappyHorse",
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
             }
         ],
         "task-decorators": [

@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import BaseHook, BaseOperator, BaseOper
 from airflow.triggers.base import BaseTrigger
 
 import airflow_provider_happyhorse
-from airflow_provider_happyhorse.get_provider_info import UI_FIELD_BEHAVIOUR, get_provider_info
+from airflow_provider_happyhorse.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR, get_provider_info
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
 DISTRIBUTION = "airflow-provider-happyhorse"
@@ -93,6 +93,7 @@ def test_connection_types_name_importable_hooks_that_agree() -> None:
             "hook-class-name": "airflow_provider_happyhorse.hooks.happyhorse.HappyHorseHook",
             "hook-name": "HappyHorse",
             "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            "conn-fields": CONN_FIELDS,
         }
     ]
 
@@ -109,6 +110,19 @@ def test_airflow_reads_the_connection_form_from_the_provider_info() -> None:
     assert behaviour["hidden_fields"] == ["login", "port", "schema"]
     assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
     assert behaviour["placeholders"]["host"] == "https://happyhorse.app"
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("airflow.providers_manager").providers_manager.ProvidersManager, "_load_ui_metadata"),
+    reason="Airflow reads the connection form from the provider info since 3.3",
+)
+def test_the_connection_form_has_the_dialect_field() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    widget = ProvidersManager().connection_form_widgets["extra__happyhorse__dialect"]
+    assert widget.field_name == "dialect"
+    assert widget.field["schema"]["enum"] == ["happyhorse", "dashscope", None]
+    assert widget.field["schema"]["title"] == "Dialect"
 
 
 def test_the_hooks_fallback_form_is_the_same_form() -> None:
