@@ -179,13 +179,12 @@ class JobFailedError(HappyHorseError):
 class JobTimeoutError(HappyHorseError):
     """The job was still running at its deadline (it keeps running, and billing, on the service)."""
 
-    def __init__(self, job_id: str, deadline: str) -> None:
+    def __init__(self, job_id: str, deadline: str, cancelled: str | None = None) -> None:
         self.job_id = job_id
         self.deadline = deadline
-        super().__init__(
-            f"HappyHorse job {job_id} did not finish before its deadline {deadline}; it may still complete "
-            "on the service (there is no cancel endpoint)."
-        )
+        # What a cancel at the deadline did, where the service has one; None: today's words.
+        tail = "it may still complete on the service (there is no cancel endpoint)." if cancelled is None else cancelled
+        super().__init__(f"HappyHorse job {job_id} did not finish before its deadline {deadline}; {tail}")
 
 
 class ResultUnavailableError(HappyHorseError):

@@ -21,16 +21,19 @@ from airflow_provider_happyhorse.job_store import forget_instructions
 from airflow_provider_happyhorse.models import JobEvent
 
 
-def raise_for_event(event: JobEvent, *, timeout: type[AirflowException] = AirflowException) -> NoReturn:
+def raise_for_event(
+    event: JobEvent, *, timeout: type[AirflowException] = AirflowException, cancelled: str | None = None
+) -> NoReturn:
     """
     Raise what a non-success event means; the task's retries apply unless the event says no retry can
     help (``event.permanent``, decided by ``core.retries.is_permanent`` when the event was made). A
-    deadline raises ``timeout``: a sensor poking on a worker passes ``AirflowSensorTimeout``.
+    deadline raises ``timeout``: a sensor poking on a worker passes ``AirflowSensorTimeout``; ``cancelled``
+    says what a cancel at the deadline did, where the service has one.
     """
     if event.status == "failed":
         raise AirflowException(str(JobFailedError(event.job_id, event.message, event.job_status or "FAILED")))
     if event.status == "timeout":
-        raise timeout(str(JobTimeoutError(event.job_id, str(event.deadline))))
+        raise timeout(str(JobTimeoutError(event.job_id, str(event.deadline), cancelled)))
     if event.permanent:
         raise AirflowFailException(f"HappyHorse job {event.job_id}: {event.message}")
     raise AirflowException(f"HappyHorse job {event.job_id}: {event.message}")

@@ -63,19 +63,31 @@ def defer_on(task: BaseOperator, record: RenderRecord, happyhorse_conn_id: str) 
     raise AssertionError("defer() returned")  # pragma: no cover - it always raises TaskDeferred
 
 
-def event_of(hook: HappyHorseHook, event: dict[str, Any] | str, job_id: Callable[[], str]) -> JobEvent:
+def event_of(
+    hook: HappyHorseHook, event: dict[str, Any] | str, job_id: Callable[[], str], *, cancel_at_deadline: bool = False
+) -> JobEvent:
     """
     A trigger's event back on a worker, raising what a non-success means. ``airflow dags test`` runs
     triggers inline and hands a task-ending event's bare payload (a string) back to the task instead of
-    ending it: the job (``job_id()``) is read once more.
+    ending it: the job (``job_id()``) is read once more. With ``cancel_at_deadline`` (the operator, which
+    bought the job), a job still queued at its deadline is cancelled where the service allows it.
     """
     if isinstance(event, dict):
         happened = JobEvent.model_validate(event)
     else:
         happened = JobEvent.from_job(hook.get_job(job_id()), finished_at=utcnow().isoformat())
     if happened.status != "success":
-        raise_for_event(happened)
+        cancelled = deadline_cancel(hook, happened) if cancel_at_deadline else None
+        raise_for_event(happened, cancelled=cancelled)
     return happened
+
+
+def deadline_cancel(hook: HappyHorseHook, event: JobEvent) -> str | None:
+    """What cancelling a timed-out job did, where the connection's service can cancel; else None."""
+    if event.status != "timeout" or not hook.settings.dialect.offers_cancel:
+        return None
+    cancellation = hook.cancel_job(event.job_id)
+    return None if cancellation is None else cancellation.message
 
 
 def finish(

@@ -150,6 +150,57 @@ def status_flow(
 
 
 # ---------------------------------------------------------------------------------------------------
+# Cancelling a job that is still queued, where the service allows it (``Dialect.offers_cancel``).
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancel did: ``cancelled`` (nothing billed), ``running`` (too late: billed), or ``unknown``."""
+
+    outcome: str
+    message: str
+
+
+def cancel_flow(settings: ConnectionSettings, job_id: str) -> Flow[Cancellation | None]:
+    """
+    Cancel ``job_id`` once (a kill or a deadline does not wait for retries); None when the connection's
+    service has no cancel. The service cancels only a queued job: any other is left running, and billed.
+    """
+    dialect = settings.dialect
+    request = dialect.cancel_request(
+        settings.base_url,
+        settings.api_key,
+        job_id,
+        timeout=settings.timeout,
+        max_answer_bytes=settings.max_answer_bytes,
+    )
+    if request is None:
+        return None
+    outcome = yield Send(request)
+    where = dialect.title
+    if isinstance(outcome, httpx.Response) and outcome.status_code < 300:
+        return Cancellation(
+            "cancelled", f"Cancelled job {job_id} on {where} while it was still queued (PENDING): nothing was billed."
+        )
+    if isinstance(outcome, httpx.Response):
+        error = dialect.error_of(outcome.status_code, json_body(outcome), outcome)
+        redact(error, settings.api_key)
+        if error.error_code == "UnsupportedOperation":
+            return Cancellation(
+                "running",
+                f"Job {job_id} had already left the queue on {where}, which cancels only queued jobs: it runs to "
+                "its end and will be billed.",
+            )
+        problem = str(error)
+    else:
+        problem = str(map_transport_error(outcome)) if isinstance(outcome, httpx.TransportError) else "no answer"
+    return Cancellation(
+        "unknown",
+        f"Could not cancel job {job_id} on {where} ({problem}): it may run to its end and be billed.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # Downloading a result: the driver fetches (streams, hashes and reads the file), the flow decides again or not.
 
 

@@ -35,12 +35,14 @@ from airflow_provider_happyhorse.core.egress import (
     url_refusal,
 )
 from airflow_provider_happyhorse.core.flows import (
+    Cancellation,
     DownloadFlow,
     Fetch,
     Flow,
     Outcome,
     Send,
     Sleep,
+    cancel_flow,
     check_flow,
     download_flow,
     status_flow,
@@ -446,6 +448,15 @@ class HappyHorseHook(BaseHook):
         return await self._arun(
             status_flow(settings, job_id, max_retries=max_retries, rng=self.rng, on_retry=self._log_retry)
         )
+
+    def cancel_job(self, job_id: str) -> Cancellation | None:
+        """Cancel a job still queued, where the service allows it (None where it has no cancel); never raises."""
+        try:
+            return self._run(cancel_flow(self.settings, job_id))
+        except HappyHorseError as error:
+            return Cancellation(
+                "unknown", f"Could not cancel job {job_id} ({error}): it may run to its end and be billed."
+            )
 
     def _say(self, level: int, message: str, *args: object) -> None:
         # The logger is made when there is something to say: a waiting trigger keeps few objects alive,

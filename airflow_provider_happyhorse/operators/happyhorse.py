@@ -40,7 +40,7 @@ from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest
 from airflow_provider_happyhorse.outcomes import raise_for_event
-from airflow_provider_happyhorse.render import default_deferrable, defer_on, event_of, finish, utcnow
+from airflow_provider_happyhorse.render import deadline_cancel, default_deferrable, defer_on, event_of, finish, utcnow
 from airflow_provider_happyhorse.storage import as_storage_path, prepare_destination, prove_kept_clip
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ class GenerateVideoOperator(BaseOperator):
         self.poster = poster
         self.if_exists = if_exists
         self._record: RenderRecord | None = None  # the finished render, for OpenLineage
+        self._waiting_on: str | None = None  # the job a blocking wait is on, for on_kill
 
     @cached_property
     def hook(self) -> HappyHorseHook:
@@ -460,17 +461,30 @@ class GenerateVideoOperator(BaseOperator):
     def _wait_blocking(self, record: RenderRecord) -> JobEvent:
         """The trigger's wait, on this worker (blocking mode, for installs without a triggerer)."""
         metrics.wait_started("worker", conn_id=self.happyhorse_conn_id)
-        event = self.hook.wait_for_job(record.plan())
+        self._waiting_on = record.job_id
+        try:
+            event = self.hook.wait_for_job(record.plan())
+        finally:
+            self._waiting_on = None
         if event.status != "success":
-            raise_for_event(event)
+            raise_for_event(event, cancelled=deadline_cancel(self.hook, event))
         return event
+
+    def _offers_cancel(self) -> bool:
+        try:
+            return self.hook.settings.dialect.offers_cancel
+        except HappyHorseError:
+            return False
 
     def execute_complete(self, context: Context, event: dict[str, Any] | str) -> Any:
         """Back on a worker after the trigger's event: finish, or raise so the task's retries apply."""
         store = JobRecordStore.from_context(context, self.log)
         record = store.load()
         happened = event_of(
-            self.hook, event, lambda: record.job_id if record and record.job_id else self._pushed_job_id(context)
+            self.hook,
+            event,
+            lambda: record.job_id if record and record.job_id else self._pushed_job_id(context),
+            cancel_at_deadline=True,
         )
         if record is None or record.job_id != happened.job_id:
             request = self.video_request()
@@ -559,6 +573,13 @@ class GenerateVideoOperator(BaseOperator):
                 context["outlet_events"][outlet].extra.update(extra)
 
     def on_kill(self) -> None:
+        job_id = self._waiting_on
+        if job_id is not None and self._offers_cancel():
+            cancellation = self.hook.cancel_job(job_id)
+            if cancellation is not None:
+                again = "" if cancellation.outcome == "cancelled" else " A new try of this task re-attaches to it."
+                self.log.warning("%s%s", cancellation.message, again)
+                return
         self.log.warning(
             "HappyHorse has no cancel endpoint: a submitted job keeps running on the service and will be "
             "billed; a new try of this task re-attaches to it instead of paying again."

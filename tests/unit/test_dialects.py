@@ -379,3 +379,129 @@ def test_the_operator_and_its_rows_take_the_new_fields() -> None:
     assert {"source_video", "extra_fields"} <= set(GenerateVideoOperator.template_fields)
     row = {"prompt": "night", "source_video": VIDEO, "audio_setting": "origin"}
     assert request_from_arguments(row).effective_task == "edit"
+
+
+# -- cancel (issue 23, item 4) ---------------------------------------------------------------------------------
+
+
+def test_happyhorse_app_has_no_cancel(connection: ConnectionSetter) -> None:
+    connection(host=HOST)
+    service = FakeService()
+    assert hook_on(service).cancel_job("n92abc123hh10") is None
+    assert service.requests == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome", "words"),
+    [
+        (None, "cancelled", "while it was still queued (PENDING): nothing was billed"),
+        (ds_error(400, "UnsupportedOperation"), "running", "cancels only queued jobs: it runs to its end and will be"),
+        (ds_error(500, "InternalError", "boom"), "unknown", "Could not cancel job"),
+    ],
+)
+def test_dashscope_cancels_a_queued_job_only(
+    connection: ConnectionSetter, reply: Any, outcome: str, words: str
+) -> None:
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    if reply is not None:
+        service.faults.append(reply)
+    cancellation = hook_on(service).cancel_job(TASK_ID)
+    assert cancellation is not None
+    assert cancellation.outcome == outcome
+    assert words in cancellation.message
+    assert [request.url.path for request in service.cancels] == [f"/api/v1/tasks/{TASK_ID}/cancel"]
+    assert service.cancels[0].method == "POST"
+
+
+def timed_out() -> dict[str, Any]:
+    from airflow_provider_happyhorse.models import JobEvent
+
+    return JobEvent.timed_out(
+        TASK_ID,
+        deadline="2026-12-06T09:00:00+00:00",
+        detail="last status PENDING",
+        finished_at="2026-12-06T09:00:00+00:00",
+    ).payload()
+
+
+@pytest.mark.parametrize(
+    ("host", "words", "cancels"),
+    [
+        (DS_HOST, "Cancelled job 0385dc79-5ff8-4d82-bcb6-87a3c5f2b9e1 on Alibaba Cloud Model Studio", 1),
+        (HOST, "it may still complete on the service (there is no cancel endpoint)", 0),
+    ],
+)
+def test_the_operator_cancels_at_the_deadline_where_the_service_can(
+    connection: ConnectionSetter, host: str, words: str, cancels: int
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from airflow_provider_happyhorse.render import event_of
+
+    connection(host=host)
+    service = FakeDashScope()
+    with pytest.raises(AirflowException) as raised:
+        event_of(hook_on(service), timed_out(), lambda: TASK_ID, cancel_at_deadline=True)
+    assert words in str(raised.value)
+    assert "did not finish before its deadline" in str(raised.value)
+    assert len(service.cancels) == cancels
+
+
+def test_a_sensor_never_cancels(connection: ConnectionSetter) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from airflow_provider_happyhorse.render import event_of
+
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    with pytest.raises(AirflowException, match="there is no cancel endpoint"):
+        event_of(hook_on(service), timed_out(), lambda: TASK_ID)
+    assert service.cancels == []
+
+
+@pytest.mark.parametrize(
+    ("host", "waiting", "words", "cancels"),
+    [
+        (DS_HOST, True, "while it was still queued (PENDING): nothing was billed", 1),
+        (HOST, True, "HappyHorse has no cancel endpoint", 0),
+        (DS_HOST, False, "HappyHorse has no cancel endpoint", 0),
+    ],
+)
+def test_on_kill_cancels_the_job_a_blocking_wait_is_on(
+    connection: ConnectionSetter,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    waiting: bool,
+    words: str,
+    cancels: int,
+) -> None:
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+
+    connection(host=host)
+    service = FakeDashScope()
+    operator = GenerateVideoOperator(task_id="render", prompt="a horse", deferrable=False)
+    operator.hook = hook_on(service)
+    operator._waiting_on = TASK_ID if waiting else None
+    caplog.set_level(logging.WARNING)
+    operator.on_kill()
+    assert words in caplog.text + capsys.readouterr().out
+    assert len(service.cancels) == cancels
+
+
+def test_on_kill_says_a_running_job_will_be_billed(
+    connection: ConnectionSetter, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    service.faults.append(ds_error(400, "UnsupportedOperation"))
+    operator = GenerateVideoOperator(task_id="render", prompt="a horse", deferrable=False)
+    operator.hook = hook_on(service)
+    operator._waiting_on = TASK_ID
+    caplog.set_level(logging.WARNING)
+    operator.on_kill()
+    logged = caplog.text + capsys.readouterr().out
+    assert "it runs to its end and will be billed. A new try of this task re-attaches to it." in logged
