@@ -164,3 +164,21 @@ def test_an_unknown_task_fails_naming_expiry(dashscope: EmulatorServer) -> None:
     assert job.status == "UNKNOWN"
     assert job.error_message is not None
     assert "expired" in job.error_message
+
+
+def test_cancel_a_queued_job_and_not_a_running_one(dashscope: EmulatorServer) -> None:
+    dashscope.configure(max_concurrent_per_key=1, base_seconds=500)  # the first renders for a while, the second waits
+    hook = HappyHorseHook()
+    running = hook.submit_job(VideoRequest(prompt="first", duration=3, resolution="720P"))
+    queued = hook.submit_job(VideoRequest(prompt="second", duration=3, resolution="720P"))
+    assert hook.get_job(queued.job_id).status == "PENDING"
+    cancelled = hook.cancel_job(queued.job_id)
+    assert cancelled is not None
+    assert (cancelled.outcome, "nothing was billed" in cancelled.message) == ("cancelled", True)
+    after = hook.get_job(queued.job_id)
+    assert after.status == "CANCELED"
+    assert after.state.value == "failed"
+    assert hook.get_job(running.job_id).status == "RUNNING"
+    refused = hook.cancel_job(running.job_id)
+    assert refused is not None
+    assert (refused.outcome, "will be billed" in refused.message) == ("running", True)
