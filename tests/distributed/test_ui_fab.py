@@ -54,7 +54,8 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, emulator_server: EmulatorS
     passwords = {user: secrets.token_urlsafe(16) for user in ROLES}
     for user, role in ROLES.items():
         names = ("-f", user, "-l", "Test", "-e", f"{user}@example.com")
-        airflow(env, "users", "create", "-u", user, "-r", role, "-p", passwords[user], *names)
+        # --password=...: a random password may begin with "-", which argparse would take for an option.
+        airflow(env, "users", "create", "-u", user, "-r", role, f"--password={passwords[user]}", *names)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", FAB)
         # This process read its Airflow config before the first `airflow` command wrote one with a secret.
