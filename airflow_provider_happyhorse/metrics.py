@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 # -- the names -------------------------------------------------------------------------------------
 SUBMISSIONS = "happyhorse.submissions"  # counter; mode, conn_id, outcome
-CREDITS_ESTIMATED = "happyhorse.credits_estimated"  # counter (credits); mode, conn_id
+CREDITS_ESTIMATED = "happyhorse.credits_estimated"  # counter (credits); mode, conn_id, unit=credits
+# The same for a dialect billed in money (DashScope), in the currency its ``unit`` tag names: a separate
+# name, so that a sum over one metric never adds credits to money.
+COST_ESTIMATED = "happyhorse.cost_estimated"  # counter (money); mode, conn_id, unit
 REATTACHES = "happyhorse.reattaches"  # counter; mode, conn_id, outcome
 REFUSALS = "happyhorse.refusals"  # counter; reason, conn_id
 WAITS_STARTED = "happyhorse.waits_started"  # counter; where, conn_id
@@ -61,15 +64,17 @@ def _emit(kind: str, name: str, *args: Any, tags: dict[str, str]) -> None:
         log.warning("Could not emit the metric %s: %s", name, error)
 
 
-def submitted(outcome: str, *, mode: str, conn_id: str, credits: float) -> None:
+def submitted(outcome: str, *, mode: str, conn_id: str, cost: float | None = None, unit: str = "credits") -> None:
     """
     A submission ended: ``accepted`` (a job id came back), ``refused`` (the service surely created
-    nothing) or ``unknown`` (it may have created a job). An accepted one adds its estimate to
-    ``happyhorse.credits_estimated``.
+    nothing) or ``unknown`` (it may have created a job). An accepted one with a known estimate adds it,
+    tagged with its ``unit``, to ``happyhorse.credits_estimated`` (credits) or ``happyhorse.cost_estimated``
+    (a currency).
     """
     _emit("incr", SUBMISSIONS, tags={"outcome": outcome, "mode": mode, "conn_id": conn_id})
-    if outcome == "accepted":
-        _emit("incr", CREDITS_ESTIMATED, credits, tags={"mode": mode, "conn_id": conn_id})
+    if outcome == "accepted" and cost is not None:
+        name = CREDITS_ESTIMATED if unit == "credits" else COST_ESTIMATED
+        _emit("incr", name, cost, tags={"mode": mode, "conn_id": conn_id, "unit": unit})
 
 
 def reattached(outcome: str, *, mode: str, conn_id: str) -> None:

@@ -412,7 +412,11 @@ class VideoResult(BaseModel):
     status: str | None = None
     video_url: str | None = None
     request: dict[str, Any] | None = None
-    credits_estimate: float | None = None
+    credits_estimate: float | None = None  # happyhorse.app's estimate (None on a dialect billed in money)
+    # The estimate in its unit, ``cost_unit``: "credits" or a currency (DashScope); results of earlier
+    # releases have neither (their unit was credits).
+    cost_estimate: float | None = None
+    cost_unit: str | None = None
     submitted_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     stored_path: Annotated[StrictStr, Field(min_length=1)] | None = None

@@ -23,8 +23,18 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer, field_serializer, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_serializer,
+    model_validator,
+)
 
+from airflow_provider_happyhorse.core.cost import CREDITS, CostEstimate
 from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
@@ -69,6 +79,9 @@ class RenderRecord(BaseModel):
 
     fingerprint: str | None = None
     request: VideoRequest | None = None
+    # The estimate in the connection's unit, made at submission (None: a sensor's, or an earlier release's
+    # record, whose unit was credits: ``credits_estimate`` works it out from the request).
+    cost: CostEstimate | None = None
     job_id: str | None = None
     started_at: Instant | None = None  # what ``since`` says (None: unknown, a record of an early sensor's clip)
     since: Since = Since.SUBMISSION
@@ -80,6 +93,14 @@ class RenderRecord(BaseModel):
     finished_at: Instant | None = None
     stored: StoredClip | None = None
 
+    @model_serializer(mode="wrap")
+    def _without_credits_cost(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A record without an estimate in money is written as earlier releases wrote it (no ``cost`` key)."""
+        data: dict[str, Any] = handler(self)
+        if data.get("cost", ...) is None:
+            del data["cost"]
+        return data
+
     @field_serializer("request")
     def _request_body(self, request: VideoRequest | None) -> dict[str, Any] | None:
         """The request as its documented body (what its fingerprint digests), never its unset fields."""
@@ -88,9 +109,11 @@ class RenderRecord(BaseModel):
     # -- making and changing one ---------------------------------------------------------------------
 
     @classmethod
-    def submitting(cls, request: VideoRequest, now: datetime) -> RenderRecord:
+    def submitting(cls, request: VideoRequest, now: datetime, *, cost: CostEstimate | None = None) -> RenderRecord:
         """A submission about to be sent (kept before sending: its outcome may never come back)."""
-        return cls(fingerprint=request.fingerprint(), request=request, started_at=now)
+        # An estimate in credits is the request's own (``credits_estimate``): kept only when it is money.
+        kept = None if cost is None or cost.unit == CREDITS else cost
+        return cls(fingerprint=request.fingerprint(), request=request, started_at=now, cost=kept)
 
     @classmethod
     def awaited(cls, job_id: str, now: datetime) -> RenderRecord:
@@ -125,7 +148,17 @@ class RenderRecord(BaseModel):
 
     @property
     def credits_estimate(self) -> float | None:
+        """The estimate in credits (happyhorse.app); None for a render billed in money, or a sensor's."""
+        if self.cost is not None:
+            return self.cost.amount if self.cost.unit == CREDITS else None
         return None if self.request is None else self.request.estimate_credits()
+
+    @property
+    def cost_estimate(self) -> CostEstimate | None:
+        """The estimate with its unit (an earlier release's record: its request's credits); None: a sensor's."""
+        if self.cost is not None or self.request is None:
+            return self.cost
+        return CostEstimate(amount=self.request.estimate_credits(), unit=CREDITS)
 
     def plan(self, progress_every: timedelta | None = None) -> WaitPlan:
         """
@@ -148,14 +181,21 @@ class RenderRecord(BaseModel):
     # -- the XCom result -----------------------------------------------------------------------------
 
     def result(self) -> dict[str, Any]:
-        """The task's XCom ``return_value``: ``VideoResult``'s flat JSON keys, no secrets."""
+        """
+        The task's XCom ``return_value``: ``VideoResult``'s flat JSON keys, no secrets. An estimate in credits
+        is ``credits_estimate`` (the keys of earlier releases, unchanged); one in money is ``cost_estimate``
+        (None: unknown) in ``cost_unit``, with ``credits_estimate`` None.
+        """
         stored = self.stored
-        return VideoResult(
+        money = self.cost if self.cost is not None and self.cost.unit != CREDITS else None
+        result = VideoResult(
             job_id=self.job_id or "",
             status=self.status or "IN_PROGRESS",
             video_url=self.video_url,
             request=None if self.request is None else self.request.to_body(),
             credits_estimate=self.credits_estimate,
+            cost_estimate=None if money is None else money.amount,
+            cost_unit=None if money is None else money.unit,
             submitted_at=self.submitted_at,
             finished_at=self.finished_at,
             stored_path=None if stored is None else stored.path,
@@ -165,6 +205,9 @@ class RenderRecord(BaseModel):
             verified=None if stored is None else stored.verified,
             poster_path=None if stored is None else stored.poster_path,
         ).model_dump(mode="json")
+        if money is None:  # a result in credits keeps the earlier releases' keys exactly
+            del result["cost_estimate"], result["cost_unit"]
+        return result
 
     @classmethod
     def from_result(cls, value: Mapping[str, Any]) -> RenderRecord:
@@ -183,10 +226,12 @@ class RenderRecord(BaseModel):
                 verified=result.verified,
                 poster_path=result.poster_path,
             )
+        cost = None if result.cost_unit is None else {"amount": result.cost_estimate, "unit": result.cost_unit}
         # Validated as the record's field, so that a bad request is named as the result's "request".
         record = cls.model_validate(
             {
                 "request": result.request,
+                "cost": cost,
                 "job_id": result.job_id,
                 "started_at": result.submitted_at,
                 "since": Since.SUBMISSION if result.request is not None else Since.SENSOR_BEGAN_WAITING,

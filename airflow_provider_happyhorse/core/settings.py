@@ -13,6 +13,7 @@ from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
 )
+from airflow_provider_happyhorse.core.cost import PriceTable
 from airflow_provider_happyhorse.core.dialects import DIALECTS, Dialect, DialectName, default_dialect, dialect_named
 from airflow_provider_happyhorse.core.egress import ALLOW_EXTRA, EgressRule
 from airflow_provider_happyhorse.core.requests import normalize_base_url
@@ -54,6 +55,8 @@ class ConnectionSettings:
     allowed_download_hosts: tuple[str, ...] = ()
     # How the service spells its calls (``core.dialects``): the extra ``dialect``, else from the Base URL's host.
     dialect_name: DialectName = "happyhorse"
+    # DashScope's prices (``core.cost``): the extras ``price_per_second`` and ``currency``; None: not set.
+    prices: PriceTable | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -125,8 +128,15 @@ class ConnectionSettings:
                 'Fix its extra JSON, e.g. {"dialect": "dashscope"}, or remove the key: the Base URL\'s host then '
                 "decides (dashscope*.aliyuncs.com is dashscope, any other host happyhorse).",
             )
+        try:
+            prices = PriceTable.from_extra(extra)
+        except ValueError as error:
+            raise ConfigurationError(
+                subject, f"has an unusable price table ({error})", "Fix its extra JSON or remove the keys."
+            ) from None
         return cls(
             dialect_name=dialect,
+            prices=prices,
             base_url=base_url,
             api_key=conn.password,
             timeout=timeout,

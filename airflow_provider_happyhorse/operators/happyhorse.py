@@ -20,10 +20,18 @@ from airflow_provider_happyhorse.constants import (
     VERIFY_CLIP_MODES,
     XCOM_JOB_ID_KEY,
 )
+from airflow_provider_happyhorse.core.cost import (
+    CREDITS,
+    PRICE_EXTRA,
+    PRICE_EXTRA_EXAMPLE,
+    CostEstimate,
+    estimate_cost,
+)
 from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.core.retries import is_permanent
 from airflow_provider_happyhorse.core.schedule import PollSchedule, expected_render_seconds, first_poll_for
+from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -96,7 +104,11 @@ class GenerateVideoOperator(BaseOperator):
         render time for this request's mode, duration and sound (``core.schedule.first_poll_for``).
     :param timeout: how long to wait for the render (a ``timedelta`` or seconds). The task's
         ``execution_timeout``, when shorter, wins. Both hold while deferred.
-    :param max_credits: refuse before submitting when the credit estimate is higher.
+    :param max_credits: refuse before submitting when the credit estimate is higher (happyhorse.app, which
+        bills credits; refused on a DashScope connection, which bills money: use ``max_cost`` there).
+    :param max_cost: refuse before submitting when the estimate is higher, in the connection's dialect's
+        unit: credits on happyhorse.app, the currency of the connection's ``price_per_second`` table on
+        DashScope (refused there when the connection sets no table: the estimate is unknown).
     :param output_path: where to store the clip (``ObjectStoragePath`` or URI). Templated.
     :param verify_clip: with ``output_path``, how the stored clip is held to its request (it must always be
         a whole video): ``"strict"`` (default) fails the task on a wrong duration, aspect ratio or sound and
@@ -150,6 +162,7 @@ class GenerateVideoOperator(BaseOperator):
         first_poll_after: float | None = None,
         timeout: timedelta | float = DEFAULT_RENDER_TIMEOUT,
         max_credits: float | None = None,
+        max_cost: float | None = None,
         output_path: Any = None,
         on_expired: str = "fail",
         verify_clip: str = "strict",
@@ -182,6 +195,7 @@ class GenerateVideoOperator(BaseOperator):
         self.first_poll_after = first_poll_after
         self.timeout = timeout
         self.max_credits = max_credits
+        self.max_cost = max_cost
         self.output_path = output_path
         self.on_expired = on_expired
         self.verify_clip = verify_clip
@@ -269,28 +283,23 @@ class GenerateVideoOperator(BaseOperator):
         except InvalidRequestError as error:
             metrics.refused("validation", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(f"{error}. Nothing was submitted.") from None
-        credits = request.estimate_credits()
-        if self.max_credits is not None and credits > self.max_credits:
-            metrics.refused("budget", conn_id=self.happyhorse_conn_id)
-            raise AirflowFailException(
-                f"max_credits: the estimate for this video is {credits:g} credits, above the limit "
-                f"{self.max_credits:g}. Nothing was submitted."
-            )
-        self.log.info(
-            "Validated request: mode=%s duration=%gs sound=%s aspect=%s, estimated %g credits",
-            request.mode,
-            request.duration,
-            request.sound,
-            request.aspect_ratio,
-            credits,
-        )
         base_url = None
         try:
-            base_url = self.hook.settings.base_url
+            settings = self.hook.settings
+            base_url = settings.base_url
+            cost = self._checked_cost(request, settings)
             destination = None if self.output_path is None else prepare_destination(self.output_path)
         except ConfigurationError as error:
             metrics.refused("connection" if base_url is None else "destination", conn_id=self.happyhorse_conn_id)
             raise AirflowFailException(f"{error} Nothing was submitted.") from None
+        self.log.info(
+            "Validated request: mode=%s duration=%gs sound=%s aspect=%s, estimated %s",
+            request.mode,
+            request.duration,
+            request.sound,
+            request.aspect_ratio,
+            cost,
+        )
         self.log.info(
             "Connection %r (%s) is usable%s",
             self.happyhorse_conn_id,
@@ -400,25 +409,52 @@ class GenerateVideoOperator(BaseOperator):
             return record.succeeded(JobEvent.from_job(job, finished_at=utcnow().isoformat()))
         return record
 
+    def _cost_of(self, request: VideoRequest) -> CostEstimate:
+        settings = self.hook.settings
+        return estimate_cost(request, settings.dialect_name, settings.prices)
+
+    def _checked_cost(self, request: VideoRequest, settings: ConnectionSettings) -> CostEstimate:
+        """The request's estimate in the connection's unit, held to ``max_credits`` and ``max_cost``."""
+        cost = estimate_cost(request, settings.dialect_name, settings.prices)
+        refusal = None
+        if self.max_credits is not None and cost.unit != CREDITS:
+            refusal = (
+                f"max_credits: the connection {self.happyhorse_conn_id!r} speaks {settings.dialect.title}, which bills "
+                f"money, not credits; set max_cost instead (in the currency of the connection's {PRICE_EXTRA} "
+                f"extra, e.g. {PRICE_EXTRA_EXAMPLE})."
+            )
+        elif self.max_cost is not None and cost.amount is None:
+            refusal = f"max_cost: the estimate for this video is {cost}, so no limit can be held to it."
+        else:
+            for name, limit in (("max_credits", self.max_credits), ("max_cost", self.max_cost)):
+                if limit is not None and cost.amount is not None and cost.amount > limit:
+                    refusal = f"{name}: the estimate for this video is {cost}, above the limit {limit:g} {cost.unit}."
+                    break
+        if refusal is not None:
+            metrics.refused("budget", conn_id=self.happyhorse_conn_id)
+            raise AirflowFailException(f"{refusal} Nothing was submitted.")
+        return cost
+
     def _submit(self, store: JobRecordStore, request: VideoRequest, context: Context) -> RenderRecord:
-        pending = RenderRecord.submitting(request, utcnow())
+        cost = self._cost_of(request)
+        pending = RenderRecord.submitting(request, utcnow(), cost=cost)
         # Written before sending: if this try dies before the job id is known, the next one refuses.
         store.save(pending)
         try:
             job = self.hook.submit_job(request)
         except SubmissionOutcomeUnknownError as error:
-            metrics.submitted("unknown", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=0)
+            metrics.submitted("unknown", mode=request.mode, conn_id=self.happyhorse_conn_id)
             raise AirflowException(str(error)) from None
         except HappyHorseError as error:
             store.delete()  # surely nothing was created
-            metrics.submitted("refused", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=0)
+            metrics.submitted("refused", mode=request.mode, conn_id=self.happyhorse_conn_id)
             raise self._not_submitted(error) from None
         metrics.submitted(
-            "accepted", mode=request.mode, conn_id=self.happyhorse_conn_id, credits=request.estimate_credits()
+            "accepted", mode=request.mode, conn_id=self.happyhorse_conn_id, cost=cost.amount, unit=cost.unit
         )
         record = pending.model_copy(update={"job_id": job.job_id})
         store.save(record)
-        self.log.info("Submitted job %s (estimated %g credits)", job.job_id, request.estimate_credits())
+        self.log.info("Submitted job %s (estimated %s)", job.job_id, cost)
         return record
 
     def _not_submitted(self, error: HappyHorseError) -> AirflowException:
@@ -541,9 +577,9 @@ class GenerateVideoOperator(BaseOperator):
                 f"{forget_instructions(context['ti'])}."
             )
         self.log.warning(
-            "%s on_expired='regenerate': submitting the request again, which is paid anew (estimated %g credits).",
+            "%s on_expired='regenerate': submitting the request again, which is paid anew (estimated %s).",
             error,
-            request.estimate_credits(),
+            self._cost_of(request),
         )
         store.delete()
         record = self._submit(store, request, context)
