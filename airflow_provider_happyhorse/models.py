@@ -282,6 +282,23 @@ QUEUED_STATUSES = frozenset({"NOT_START", "QUEUED", "PENDING"})
 KNOWN_PENDING_STATUSES = QUEUED_STATUSES | {"IN_PROGRESS", "PROCESSING", "RUNNING"}
 
 
+class Usage(BaseModel):
+    """
+    What the service says it rendered (DashScope's ``usage``, on success only): seconds of output and of the
+    source video, the clip count, its resolution (``SR``: the frame's short side, 720 or 1080) and ratio.
+    Forward compatible: fields the service adds are kept.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    duration: float | None = None
+    input_video_duration: float | None = None
+    output_video_duration: float | None = None
+    video_count: int | None = None
+    SR: int | None = None  # the service's own key
+    ratio: str | None = None
+
+
 class JobStatus(BaseModel):
     """A job as ``GET /api/status`` (or ``POST /api/generate``) describes it."""
 
@@ -292,6 +309,7 @@ class JobStatus(BaseModel):
     state: JobState
     video_url: str | None = None
     error_message: str | None = None
+    usage: Usage | None = None
 
     @property
     def is_queued(self) -> bool:
@@ -337,13 +355,21 @@ class JobEvent(BaseModel):
     error_type: str | None = None
     # No retry of the task can mend this error (``core.retries.is_permanent``, decided as the event is made).
     permanent: bool = False
+    usage: Usage | None = None  # a success's, when the service reports it (DashScope)
 
     @classmethod
     def from_job(cls, job: JobStatus, *, finished_at: str, polls: int = 0, transient_errors: int = 0) -> JobEvent:
         """A job's last known status: success, failed, or (still running) an error."""
         counts = {"polls": polls, "transient_errors": transient_errors, "finished_at": finished_at}
         if job.state is JobState.SUCCEEDED:
-            return cls(status="success", job_id=job.job_id, job_status=job.status, video_url=job.video_url, **counts)
+            return cls(
+                status="success",
+                job_id=job.job_id,
+                job_status=job.status,
+                video_url=job.video_url,
+                usage=job.usage,
+                **counts,
+            )
         if job.state is JobState.FAILED:
             return cls(status="failed", job_id=job.job_id, job_status=job.status, message=job.error_message, **counts)
         message = f"job is still {job.status} after its trigger ended"
@@ -417,6 +443,7 @@ class VideoResult(BaseModel):
     # releases have neither (their unit was credits).
     cost_estimate: float | None = None
     cost_unit: str | None = None
+    usage: Usage | None = None  # what the service says it rendered (DashScope); absent when it says nothing
     submitted_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     stored_path: Annotated[StrictStr, Field(min_length=1)] | None = None

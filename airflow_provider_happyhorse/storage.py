@@ -30,7 +30,7 @@ from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import CHUNK_SIZE
 from airflow_provider_happyhorse.core.record import RenderRecord, StoredClip
 from airflow_provider_happyhorse.core.responses import is_job_id, undecoded
-from airflow_provider_happyhorse.core.results import cut_short, mismatches, what_came
+from airflow_provider_happyhorse.core.results import cut_short, mismatches, not_compared, what_came
 from airflow_provider_happyhorse.exceptions import (
     ClipMismatchError,
     ConfigurationError,
@@ -355,9 +355,11 @@ def store_clip(
     temporary = target.temporary_clip(token)
     try:
         size, sha256, media, poster_bytes = _download_and_read(hook, job_id, url, temporary, on_chunk, poster)
-        found = [] if verify_clip == "off" else mismatches(media, request)
+        found = [] if verify_clip == "off" else mismatches(media, request, record.usage)
         if verify_clip != "off":
             metrics.clip_verified(found)
+            for skipped in not_compared(request, record.usage):
+                hook.log.info("Job %s's clip, %s", job_id, skipped)
         if found and verify_clip == "strict":
             raise ClipMismatchError(job_id, found)
         if found:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
+from pydantic import ValidationError
 
 from airflow_provider_happyhorse.constants import (
     DEFAULT_MAX_ANSWER_BYTES,
@@ -39,7 +40,7 @@ from airflow_provider_happyhorse.exceptions import (
     RateLimitError,
     ServerError,
 )
-from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
+from airflow_provider_happyhorse.models import JobState, JobStatus, Usage, VideoRequest
 
 DialectName = Literal["happyhorse", "dashscope"]
 DIALECTS: tuple[DialectName, ...] = ("happyhorse", "dashscope")
@@ -365,7 +366,7 @@ class DashScope(Dialect):
         return JobStatus(job_id=output["task_id"], status=output["task_status"], state=JobState.PENDING)
 
     def parse_status(self, response: httpx.Response) -> JobStatus:
-        output, _ = self._output(response)
+        output, body = self._output(response)
         job_id, status = output["task_id"], output["task_status"]
         state = _DASHSCOPE_STATES.get(status.strip().upper(), JobState.PENDING)  # an unlisted one: still running
         video_url = output.get("video_url") if isinstance(output.get("video_url"), str) else None
@@ -383,7 +384,15 @@ class DashScope(Dialect):
             )
         if state is JobState.SUCCEEDED and video_url is None:
             raise MalformedResponseError(f"job {job_id} is {status} but has no video_url", status_code=200)
-        return JobStatus(job_id=job_id, status=status, state=state, video_url=video_url, error_message=message)
+        usage = None
+        if state is JobState.SUCCEEDED and isinstance(body.get("usage"), dict):
+            try:
+                usage = Usage.model_validate(body["usage"])
+            except ValidationError:
+                usage = None  # informational only: a usage the contract does not describe is not kept
+        return JobStatus(
+            job_id=job_id, status=status, state=state, video_url=video_url, error_message=message, usage=usage
+        )
 
     def error_of(self, status_code: int, body: Any, response: httpx.Response) -> APIStatusError:
         code = body.get("code") if isinstance(body, dict) else None

@@ -38,7 +38,7 @@ from airflow_provider_happyhorse.core.cost import CREDITS, CostEstimate
 from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
-from airflow_provider_happyhorse.models import JobEvent, MediaInfo, VideoRequest, VideoResult
+from airflow_provider_happyhorse.models import JobEvent, MediaInfo, Usage, VideoRequest, VideoResult
 
 # An aware time, written as ``isoformat()`` (``+00:00``, as every earlier release wrote it).
 Instant = Annotated[AwareDatetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
@@ -91,14 +91,16 @@ class RenderRecord(BaseModel):
     status: str | None = None
     video_url: str | None = None
     finished_at: Instant | None = None
+    usage: Usage | None = None  # what the service says it rendered, from the success event (DashScope)
     stored: StoredClip | None = None
 
     @model_serializer(mode="wrap")
     def _without_credits_cost(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A record without an estimate in money is written as earlier releases wrote it (no ``cost`` key)."""
+        """A record without an estimate in money or a usage is written as earlier releases wrote it."""
         data: dict[str, Any] = handler(self)
-        if data.get("cost", ...) is None:
-            del data["cost"]
+        for key in ("cost", "usage"):
+            if data.get(key, ...) is None:
+                del data[key]
         return data
 
     @field_serializer("request")
@@ -134,6 +136,7 @@ class RenderRecord(BaseModel):
                 "status": event.job_status,
                 "video_url": event.video_url,
                 "finished_at": event.finished_at,
+                "usage": event.usage,
             }
         )
 
@@ -204,9 +207,12 @@ class RenderRecord(BaseModel):
             media=None if stored is None else stored.media,
             verified=None if stored is None else stored.verified,
             poster_path=None if stored is None else stored.poster_path,
+            usage=self.usage,
         ).model_dump(mode="json")
         if money is None:  # a result in credits keeps the earlier releases' keys exactly
             del result["cost_estimate"], result["cost_unit"]
+        if self.usage is None:
+            del result["usage"]
         return result
 
     @classmethod
@@ -238,6 +244,7 @@ class RenderRecord(BaseModel):
                 "status": result.status,
                 "video_url": result.video_url,
                 "finished_at": result.finished_at,
+                "usage": result.usage,
                 "stored": stored,
             }
         )

@@ -10,7 +10,14 @@ from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_happyhorse.constants import ASPECT_TOLERANCE, DURATION_TOLERANCE, MAX_RESULT_REDIRECTS
 from airflow_provider_happyhorse.exceptions import ResultRedirectError
-from airflow_provider_happyhorse.models import MediaInfo, VideoRequest
+from airflow_provider_happyhorse.models import MediaInfo, Usage, VideoRequest
+
+# The frame's short side each resolution promises.
+RESOLUTION_HEIGHT = {"720P": 720, "1080P": 1080}
+# The tasks whose clip takes the request's aspect_ratio (a first frame's or a source video's aspect wins).
+RATIO_TASKS = frozenset({"text", "reference"})
+# An edit lasts as long as its source video, at most this long (seconds).
+MAX_EDIT_SECONDS = 15.0
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -60,24 +67,52 @@ def cut_short(media: MediaInfo) -> str | None:
     return None
 
 
-def mismatches(media: MediaInfo, request: VideoRequest | None) -> list[str]:
+def mismatches(media: MediaInfo, request: VideoRequest | None, usage: Usage | None = None) -> list[str]:
     """
-    Each way the clip differs from its request, as 'property: wanted X, got Y'. Duration within
-    ``DURATION_TOLERANCE``; the frame's aspect for text-to-video only (with images, the images' aspect
-    wins); an audio track exactly when ``sound`` is true. No request (a sensor): nothing to compare.
+    Each way the clip differs from what its request's task promises, as 'property: wanted X, got Y'.
+    Duration within ``DURATION_TOLERANCE``: the request's, or for an edit (which lasts as long as its source
+    video, at most ``MAX_EDIT_SECONDS``) the service's ``usage.output_video_duration`` (without it, not
+    compared: :func:`not_compared` says so). The frame's short side for a ``resolution`` (720P: 720). The
+    frame's aspect only for a task that takes a ratio (text, reference: with a first frame or a source video,
+    the picture's aspect wins). An audio track exactly when ``sound`` is true. No request (a sensor): nothing.
     """
     if request is None:
         return []
     found = []
-    if abs(media.duration - request.duration) > DURATION_TOLERANCE:
-        found.append(
-            f"duration: wanted {request.duration:g} s (within {DURATION_TOLERANCE:g} s), got {media.duration:g} s"
-        )
-    if not request.image_urls:
+    task = request.effective_task
+    wanted: float | None = request.duration
+    if task == "edit":
+        given = None if usage is None else usage.output_video_duration
+        wanted = None if given is None else min(given, MAX_EDIT_SECONDS)
+    if wanted is not None and abs(media.duration - wanted) > DURATION_TOLERANCE:
+        found.append(f"duration: wanted {wanted:g} s (within {DURATION_TOLERANCE:g} s), got {media.duration:g} s")
+    if request.resolution is not None:
+        height = RESOLUTION_HEIGHT[request.resolution]
+        if min(media.width, media.height) != height:
+            found.append(
+                f"resolution: wanted {request.resolution} (a short side of {height} px), "
+                f"got {media.width}x{media.height}"
+            )
+    if task in RATIO_TASKS:
         wide, tall = (int(part) for part in request.aspect_ratio.split(":"))
         if abs((media.width / media.height) / (wide / tall) - 1) > ASPECT_TOLERANCE:
             found.append(f"aspect ratio: wanted {request.aspect_ratio}, got {media.width}x{media.height}")
     if media.has_audio != request.sound:
-        wanted, had = ("an audio track", "none") if request.sound else ("no audio track", media.audio_codec or "one")
-        found.append(f"sound: wanted {wanted}, got {had}")
+        wanted_track, had = (
+            ("an audio track", "none") if request.sound else ("no audio track", media.audio_codec or "one")
+        )
+        found.append(f"sound: wanted {wanted_track}, got {had}")
     return found
+
+
+def not_compared(request: VideoRequest | None, usage: Usage | None = None) -> list[str]:
+    """What :func:`mismatches` could not compare for this request, in words (for the log)."""
+    if request is None or request.effective_task != "edit":
+        return []
+    if usage is not None and usage.output_video_duration is not None:
+        return []
+    return [
+        "duration: not compared, as an edit lasts as long as its source video (at most "
+        f"{MAX_EDIT_SECONDS:g} s), which the request does not know, and the service's answer gave no "
+        "usage.output_video_duration"
+    ]

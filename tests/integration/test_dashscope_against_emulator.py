@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -182,3 +183,44 @@ def test_cancel_a_queued_job_and_not_a_running_one(dashscope: EmulatorServer) ->
     refused = hook.cancel_job(running.job_id)
     assert refused is not None
     assert (refused.outcome, "will be billed" in refused.message) == ("running", True)
+
+
+def test_stored_clips_are_verified_by_what_their_task_promises(dashscope: EmulatorServer, tmp_path: Path) -> None:
+    """Issue 23, item 3: a 720P portrait draft is held to its short side and ratio; an edit of it to the duration
+    the answer's usage reports, not to a ratio it never took; the usage is kept in the result."""
+    from airflow_provider_happyhorse.core.record import RenderRecord
+    from airflow_provider_happyhorse.exceptions import ClipMismatchError
+    from airflow_provider_happyhorse.storage import store_clip
+
+    hook = HappyHorseHook()
+    now = datetime.now(UTC)
+    draft = VideoRequest(prompt="a horse", duration=4, aspect_ratio="9:16", resolution="720P")
+    first = render(draft)
+    assert first.video_url is not None
+    record = RenderRecord.submitting(draft, now).succeeded(first)
+    assert record.usage is not None
+    assert record.usage.output_video_duration == 4
+    clip, _ = store_clip(
+        hook, job_id=first.job_id, url=first.video_url, destination=str(tmp_path / "draft.mp4"), record=record
+    )
+    assert clip.verified is True
+    # The same clip held to a 1080P promise: the resolution is the mismatch named, and nothing is stored.
+    wrong = RenderRecord.submitting(draft.model_copy(update={"resolution": "1080P"}), now).succeeded(first)
+    with pytest.raises(ClipMismatchError) as raised:
+        store_clip(hook, job_id=first.job_id, url=first.video_url, destination=str(tmp_path / "x.mp4"), record=wrong)
+    assert raised.value.mismatches == ["resolution: wanted 1080P (a short side of 1080 px), got 720x1280"]
+    assert not (tmp_path / "x.mp4").exists()
+
+    edit = VideoRequest(prompt="make it night", task="edit", source_video=first.video_url)
+    done = render(edit)
+    assert done.video_url is not None
+    edited = RenderRecord.submitting(edit, now).succeeded(done)
+    assert edited.usage is not None
+    assert edited.usage.output_video_duration == 4  # the source's length, not the request's default 5 s
+    clip, _ = store_clip(
+        hook, job_id=done.job_id, url=done.video_url, destination=str(tmp_path / "night.mp4"), record=edited
+    )
+    assert clip.verified is True  # a portrait edit is not held to the 16:9 its request never chose
+    result = edited.with_stored(clip).result()
+    assert result["usage"]["output_video_duration"] == 4
+    assert RenderRecord.from_result(result).usage == edited.usage
