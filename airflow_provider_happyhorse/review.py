@@ -94,7 +94,7 @@ def clip_review_body(
         f"**Prompt:** {_cell(request.get('prompt') or '(multi-shot)')}",
         "",
         f"{request.get('mode', '?')} · {request.get('duration', '?')} s · "
-        f"{result.get('credits_estimate', '?')} credits (est.) · job `{result.get('job_id')}`",
+        f"{_estimate(result)} (est.) · job `{result.get('job_id')}`",
         "",
         f"[Watch the clip in the HappyHorse view]({page})",
         "",
@@ -159,3 +159,12 @@ def sort_reviews(
             mark.update(outcome="regenerated", new_prompt=prompt)
         reviewed.marks.append(mark)
     return reviewed
+
+
+def _estimate(result: Mapping[str, Any]) -> str:
+    """A result's estimate with its unit: money (``cost_unit``, DashScope) or credits (every earlier result)."""
+    unit = result.get("cost_unit")
+    if unit is not None:
+        amount = result.get("cost_estimate")
+        return f"{amount:g} {unit}" if isinstance(amount, (int, float)) else f"unknown {unit}"
+    return f"{result.get('credits_estimate', '?')} credits"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME, XCOM_JOB_ID_KEY, XCOM_RESULT_KEY
+from airflow_provider_happyhorse.core.cost import CREDITS
 from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.record import RenderRecord
 
@@ -68,6 +69,9 @@ class Clip:
             "duration": media.duration if media is not None else None if request is None else request.duration,
             "sound": media.has_audio if media is not None else None if request is None else request.sound,
             "credits_estimate": record.credits_estimate,
+            # The estimate in its unit (credits or a currency; amount None: unknown, no price table).
+            "cost_estimate": None if record.cost_estimate is None else record.cost_estimate.amount,
+            "cost_unit": None if record.cost_estimate is None else record.cost_estimate.unit,
             "verified": None if record.stored is None else record.stored.verified,
             "has_poster": record.stored is not None and record.stored.poster_path is not None,
             "video_url": record.video_url,
@@ -235,32 +239,82 @@ def spend(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> dict[str, Any]:
-    """Estimated credits per DAG per day and per month, and the total, over the same filter as the list."""
+    """
+    Estimated spend per DAG per day and per month, per unit (credits, or a DashScope connection's currency:
+    never added together), over the same filter as the list. ``total_credits``, ``clips``, ``per_day`` and
+    ``per_month`` are the credits' (the keys of earlier releases); ``by_unit`` has every unit's;
+    ``unknown_estimates`` counts clips billed in money whose connection set no price table.
+    """
     from sqlalchemy import func, select
 
     rows = _result_rows(permitted, dag_ids, since, until).order_by(None).subquery()
     day = func.date(rows.c.timestamp)
     credits = rows.c.value["credits_estimate"].as_float()
-    query = (
+    in_credits = (
         select(rows.c.dag_id, day, func.sum(credits), func.count(credits))
         .where(credits.is_not(None))
         .group_by(rows.c.dag_id, day)
     )
-    per_day: dict[str, dict[str, float]] = defaultdict(dict)
-    per_month: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    total, clips = 0.0, 0
-    for dag_id, date, amount, count in session.execute(query):
-        date = str(date)
-        per_day[dag_id][date] = float(amount)
-        per_month[dag_id][date[:7]] += float(amount)
-        total += float(amount)
-        clips += int(count)
-    return {
-        "total_credits": total,
-        "clips": clips,
-        "per_day": {dag: dict(sorted(days.items())) for dag, days in sorted(per_day.items())},
-        "per_month": {dag: dict(sorted(months.items())) for dag, months in sorted(per_month.items())},
+    unit = rows.c.value["cost_unit"].as_string()
+    money = rows.c.value["cost_estimate"].as_float()
+    in_money = (
+        select(rows.c.dag_id, day, unit, func.sum(money), func.count(money), func.count())
+        .where(unit.is_not(None))
+        .group_by(rows.c.dag_id, day, unit)
+    )
+    groups: list[tuple[str, str, str, float | None, int, int]] = [
+        (dag_id, str(date), CREDITS, amount, count, count)
+        for dag_id, date, amount, count in session.execute(in_credits)
+    ]
+    groups += [(dag_id, str(date), *rest) for dag_id, date, *rest in session.execute(in_money)]
+    return spend_of(groups)
+
+
+def spend_of(groups: Iterable[tuple[str, str, str, float | None, int, int]]) -> dict[str, Any]:
+    """
+    :func:`spend` from its grouped rows: (DAG, day, unit, sum of the known estimates, how many are known,
+    how many clips in all); a unit's amounts are summed only with the same unit's.
+    """
+    per_day: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    per_month: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
+    totals: dict[str, float] = defaultdict(float)
+    clips: dict[str, int] = defaultdict(int)
+    unknown = 0
+    for dag_id, date, unit, amount, known, count in groups:
+        unknown += count - known
+        if not known:
+            continue
+        per_day[unit][dag_id][date] = float(amount or 0)
+        per_month[unit][dag_id][date[:7]] += float(amount or 0)
+        totals[unit] += float(amount or 0)
+        clips[unit] += known
+    by_unit = {
+        unit: {
+            "total": _rounded(totals[unit]),
+            "clips": clips[unit],
+            "per_day": {dag: dict(sorted(days.items())) for dag, days in sorted(per_day[unit].items())},
+            "per_month": {
+                dag: {month: _rounded(amount) for month, amount in sorted(months.items())}
+                for dag, months in sorted(per_month[unit].items())
+            },
+        }
+        for unit in sorted(totals, key=lambda name: (name != CREDITS, name))
     }
+    empty: dict[str, Any] = {"total": 0.0, "clips": 0, "per_day": {}, "per_month": {}}
+    in_credits = by_unit.get(CREDITS, empty)
+    return {
+        "total_credits": in_credits["total"],
+        "clips": in_credits["clips"],
+        "per_day": in_credits["per_day"],
+        "per_month": in_credits["per_month"],
+        "by_unit": by_unit,
+        "unknown_estimates": unknown,
+    }
+
+
+def _rounded(amount: float) -> float:
+    # Sums of money in floats (0.7 + 1.4 is 2.0999999999999996): six places are more than any bill shows.
+    return round(amount, 6)
 
 
 def in_flight(session: Session, permitted: Iterable[str]) -> list[dict[str, Any]]:
