@@ -9,8 +9,11 @@ Budgets: plan a run's renders before any of them is paid for, under a limit a tr
   create a run whose conf asks for more), and :meth:`RunBudget.plan_renders` reads the run's value, checks
   it once more and plans under it.
 
-Errors fail the task without retries (a retry would not change the rows or the limit). The cost unit is
-named in one place, :data:`COST_UNIT`, and every message takes it from the plan's or budget's ``unit``.
+Errors fail the task without retries (a retry would not change the rows or the limit). Estimates are in the
+dialect's unit (``core.cost``): credits, :data:`COST_UNIT`, unless a row's connection (its
+``happyhorse_conn_id``, or the ``happyhorse_conn_id`` the plan is given) speaks DashScope, which bills money
+from the connection's price table. Every message takes the unit from the plan's or budget's ``unit``; a plan
+whose rows bill in another unit than its limit, or whose estimate is unknown (no price table), is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_happyhorse.exceptions import HappyHorseError, InvalidRequestError
+from airflow_provider_happyhorse.core.cost import CostEstimate
+from airflow_provider_happyhorse.core.cost import estimate_cost as core_estimate_cost
+from airflow_provider_happyhorse.exceptions import ConfigurationError, HappyHorseError, InvalidRequestError
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.fields import REQUEST_ARGUMENTS, request_from_arguments
 
@@ -36,8 +41,20 @@ COST_UNIT = "credits"
 
 
 def estimate_cost(request: VideoRequest) -> float:
-    """A request's estimated cost, in :data:`COST_UNIT`: the request model's own estimate."""
+    """A request's estimated cost on happyhorse.app, in :data:`COST_UNIT`: the request model's own estimate."""
     return request.estimate_credits()
+
+
+def _row_cost(request: VideoRequest, conn_id: str | None, settings: dict[str, Any]) -> CostEstimate:
+    """A row's estimate in its connection's unit (no connection named: happyhorse.app's credits)."""
+    if conn_id is None:
+        return CostEstimate(amount=request.estimate_credits(), unit=COST_UNIT)
+    if conn_id not in settings:
+        from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+
+        settings[conn_id] = HappyHorseHook(conn_id).settings
+    resolved = settings[conn_id]
+    return core_estimate_cost(request, resolved.dialect_name, resolved.prices)
 
 
 class RunPlanError(AirflowFailException, HappyHorseError):
@@ -98,7 +115,14 @@ class RenderPlan:
         )
 
 
-def plan_renders(rows: Iterable[Mapping[str, Any]], *, limit: float, limit_name: str = "limit") -> RenderPlan:
+def plan_renders(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    limit: float,
+    limit_name: str = "limit",
+    unit: str = COST_UNIT,
+    happyhorse_conn_id: str | None = None,
+) -> RenderPlan:
     """
     The run's plan: every row validated and estimated, the total within ``limit``; otherwise
     ``InvalidRowError`` naming each bad row, field, rule and value, or ``BudgetExceededError`` naming the
@@ -106,11 +130,16 @@ def plan_renders(rows: Iterable[Mapping[str, Any]], *, limit: float, limit_name:
 
     :param rows: each row ``GenerateVideoOperator``'s keyword arguments (the request's and any other,
         such as ``output_path``), as ``expand_kwargs`` takes them.
-    :param limit: the most the run may cost, in :data:`COST_UNIT`.
+    :param limit: the most the run may cost, in ``unit``.
     :param limit_name: what the limit is called where it is set (a param's name), for messages.
+    :param unit: the limit's unit: credits (happyhorse.app) or the currency of a DashScope connection's
+        price table.
+    :param happyhorse_conn_id: the connection the rows render on, when they do not name their own
+        (``happyhorse_conn_id`` in a row): its dialect and price table give the estimates. None: credits.
     """
-    checked = _checked_limit(limit, limit_name, ceiling=None, unit=COST_UNIT)
-    return _plan(rows, checked, limit_name, f"Remove rows or make them cheaper, or raise {limit_name}.")
+    checked = _checked_limit(limit, limit_name, ceiling=None, unit=unit)
+    way_out = f"Remove rows or make them cheaper, or raise {limit_name}."
+    return _plan(rows, checked, limit_name, way_out, unit=unit, conn_id=happyhorse_conn_id)
 
 
 @dataclass(frozen=True)
@@ -148,14 +177,23 @@ class RunBudget:
         value = self.ceiling if params is None else params.get(self.name, self.ceiling)
         return _checked_limit(value, self.name, ceiling=self.ceiling, unit=self.unit)
 
-    def plan_renders(self, rows: Iterable[Mapping[str, Any]], params: Mapping[str, Any] | None) -> RenderPlan:
-        """:func:`plan_renders` under this run's limit (its ``params``, e.g. the task's ``params``)."""
+    def plan_renders(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        params: Mapping[str, Any] | None,
+        *,
+        happyhorse_conn_id: str | None = None,
+    ) -> RenderPlan:
+        """
+        :func:`plan_renders` under this run's limit (its ``params``, e.g. the task's ``params``), in this
+        budget's ``unit``, on ``happyhorse_conn_id`` for rows that name no connection.
+        """
         limit = self.limit(params)
         way_out = (
             f"Remove rows or make them cheaper, or trigger with a higher {self.name} (at most {self.ceiling:g}; "
             "more is a change to the DAG file)."
         )
-        return _plan(rows, limit, self.name, way_out)
+        return _plan(rows, limit, self.name, way_out, unit=self.unit, conn_id=happyhorse_conn_id)
 
 
 def _checked_limit(value: Any, name: str, *, ceiling: float | None, unit: str) -> float:
@@ -174,9 +212,12 @@ def _checked_limit(value: Any, name: str, *, ceiling: float | None, unit: str) -
     )
 
 
-def _plan(rows: Iterable[Mapping[str, Any]], limit: float, limit_name: str, way_out: str) -> RenderPlan:
+def _plan(
+    rows: Iterable[Mapping[str, Any]], limit: float, limit_name: str, way_out: str, *, unit: str, conn_id: str | None
+) -> RenderPlan:
     renders: list[PlannedRender] = []
     problems: dict[int, str] = {}
+    settings: dict[str, Any] = {}
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             problems[index] = f"must be a dict of GenerateVideoOperator's keyword arguments, got {type(row).__name__}"
@@ -190,10 +231,24 @@ def _plan(rows: Iterable[Mapping[str, Any]], limit: float, limit_name: str, way_
         except InvalidRequestError as error:
             problems[index] = str(error)
             continue
-        renders.append(PlannedRender(index=index, request=request, estimate=estimate_cost(request), arguments=row))
+        row_conn = row.get("happyhorse_conn_id", conn_id)
+        try:
+            cost = _row_cost(request, row_conn, settings)
+        except ConfigurationError as error:
+            raise RunPlanError(f"{error} Nothing was submitted.") from None
+        if cost.amount is None:
+            problems[index] = f"the estimate is {cost}, so the run's {limit_name} cannot be held to it"
+            continue
+        if cost.unit != unit:
+            problems[index] = (
+                f"the connection {row_conn!r} bills in {cost.unit}, but {limit_name} counts {unit}: "
+                f"give the budget unit={cost.unit!r} (RunBudget(..., unit=...) or plan_renders(..., unit=...))"
+            )
+            continue
+        renders.append(PlannedRender(index=index, request=request, estimate=cost.amount, arguments=row))
     if problems:
         raise InvalidRowError(problems)
-    plan = RenderPlan(renders=tuple(renders), limit=limit)
+    plan = RenderPlan(renders=tuple(renders), limit=limit, unit=unit)
     if plan.total > limit:
         raise BudgetExceededError(
             limit_name=limit_name, renders=len(renders), total=plan.total, limit=limit, unit=plan.unit, way_out=way_out

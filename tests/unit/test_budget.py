@@ -124,3 +124,46 @@ def test_the_param_maximum_is_the_ceiling_by_params_own_validation(value: Any) -
 def test_a_budget_with_an_unusable_ceiling_is_refused_when_the_dag_is_parsed(ceiling: Any) -> None:
     with pytest.raises(RunPlanError, match=r"^RunBudget\('max_run_credits'\)\.ceiling: must be a number"):
         RunBudget("max_run_credits", ceiling=ceiling)
+
+
+# -- in the dialect's unit (issue 23, item 6) -------------------------------------------------------------------
+
+DASHSCOPE_PRICES = {"price_per_second": {"720P": 0.14, "1080P": 0.28}, "currency": "USD"}
+DRAFTS: list[dict[str, Any]] = [
+    {"prompt": "a horse", "duration": 5, "resolution": "720P"},  # 0.7 USD
+    {"prompt": "a horse at dusk", "duration": 3},  # 1080P by default: 0.84 USD
+]
+
+
+def test_a_dashscope_run_is_planned_in_its_currency(connection: Any) -> None:
+    connection(host="https://dashscope-intl.aliyuncs.com", extra=DASHSCOPE_PRICES)
+    plan = RunBudget("spend", ceiling=5, unit="USD").plan_renders(
+        DRAFTS, {"spend": 2}, happyhorse_conn_id="happyhorse_default"
+    )
+    assert [render.estimate for render in plan.renders] == [0.7, 0.84]
+    assert plan.summary() == "2 renders, estimated at 1.54 USD (limit 2 USD)"
+    with pytest.raises(BudgetExceededError, match=r"estimated at 1\.54 USD, above the limit of 1 USD"):
+        plan_renders(DRAFTS, limit=1, unit="USD", happyhorse_conn_id="happyhorse_default")
+
+
+def test_a_dashscope_run_under_a_credits_budget_or_without_prices_is_refused_naming_the_way_out(
+    connection: Any,
+) -> None:
+    connection(host="https://dashscope-intl.aliyuncs.com", extra=DASHSCOPE_PRICES)
+    with pytest.raises(InvalidRowError) as raised:
+        RunBudget("spend", ceiling=5000).plan_renders(DRAFTS, None, happyhorse_conn_id="happyhorse_default")
+    assert "bills in USD, but spend counts credits: give the budget unit='USD'" in str(raised.value)
+    assert "Nothing was submitted" in str(raised.value)
+    connection(host="https://dashscope-intl.aliyuncs.com")
+    with pytest.raises(InvalidRowError) as raised:
+        plan_renders(DRAFTS, limit=5, unit="USD", happyhorse_conn_id="happyhorse_default")
+    assert "rows[0]: the estimate is unknown" in str(raised.value)
+    assert "price_per_second" in str(raised.value)
+
+
+def test_a_row_names_its_own_connection_and_a_missing_one_is_refused(connection: Any) -> None:
+    connection(host="https://dashscope-intl.aliyuncs.com", extra=DASHSCOPE_PRICES, conn_id="ds")
+    rows = [{**DRAFTS[0], "happyhorse_conn_id": "ds"}]
+    assert plan_renders(rows, limit=1, unit="USD").total == 0.7
+    with pytest.raises(RunPlanError, match="Nothing was submitted"):
+        plan_renders([{**DRAFTS[0], "happyhorse_conn_id": "nowhere"}], limit=1, unit="USD")
