@@ -38,13 +38,18 @@ def run_facet_class() -> Any:
 
     @attrs.define
     class HappyHorseRunFacet(RunFacet):
-        """One HappyHorse job: its id, model, mode, duration (seconds of video) and estimated credits."""
+        """
+        One HappyHorse job: its id, model, mode, duration (seconds of video) and estimate: in credits
+        (happyhorse.app), or ``cost_estimate`` in ``cost_unit`` (a DashScope connection's currency).
+        """
 
         job_id: str
         model: str
         mode: str | None = None
         duration: float | None = None
         credits_estimate: float | None = None
+        cost_estimate: float | None = None
+        cost_unit: str | None = None
 
         @staticmethod
         def _get_schema() -> str:
@@ -65,6 +70,9 @@ def run_facets(record: RenderRecord) -> dict[str, Any]:
         mode=None if request is None else request.mode,
         duration=None if request is None else request.duration,
         credits_estimate=record.credits_estimate,
+        # Only for money: a facet in credits stays as earlier releases wrote it.
+        cost_estimate=None if record.cost is None else record.cost.amount,
+        cost_unit=None if record.cost is None else record.cost.unit,
     )
     return {
         "externalQuery": ExternalQueryRunFacet(externalQueryId=job_id, source="happyhorse"),

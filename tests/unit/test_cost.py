@@ -182,3 +182,14 @@ def test_a_credits_record_is_written_as_before_and_an_earlier_result_reads_in_cr
     assert result["credits_estimate"] == 200
     assert "cost_unit" not in result
     assert RenderRecord.from_result(result).cost_estimate == CostEstimate(amount=200, unit="credits")
+
+
+def test_the_lineage_facet_names_a_cost_in_money() -> None:
+    from openlineage.client.serde import Serde
+
+    from airflow_provider_happyhorse.lineage import run_facets
+
+    request = VideoRequest.parse({"prompt": "a", "duration": 5, "resolution": "720P"})
+    record = RenderRecord.submitting(request, START, cost=CostEstimate(amount=0.7, unit="USD"))
+    facet = Serde.to_dict(run_facets(record.model_copy(update={"job_id": "t1"}))["happyhorse"])
+    assert (facet.get("credits_estimate"), facet["cost_estimate"], facet["cost_unit"]) == (None, 0.7, "USD")
