@@ -224,3 +224,37 @@ def test_stored_clips_are_verified_by_what_their_task_promises(dashscope: Emulat
     result = edited.with_stored(clip).result()
     assert result["usage"]["output_video_duration"] == 4
     assert RenderRecord.from_result(result).usage == edited.usage
+
+
+def test_the_operator_estimates_in_the_connections_currency_and_keeps_the_usage(
+    dashscope: EmulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 23, items 6 and 3 end to end on a worker: a 720P draft on a DashScope connection with a price table is
+    estimated in USD, held to max_cost, stored verified, and its result carries the cost, its unit and the usage;
+    max_credits on that connection is refused before anything is sent."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+    from support.context import DictStore, make_context
+
+    connection = {
+        "conn_type": "happyhorse",
+        "host": dashscope.base_url,
+        "password": dashscope.api_key,
+        "extra": {"dialect": "dashscope", "price_per_second": {"720P": 0.14, "1080P": 0.28}, "currency": "USD"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", json.dumps(connection))
+    fields: dict[str, Any] = {"prompt": "a horse", "duration": 3, "resolution": "720P", "deferrable": False}
+    polling: dict[str, Any] = {"first_poll_after": 0.3, "poll_interval": 0.2, "max_poll_interval": 0.5}
+    with pytest.raises(AirflowFailException, match="set max_cost instead"):
+        GenerateVideoOperator(task_id="over", max_credits=1000, **fields, **polling).execute(make_context(DictStore()))
+    assert dashscope.stats()["jobs"]["total"] == 0
+
+    operator = GenerateVideoOperator(
+        task_id="draft", max_cost=1, output_path=str(tmp_path / "draft.mp4"), **fields, **polling
+    )
+    result = operator.execute(make_context(DictStore()))
+    assert (result["credits_estimate"], result["cost_estimate"], result["cost_unit"]) == (None, 0.42, "USD")
+    assert result["usage"]["output_video_duration"] == 3
+    assert result["verified"] is True
+    assert (result["media"]["width"], result["media"]["height"]) == (1280, 720)
