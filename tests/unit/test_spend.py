@@ -41,3 +41,46 @@ def test_a_clips_review_names_its_estimates_unit() -> None:
     assert "300 credits (est.)" in body(credits_estimate=300)
     assert "0.7 USD (est.)" in body(credits_estimate=None, cost_estimate=0.7, cost_unit="USD")
     assert "unknown money (est.)" in body(credits_estimate=None, cost_estimate=None, cost_unit="money")
+
+
+def test_the_spend_query_groups_each_unit_apart_on_a_real_xcom_table() -> None:
+    """The SQL of ``spend`` on Airflow's own XCom table (SQLite in memory): the JSON keys read per unit."""
+    from datetime import UTC, datetime
+
+    from airflow.models import import_all_models
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from airflow_provider_happyhorse.ui.clips import spend
+
+    import_all_models()
+    engine = create_engine("sqlite://")
+    XComModel.metadata.create_all(engine)
+    results = [
+        {"job_id": "a", "credits_estimate": 300},  # an earlier release's result: credits
+        {"job_id": "b", "credits_estimate": None, "cost_estimate": 0.7, "cost_unit": "USD"},
+        {"job_id": "c", "credits_estimate": None, "cost_estimate": None, "cost_unit": "money"},  # no price table
+    ]
+    with Session(engine) as session:
+        for index, result in enumerate(results):
+            for key, value in (("return_value", result), ("job_id", result["job_id"])):
+                session.execute(
+                    XComModel.__table__.insert().values(
+                        dag_run_id=1,
+                        task_id="render",
+                        map_index=index,
+                        key=key,
+                        dag_id="d",
+                        run_id="r",
+                        value=value,
+                        timestamp=datetime(2026, 1, 2, tzinfo=UTC),
+                    )
+                )
+        got = spend(session, ["d"])
+    assert (got["total_credits"], got["clips"], got["unknown_estimates"]) == (300.0, 1, 1)
+    assert {unit: (part["total"], part["clips"]) for unit, part in got["by_unit"].items()} == {
+        "credits": (300.0, 1),
+        "USD": (0.7, 1),
+    }
+    assert got["by_unit"]["USD"]["per_day"] == {"d": {"2026-01-02": 0.7}}
