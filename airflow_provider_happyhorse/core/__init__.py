@@ -8,6 +8,7 @@ and only send requests and sleep (the shape of httpx's auth flows):
 - :mod:`.retries`: whether and how long to wait before sending a failed request again;
 - :mod:`.flows`: the Send/Sleep protocol, one call (submit, status) and the connection check;
 - :mod:`.schedule`: when to poll a job (the render-time model and the poll schedule);
+- :mod:`.pacing`: the account's query limit, as a token bucket status polls wait for;
 - :mod:`.wait`: the one wait for a job, driven by blocking mode, the trigger and the sensor's poke;
 - :mod:`.record`: one render as a task knows it (``RenderRecord``): task state, trigger kwargs, the
   record kept beside a clip, and the XCom result.

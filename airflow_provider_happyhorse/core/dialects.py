@@ -68,6 +68,8 @@ class Dialect:
     name: ClassVar[DialectName]
     title: ClassVar[str]
     offers_cancel: ClassVar[bool] = False
+    # The service's documented limit on status queries per second (``core.pacing``); None: none documented.
+    query_limit: ClassVar[float | None] = None
 
     def refusal(self, request: VideoRequest) -> InvalidRequestError | None:
         """Why this service cannot render ``request`` (names the field, the dialect and where it is offered)."""
@@ -227,6 +229,7 @@ class DashScope(Dialect):
     name = "dashscope"
     title = "Alibaba Cloud Model Studio (DashScope)"
     offers_cancel = True
+    query_limit = 20.0  # per Alibaba Cloud account, all its keys together (DASHSCOPE_API.md, "Query")
 
     def refusal(self, request: VideoRequest) -> InvalidRequestError | None:
         task = request.effective_task

@@ -29,6 +29,8 @@ from airflow_provider_happyhorse.models import JobStatus, VideoRequest
 @dataclass(frozen=True)
 class Send:
     request: httpx.Request
+    # A status query: the driver waits for the connection's query bucket first (``core.pacing``).
+    query: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def call(
     """Send ``request`` and parse the answer; send it again after the wait ``retry_decision`` gives, if it gives one."""
     retries = 0
     while True:
-        outcome = yield Send(request)
+        outcome = yield Send(request, query=kind == "status")
         try:
             return parse(_response(outcome))
         except HappyHorseError as error:
@@ -270,7 +272,7 @@ def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
         return (yield from _dashscope_check_flow(settings))
     base_url = settings.base_url
     status_url = base_url + STATUS_PATH
-    keyed = yield Send(_status_request(settings, CHECK_JOB_ID))
+    keyed = yield Send(_status_request(settings, CHECK_JOB_ID), query=True)
     if isinstance(keyed, httpx.TransportError):
         return False, (
             f"Could not reach {base_url}: {map_transport_error(keyed)}. Check the Base URL's host and port, "
@@ -293,7 +295,7 @@ def check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]]:
         return False, f"{base_url} accepted no work for this key (HTTP {error.status_code}: {error.message})."
     if not isinstance(error, NotFoundError):
         return False, f"{base_url} answered GET {status_url} with {_shown(keyed)}: it may be in trouble; try again."
-    anonymous = yield Send(_status_request(settings, CHECK_JOB_ID, keyless=True))
+    anonymous = yield Send(_status_request(settings, CHECK_JOB_ID, keyless=True), query=True)
     if isinstance(anonymous, httpx.Response) and anonymous.status_code == 401:
         return True, f"Connected to {base_url}: HappyHorse checked the API key and accepted it."
     got = _shown(anonymous) if isinstance(anonymous, httpx.Response) else str(anonymous)
@@ -312,7 +314,7 @@ def _dashscope_check_flow(settings: ConnectionSettings) -> Flow[tuple[bool, str]
     base_url = settings.base_url
     request = _status_request(settings, CHECK_JOB_ID)
     status_url = str(request.url)
-    keyed = yield Send(request)
+    keyed = yield Send(request, query=True)
     if isinstance(keyed, httpx.TransportError):
         return False, (
             f"Could not reach {base_url}: {map_transport_error(keyed)}. Check the Base URL's host and port, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from airflow_provider_happyhorse.core.requests import normalize_base_url
 from airflow_provider_happyhorse.core.retries import RetryPolicy
 from airflow_provider_happyhorse.exceptions import ConfigurationError
 
+QUERY_LIMIT_EXTRA = "max_queries_per_second"
 # Connection extras read as numbers, with what they set. Retries count requests sent again after a
 # failed one (the same word as RetryPolicy's fields).
 _RETRY_EXTRAS = {
@@ -57,6 +59,9 @@ class ConnectionSettings:
     dialect_name: DialectName = "happyhorse"
     # DashScope's prices (``core.cost``): the extras ``price_per_second`` and ``currency``; None: not set.
     prices: PriceTable | None = None
+    # Status polls per second, all triggers of a triggerer (or one process) together (``core.pacing``): the extra
+    # ``max_queries_per_second``, else the dialect's documented limit; None: not paced.
+    max_queries_per_second: float | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -137,6 +142,7 @@ class ConnectionSettings:
         return cls(
             dialect_name=dialect,
             prices=prices,
+            max_queries_per_second=_queries_per_second(subject, extra, dialect),
             base_url=base_url,
             api_key=conn.password,
             timeout=timeout,
@@ -147,3 +153,22 @@ class ConnectionSettings:
             download_timeout=download_timeout,
             allowed_download_hosts=tuple(item.strip() for item in allowed),
         )
+
+
+def _queries_per_second(subject: str, extra: Mapping[str, Any], dialect: DialectName) -> float | None:
+    """The extra ``max_queries_per_second`` (0: not paced), else the dialect's documented query limit."""
+    if extra.get(QUERY_LIMIT_EXTRA) is None:
+        return dialect_named(dialect).query_limit
+    value = extra[QUERY_LIMIT_EXTRA]
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if isinstance(value, bool) or not math.isfinite(rate) or rate < 0:
+        raise ConfigurationError(
+            subject,
+            f"has {QUERY_LIMIT_EXTRA} {value!r} (must be a number of status polls per second, 0 or above)",
+            f'Fix its extra JSON, e.g. {{"{QUERY_LIMIT_EXTRA}": 10}}; 0 turns pacing off; remove the key for the '
+            "dialect's documented limit (20 for dashscope, none for happyhorse).",
+        )
+    return rate or None

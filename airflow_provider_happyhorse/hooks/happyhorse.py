@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -48,6 +49,7 @@ from airflow_provider_happyhorse.core.flows import (
     status_flow,
     submit_flow,
 )
+from airflow_provider_happyhorse.core.pacing import QueryBucket
 from airflow_provider_happyhorse.core.responses import (
     answer_limit,
     bounded_answer,
@@ -229,6 +231,46 @@ async def _as_coroutine(fetch: Callable[[], Awaitable[ConnectionSettings]]) -> C
 recent_async_settings = _RecentAsyncSettings()
 
 
+class _QueryBuckets:
+    """
+    The connections' query buckets (``core.pacing``): one per connection in each event loop, so the polls of
+    every trigger in a triggerer share it as they share the loop's transport, and one per connection for the
+    sync path in this process (blocking waits and sensors in its threads). A connection whose limit changed
+    gets a new bucket.
+    """
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], QueryBucket]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._sync: dict[tuple[str, float], QueryBucket] = {}
+        self._lock = threading.Lock()
+
+    def in_loop(self, conn_id: str, rate: float, now: float) -> QueryBucket:
+        """This event loop's bucket (only ever touched from the loop's own thread)."""
+        buckets = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        bucket = buckets.get((conn_id, rate))
+        if bucket is None:
+            bucket = buckets[conn_id, rate] = QueryBucket(rate, now)
+        return bucket
+
+    def reserve_in_process(self, conn_id: str, rate: float, now: float) -> float:
+        """A token from this process's bucket: the seconds to wait for it."""
+        with self._lock:
+            bucket = self._sync.get((conn_id, rate))
+            if bucket is None:
+                bucket = self._sync[conn_id, rate] = QueryBucket(rate, now)
+            return bucket.reserve(now)
+
+    def clear(self) -> None:
+        self._by_loop.clear()
+        with self._lock:
+            self._sync.clear()
+
+
+query_buckets = _QueryBuckets()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -255,11 +297,13 @@ class HappyHorseHook(BaseHook):
     The connection's host is the base URL (default ``https://happyhorse.app``; a path prefix is kept
     for proxies) and its password the API key. Extras (all optional): ``timeout`` (seconds per
     request), ``max_retries`` (status polls), ``submit_max_retries``, ``retry_initial_delay``,
-    ``retry_max_delay``, ``max_retry_after``, ``max_connections`` (async pool size).
+    ``retry_max_delay``, ``max_retry_after``, ``max_connections`` (async pool size), ``max_queries_per_second``
+    (status polls per second, shared by every trigger of a triggerer: ``core.pacing``).
 
     :param happyhorse_conn_id: the connection id.
     :param transport: an ``httpx`` transport for the sync path (tests use ``httpx.MockTransport``).
     :param async_transport: the same for the async path.
+    :param monotonic: the clock the connection's query bucket reads (``core.pacing``; tests give a fake one).
     :param resolve: resolves a result URL's host to its addresses for the egress check (``socket.getaddrinfo``
         by default; tests with a fake transport give a fake one).
     """
@@ -280,6 +324,7 @@ class HappyHorseHook(BaseHook):
         rng: Callable[[], float] = random.random,
         clock: Callable[[], datetime] | None = None,
         resolve: Callable[[str, int | None], list[str]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.happyhorse_conn_id = happyhorse_conn_id
@@ -290,6 +335,7 @@ class HappyHorseHook(BaseHook):
         self.rng = rng
         self.clock = clock or _utcnow
         self._resolve = resolve or _resolve
+        self._monotonic = monotonic
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
         # Per task: concurrent tasks on one hook each hold their own reference to the shared transport,
@@ -383,13 +429,22 @@ class HappyHorseHook(BaseHook):
         metrics.answered(str(request.extensions.get(ENDPOINT, request.url.path)), response.status_code)
         return bounded_answer(request, response.status_code, response.headers, raw, encoding)
 
+    def _send_action(self, action: Send) -> Outcome:
+        """``_send``, a status query first waiting for this process's query bucket (a blocking sleep)."""
+        rate = self.settings.max_queries_per_second
+        if action.query and rate is not None:
+            wait = query_buckets.reserve_in_process(self.happyhorse_conn_id, rate, self._monotonic())
+            if wait > 0:
+                self.sleep(wait)
+        return self._send(action.request)
+
     def _run(self, flow: Flow[T]) -> T:
         outcome: Outcome = None
         try:
             while True:
                 action = flow.send(outcome)
                 if isinstance(action, Send):
-                    outcome = self._send(action.request)
+                    outcome = self._send_action(action)
                 elif isinstance(action, Sleep):
                     self.sleep(action.seconds)
                     outcome = None
@@ -409,6 +464,8 @@ class HappyHorseHook(BaseHook):
                 while True:
                     action = flow.send(outcome)
                     if isinstance(action, Send):
+                        if action.query:
+                            await self._await_query_token()
                         outcome = await _asend(transport, action.request)
                     elif isinstance(action, Sleep):
                         await self._async_sleep(action.seconds)
@@ -416,6 +473,20 @@ class HappyHorseHook(BaseHook):
             except StopIteration as stop:
                 result: T = stop.value
                 return result
+
+    async def _await_query_token(self) -> None:
+        """Wait for this loop's query bucket (no wait when the connection is not paced); a cancelled wait gives back."""
+        rate = (await self.aget_settings()).max_queries_per_second
+        if rate is None:
+            return
+        bucket = query_buckets.in_loop(self.happyhorse_conn_id, rate, self._monotonic())
+        wait = bucket.reserve(self._monotonic())
+        if wait > 0:
+            try:
+                await self._async_sleep(wait)
+            except asyncio.CancelledError:
+                bucket.give_back(self._monotonic())
+                raise
 
     # -- the API --------------------------------------------------------------------------------
 
@@ -649,7 +720,7 @@ class WaitInSteps:
         try:
             action = next(self._flow) if self._due is None else self._flow.send(None)
             while isinstance(action, Send) or action.seconds <= 0:
-                outcome = self._hook._send(action.request) if isinstance(action, Send) else None
+                outcome = self._hook._send_action(action) if isinstance(action, Send) else None
                 action = self._flow.send(outcome)
         except StopIteration as stop:
             self.event = stop.value

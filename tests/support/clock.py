@@ -28,5 +28,9 @@ class FakeClock:
         """Time passing outside the code under test (Airflow between two pokes): not a sleep."""
         self.now += timedelta(seconds=seconds)
 
+    def monotonic(self) -> float:
+        """The same time as a monotonic clock reads it (seconds), for the hook's query bucket."""
+        return self.elapsed()
+
     def elapsed(self) -> float:
         return (self.now - START).total_seconds()

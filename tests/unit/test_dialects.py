@@ -25,7 +25,7 @@ from airflow_provider_happyhorse.exceptions import (
     ServerError,
     SubmissionOutcomeUnknownError,
 )
-from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
+from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, query_buckets
 from airflow_provider_happyhorse.models import JobState, VideoRequest
 from support.clock import FakeClock
 from support.dashscope import CREATE_PATH, DS_HOST, TASK_ID, VIDEO_URL, FakeDashScope, ds_error, ds_task
@@ -36,7 +36,9 @@ VIDEO = "https://cdn.example/yesterday.mp4"
 
 
 def hook_on(service: FakeDashScope | FakeService, clock: FakeClock | None = None) -> HappyHorseHook:
+    """A hook on ``service`` with ``clock``'s time, its query bucket too (the process's buckets forgotten)."""
     clock = clock or FakeClock()
+    query_buckets.clear()
     transport = service.transport()
     return HappyHorseHook(
         transport=transport,
@@ -46,6 +48,7 @@ def hook_on(service: FakeDashScope | FakeService, clock: FakeClock | None = None
         async_sleep=clock.async_sleep,
         rng=lambda: 0.5,
         clock=clock,
+        monotonic=clock.monotonic,
     )
 
 
