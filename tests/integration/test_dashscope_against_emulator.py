@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.core.wait import WaitPlan
-from airflow_provider_happyhorse.exceptions import AuthenticationError, InvalidRequestError
+from airflow_provider_happyhorse.exceptions import AuthenticationError, InvalidRequestError, RateLimitError
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, shared_async_transports
 from airflow_provider_happyhorse.models import JobEvent, VideoRequest
 
@@ -258,3 +259,34 @@ def test_the_operator_estimates_in_the_connections_currency_and_keeps_the_usage(
     assert result["usage"]["output_video_duration"] == 3
     assert result["verified"] is True
     assert (result["media"]["width"], result["media"]["height"]) == (1280, 720)
+
+
+def test_many_triggers_polling_at_once_stay_under_the_accounts_query_limit(
+    dashscope: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 polls due at one instant in one event loop, one hook each as the triggerer makes them: paced by the
+    connection's bucket (the dialect's 20 a second), the emulator, enforcing 20 a second, refuses none; unpaced
+    (``max_queries_per_second`` 0), the same burst meets 429 Throttling.RateQuota."""
+    job_id = HappyHorseHook().submit_job(VideoRequest(prompt="a horse", duration=3, resolution="720P")).job_id
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(
+            *(HappyHorseHook().aget_job(job_id, max_retries=0) for _ in range(60)), return_exceptions=True
+        )
+
+    refused_before = dashscope.stats()["rate_limited"]
+    started = time.monotonic()
+    answers = asyncio.run(burst())
+    took = time.monotonic() - started
+    assert [answer for answer in answers if isinstance(answer, BaseException)] == []
+    assert dashscope.stats()["rate_limited"] == refused_before
+    assert took >= 59 / 20 * 0.95  # the bucket spread them: 59 intervals of 1/20 s
+
+    time.sleep(1.1)  # the emulator's bucket fills again
+    connection = {"conn_type": "happyhorse", "host": dashscope.base_url, "password": dashscope.api_key}
+    connection["extra"] = {"dialect": "dashscope", "max_queries_per_second": 0}
+    monkeypatch.setenv("AIRFLOW_CONN_HAPPYHORSE_DEFAULT", json.dumps(connection))
+    answers = asyncio.run(burst())
+    throttled = [answer for answer in answers if isinstance(answer, RateLimitError)]
+    assert throttled
+    assert dashscope.stats()["rate_limited"] - refused_before == len(throttled)
