@@ -4,6 +4,7 @@ provider's async polling pattern, against the emulator in another process. Print
 
     .venv/bin/python benchmarks/triggerer_scale.py [--jobs 100 1000 5000] [--speed 0.5] [--quick]
         [--clients happyhorse http_provider] [--freeze on off] [--unscaled-slack]
+        [--dialect dashscope [--query-limit 20] [--client-limit QPS]]
 
 How it works (issue 8, item 2):
 
@@ -50,6 +51,15 @@ How it works (issue 8, item 2):
   finding poll sent minus the finish) and the answer's (the event minus that poll's sending); the JSON keeps
   both per job (``detection_jobs``) with the allowance and the poll times, and a second table splits them by
   the poll that found the job and lists the worst missed jobs' poll times (``detection_misses_first``).
+- ``--dialect dashscope`` (issue 23, item 5): the emulator speaks Model Studio's API and enforces the account's
+  query limit (``--query-limit``, default 20 task queries per second, real seconds, not scaled by ``--speed``:
+  429 ``Throttling.RateQuota`` beyond); the jobs are the same draws as text-to-video tasks (pro as 1080P, std as
+  720P, every clip with sound, as the emulator renders them); the connection says ``"dialect": "dashscope"`` and
+  so paces its polls at the dialect's 20 a second unless ``--client-limit`` sets its ``max_queries_per_second``
+  (0: unpaced). Only ``HappyHorseJobTrigger`` is measured. Each row adds the 429s the emulator answered
+  (``throttled_429``) and the detection target's ceiling at that query rate (``detection_possible_share_at_limit``:
+  earliest-deadline-first over the run's own finish times and allowances, one query per job, no latency: what a
+  client knowing every finish in advance could reach).
 - ``--freeze on off`` measures ``HappyHorseJobTrigger`` once per setting, in that order (``--freeze on off on
   off`` measures each twice, interleaved), each in a fresh child process given
   ``AIRFLOW__HAPPYHORSE__FREEZE_TRIGGERER_HEAP=True`` or ``False``: whether its first trigger moves the heap to
@@ -64,10 +74,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import functools
 import gc
+import heapq
 import json
 import math
 import os
@@ -109,6 +121,10 @@ REAL_MAX_POLL_INTERVAL = 120.0
 # The HTTP provider's pattern polls at a fixed interval, as its sensors do (the contract suggests 15-60 s).
 BASELINE_POLL_INTERVAL = 10.0
 HAPPYHORSE_CONN_ID = "happyhorse_default"
+# --dialect dashscope: the requests Model Studio takes (the emulator renders 1080P as pro, every clip with sound).
+DASHSCOPE_CREATE_PATH = "/api/v1/services/aigc/video-generation/video-synthesis"
+DASHSCOPE_RESOLUTIONS = {"std": "720P", "pro": "1080P"}
+DEFAULT_QUERY_LIMIT = 20.0  # DashScope's documented task queries per second per account
 HTTP_CONN_ID = "happyhorse_http"
 FINAL_STATUSES = frozenset({"SUCCESS", "COMPLETED", "FAILED", "FAILURE", "CANCELLED"})
 HEARTBEAT_SECONDS = 0.010
@@ -130,8 +146,9 @@ TARGET_RSS_STALL_JOBS = 5000
 # The job mix
 
 
-def job_mix(count: int, seed: int = 8) -> list[dict[str, Any]]:
-    """``count`` request bodies, the same for every client: 1/4 pro, 3-15 s clips, 70% with sound.
+def job_mix(count: int, seed: int = 8, dialect: str = "happyhorse") -> list[dict[str, Any]]:
+    """``count`` request bodies, the same for every client: 1/4 pro, 3-15 s clips, 70% with sound (``dashscope``:
+    the same draws, pro as 1080P and std as 720P, every clip with sound, as Model Studio renders them).
 
     Longest expected render first: submitting thousands of jobs takes longer than the shortest render, and this
     order keeps every job's first poll in the future when its trigger starts."""
@@ -146,11 +163,35 @@ def job_mix(count: int, seed: int = 8) -> list[dict[str, Any]]:
         }
         for index in range(count)
     ]
+    if dialect == "dashscope":
+        for body in bodies:
+            body["sound"] = True
     bodies.sort(key=lambda body: -expected_render_seconds(body["mode"], body["duration"], body["sound"]))
     return bodies
 
 
-async def _submit_all(base_url: str, api_key: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _submission(body: dict[str, Any], dialect: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The path, JSON and headers that create the job ``body`` describes, in the dialect."""
+    if dialect == "dashscope":
+        return (
+            DASHSCOPE_CREATE_PATH,
+            {
+                "model": "happyhorse-1.0-t2v",
+                "input": {"prompt": body["prompt"]},
+                "parameters": {"resolution": DASHSCOPE_RESOLUTIONS[body["mode"]], "duration": body["duration"]},
+            },
+            {"X-DashScope-Async": "enable"},
+        )
+    return "/api/generate", body, {}
+
+
+def _task_id(answer: dict[str, Any], dialect: str) -> str:
+    return str(answer["output"]["task_id"] if dialect == "dashscope" else answer["data"]["task_id"])
+
+
+async def _submit_all(
+    base_url: str, api_key: str, bodies: list[dict[str, Any]], dialect: str = "happyhorse"
+) -> list[dict[str, Any]]:
     """Create the jobs (plain httpx, 8 at a time); each keeps its spec and its client-side submission time."""
     jobs: list[dict[str, Any] | None] = [None] * len(bodies)
     queue = list(enumerate(bodies))
@@ -163,10 +204,11 @@ async def _submit_all(base_url: str, api_key: str, bodies: list[dict[str, Any]])
             while queue:
                 index, body = queue.pop()
                 submitted_at = datetime.now(UTC)
-                response = await client.post("/api/generate", json=body)
+                path, payload, headers = _submission(body, dialect)
+                response = await client.post(path, json=payload, headers=headers)
                 response.raise_for_status()
                 jobs[index] = {
-                    "job_id": response.json()["data"]["task_id"],
+                    "job_id": _task_id(response.json(), dialect),
                     "submitted_at": submitted_at.isoformat(),
                     "mode": body["mode"],
                     "duration": body["duration"],
@@ -251,7 +293,8 @@ def _trigger_class(scale_schedule: bool) -> type[Any]:
     ``plan()`` multiplies the schedule's slack and tick (times in seconds that the trigger takes no argument
     for) by the run's speed, as the benchmark does with every other poll time (a no-op at speed 1; not with
     ``scale_schedule`` False, ``--unscaled-slack``); ``_make_hook()`` gives the hook an ``async_sleep`` that
-    notes when each wait ends, that is when each poll is sent (one more coroutine frame per poll)."""
+    notes when each wait ends, that is when each poll is sent (one more coroutine frame per poll; with a query
+    limit, when its wait for the bucket's token ends)."""
     from airflow_provider_happyhorse import HappyHorseHook, HappyHorseJobTrigger
 
     class ScaledTrigger(HappyHorseJobTrigger):
@@ -270,12 +313,26 @@ def _trigger_class(scale_schedule: bool) -> type[Any]:
 
         def _make_hook(self) -> HappyHorseHook:
             poll_times = self.poll_times
+            queueing = [False]
 
             async def sleep(seconds: float) -> None:
                 await asyncio.sleep(seconds)
-                poll_times.append(time.time())
+                if not queueing[0]:
+                    poll_times.append(time.time())
 
-            return HappyHorseHook(self.happyhorse_conn_id, async_sleep=sleep)
+            class NotingHook(HappyHorseHook):
+                async def _await_query_token(self) -> None:
+                    # A wait for the query bucket's token (--dialect dashscope) is no poll of its own: the poll
+                    # is sent when it ends, so that is its time.
+                    queueing[0] = True
+                    try:
+                        await super()._await_query_token()
+                    finally:
+                        queueing[0] = False
+                    if poll_times:
+                        poll_times[-1] = time.time()
+
+            return NotingHook(self.happyhorse_conn_id, async_sleep=sleep)
 
     return ScaledTrigger
 
@@ -432,9 +489,9 @@ async def _warm_up(client: str) -> None:
     """First-use costs (imports, connection lookup, pool and parser set-up) belong to a warm triggerer, not the
     window: one status call for an unknown job, then everything is closed again."""
     if client == "happyhorse":
-        from airflow_provider_happyhorse import HappyHorseHook, NotFoundError
+        from airflow_provider_happyhorse import HappyHorseError, HappyHorseHook
 
-        with contextlib.suppress(NotFoundError):
+        with contextlib.suppress(HappyHorseError):  # happyhorse: 404; dashscope answers UNKNOWN
             await HappyHorseHook(HAPPYHORSE_CONN_ID).aget_job("warm-up", max_retries=0)
     else:
         import aiohttp
@@ -522,13 +579,18 @@ class _Sampler(threading.Thread):
             self.stopping.wait(SAMPLE_SECONDS)
 
 
-def _child_env(emulator: EmulatorProcess) -> dict[str, str]:
+def _child_env(emulator: EmulatorProcess, client_limit: float | None = None) -> dict[str, str]:
+    """The measured process's environment: its connections; in the DashScope dialect the connection says so, and
+    ``client_limit`` is its ``max_queries_per_second`` (None: the dialect's default)."""
     host, port = emulator.base_url.removeprefix("http://").rsplit(":", 1)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
-    env["AIRFLOW_CONN_HAPPYHORSE_DEFAULT"] = json.dumps(
-        {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
-    )
+    connection: dict[str, Any] = {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
+    if emulator.config.dialect == "dashscope":
+        connection["extra"] = {"dialect": "dashscope"}
+        if client_limit is not None:
+            connection["extra"]["max_queries_per_second"] = client_limit
+    env["AIRFLOW_CONN_HAPPYHORSE_DEFAULT"] = json.dumps(connection)
     env["AIRFLOW_CONN_HAPPYHORSE_HTTP"] = json.dumps(
         {
             "conn_type": "http",
@@ -568,13 +630,15 @@ def run_one(
     heartbeat: bool,
     freeze: str | None = None,
     scale_schedule: bool = True,
+    client_limit: float | None = None,
 ) -> dict[str, Any]:
     """Measure one client on ``count`` fresh jobs in a fresh child process.
 
     ``freeze`` (``on``/``off``) sets the trigger's heap freeze in the child's environment; None leaves the
     environment as it is. ``scale_schedule`` False (``--unscaled-slack``) leaves the schedule's slack and tick
     in real seconds."""
-    env = _child_env(emulator)
+    env = _child_env(emulator, client_limit)
+    dialect = emulator.config.dialect
     log_path = log_dir / f"{client}-{count}.log"
     if freeze is not None:
         env[FREEZE_ENV] = FREEZE_SETTINGS[freeze]
@@ -606,9 +670,10 @@ def run_one(
         _read_message(report, "READY", 120, child)
         emulator.reset()  # no jobs, zeroed counters, re-seeded render times: every run sees the same draws
         submit_started = time.monotonic()
-        jobs = asyncio.run(_submit_all(emulator.base_url, emulator.api_key, job_mix(count)))
+        jobs = asyncio.run(_submit_all(emulator.base_url, emulator.api_key, job_mix(count, dialect=dialect), dialect))
         submit_seconds = time.monotonic() - submit_started
-        status_before = emulator.stats()["status_calls"]["total"]
+        before = emulator.stats()
+        status_before, throttled_before = before["status_calls"]["total"], before["rate_limited"]
         sampler = _Sampler(child.pid)
         sampler.start()
         child.stdin.write(json.dumps({"jobs": jobs, "speed": speed, "scale_schedule": scale_schedule}) + "\n")
@@ -627,6 +692,15 @@ def run_one(
             child.kill()
             child.wait()
     row = _figures(client, count, speed, jobs, result, sampler, stats, status_before, timelines, submit_seconds)
+    query_limit = emulator.config.query_limit_per_second if dialect == "dashscope" else None
+    paced_at = client_limit if client_limit is not None else DEFAULT_QUERY_LIMIT if query_limit else None
+    row.update(
+        dialect=dialect,
+        emulator_query_limit=query_limit,
+        client_query_limit=paced_at,
+        throttled_429=stats["rate_limited"] - throttled_before,
+        **(_possible_at_limit(row, timelines, query_limit, speed) if query_limit else {}),
+    )
     row.update(
         schedule_scaled=scale_schedule,
         freeze_setting=freeze,
@@ -681,6 +755,53 @@ def _detection_detail(
         "answer": real(event[0] - sent[-1]),
         "finding_wait": finding_wait,
         "finding_wait_over_allowance": None if finding_wait is None else round(finding_wait / allowed, 3),
+    }
+
+
+def _best_possible_within(windows: list[tuple[float, float]], rate: float) -> int:
+    """How many jobs at most can each be seen by a query inside its window (finish, finish + allowance) when
+    queries go out at most ``rate`` a second: earliest deadline first over ``1 / rate`` slots, a job whose window
+    has passed dropped, the service idle until the next finish when nothing is pending. For jobs of one query
+    each with release times and deadlines this greedy is optimal, so no client can do better: it is granted
+    the finish times in advance, one query per job, and answers that take no time."""
+    windows = sorted(windows)
+    pending: list[float] = []
+    served, index, now = 0, 0, windows[0][0] if windows else 0.0
+    while index < len(windows) or pending:
+        if not pending and windows[index][0] > now:
+            now = windows[index][0]
+        while index < len(windows) and windows[index][0] <= now:
+            heapq.heappush(pending, windows[index][1])
+            index += 1
+        while pending and pending[0] < now:
+            heapq.heappop(pending)
+        if pending:
+            heapq.heappop(pending)
+            served += 1
+            now += 1.0 / rate
+    return served
+
+
+def _possible_at_limit(
+    row: dict[str, Any], timelines: dict[str, dict[str, Any]], rate: float, speed: float
+) -> dict[str, Any]:
+    """The detection target's ceiling under the query limit (``_best_possible_within``), from this run's own
+    finish times and allowances (run time: allowances times ``speed``; ``rate`` queries per run second), and
+    the busiest second of finishes."""
+    detail = row["detection_jobs"]
+    if not detail:
+        return {}
+    windows = [
+        (finished, finished + job["allowance"] * speed)
+        for job in detail
+        for finished in [timelines[job["job_id"]]["finished"]]
+    ]
+    finishes = sorted(start for start, _ in windows)
+    busiest = max(bisect.bisect_left(finishes, at + 1.0) - index for index, at in enumerate(finishes))
+    return {
+        "detection_possible_share_at_limit": round(_best_possible_within(windows, rate) / len(windows), 4),
+        "finishes_in_busiest_second": busiest,
+        "status_requests_per_second": round(row["status_requests"] / max(row["window_seconds"], 1e-9), 2),
     }
 
 
@@ -992,6 +1113,18 @@ def markdown(
                 f"{BASELINE_POLL_INTERVAL:g} s interval (it achieved {interval:.1f} s): it polled less than it meant "
                 "to, so its CPU per video is understated and the ratio is conservative."
             )
+    for row in rows:
+        if row.get("dialect") == "dashscope":
+            lines.append(
+                f"\nDashScope dialect, {row['jobs']:,} jobs: the emulator enforces {row['emulator_query_limit']:g} "
+                f"queries/s for the account, the connection paces at {row['client_query_limit'] or 'no limit'} "
+                f"queries/s; {row['throttled_429']} answers were 429; {row['status_requests']:,} status requests in "
+                f"{row['window_seconds']:.0f} s ({row.get('status_requests_per_second', 0):g}/s). Within 2 s + 10%: "
+                f"{row['detection_within_target_share']:.1%} of jobs; the most any client could reach at that query "
+                f"rate (each job's finish known in advance, one query each, no latency): "
+                f"{row.get('detection_possible_share_at_limit', 0):.1%}; the busiest second saw "
+                f"{row.get('finishes_in_busiest_second', 0)} renders finish."
+            )
     if freeze_columns:
         lines += ["", "| jobs | heap frozen | target | measured | met |", "|---:|---|---|---|---|"]
     else:
@@ -1076,6 +1209,26 @@ def main() -> int:
         help="leave the schedule's slack (2 s) and tick (1 s) unscaled, as this benchmark did before 2026-12-06: "
         "below speed 1 every wait after the first poll is then too long in real time (reproduces issue 25, item 3)",
     )
+    parser.add_argument(
+        "--dialect",
+        choices=("happyhorse", "dashscope"),
+        default="happyhorse",
+        help="the emulator and the connection speak happyhorse.app's API (default) or Model Studio's (DashScope: "
+        "the HappyHorseJobTrigger client only, the emulator enforcing --query-limit)",
+    )
+    parser.add_argument(
+        "--query-limit",
+        type=float,
+        default=DEFAULT_QUERY_LIMIT,
+        help="dashscope: the account's task queries per second the emulator allows (429 Throttling.RateQuota "
+        f"beyond; default {DEFAULT_QUERY_LIMIT:g}, the documented limit; real seconds, not scaled by --speed)",
+    )
+    parser.add_argument(
+        "--client-limit",
+        type=float,
+        default=None,
+        help="dashscope: the connection's max_queries_per_second (default: unset, the dialect's 20; 0: unpaced)",
+    )
     parser.add_argument("--child", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -1084,6 +1237,10 @@ def main() -> int:
 
     counts = options.jobs or ([100] if options.quick else [100, 1000, 5000])
     speed = options.speed or (0.1 if options.quick else 0.5)
+    dashscope = options.dialect == "dashscope"
+    if dashscope and options.clients != ["happyhorse"]:
+        options.clients = ["happyhorse"]  # the HTTP provider's pattern polls happyhorse.app's /api/status
+        print("--dialect dashscope: measuring HappyHorseJobTrigger only", flush=True)
     command = " ".join(
         [
             ".venv/bin/python benchmarks/triggerer_scale.py --jobs",
@@ -1093,11 +1250,18 @@ def main() -> int:
             *(["--heartbeat"] if options.heartbeat else []),
             *(["--freeze", *options.freeze] if options.freeze else []),
             *(["--unscaled-slack"] if options.unscaled_slack else []),
+            *([f"--dialect dashscope --query-limit {options.query_limit:g}"] if dashscope else []),
+            *([f"--client-limit {options.client_limit:g}"] if dashscope and options.client_limit is not None else []),
         ]
     )
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
-    config = EmulatorConfig(speed=speed, max_concurrent_per_key=None)
+    config = EmulatorConfig(
+        speed=speed,
+        max_concurrent_per_key=None,
+        dialect=options.dialect,
+        query_limit_per_second=options.query_limit if dashscope else None,
+    )
     with EmulatorProcess(config) as emulator:
         log_dir = Path(tempfile.mkdtemp(prefix="triggerer-scale-"))
         print(f"emulator {emulator.base_url} (speed {speed:g}); measured processes' logs in {log_dir}", flush=True)
@@ -1115,6 +1279,7 @@ def main() -> int:
                         heartbeat=options.heartbeat,
                         freeze=freeze,
                         scale_schedule=not options.unscaled_slack,
+                        client_limit=options.client_limit if dashscope else None,
                     )
                     rows.append(row)
                     frozen = extra = ""
@@ -1128,7 +1293,8 @@ def main() -> int:
                     print(
                         f"  {count:>5} jobs, {client:<13}{frozen}: {row['cpu_ms_per_video']:.2f} CPU ms/video, "
                         f"{row['status_requests_per_video']:.2f} requests/video, window {row['window_seconds']:.0f} s, "
-                        f"outcomes {row['outcomes']}{extra}",
+                        f"outcomes {row['outcomes']}{extra}"
+                        + (f", {row['throttled_429']} answers 429" if dashscope else ""),
                         flush=True,
                     )
     checks = _targets(rows)
