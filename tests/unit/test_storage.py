@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,7 +278,9 @@ def test_the_run_facet_is_one_class_with_its_schema_url() -> None:
 def test_a_local_destination_is_the_path_object_storage_would_name(destination: Any) -> None:
     # The store writes local clips through os alone; its path and URI must be the ones ObjectStoragePath reads.
     final = as_storage_path(destination)
-    assert local_path(destination) == final.path
+    # The same file: ObjectStoragePath collapses "//" and "/./" on Airflow 3.0 (universal-pathlib 0.2) and keeps
+    # them on 3.3; neither resolves "..", so neither may the store.
+    assert posixpath.normpath(local_path(destination) or "") == posixpath.normpath(final.path)
     assert local_path(final) == final.path
 
 
