@@ -34,9 +34,12 @@ def test_every_example_parses(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert set(dagbag.dag_ids) == {
         "happyhorse_daily_content",
         "happyhorse_batch_backfill",
+        "happyhorse_drafts_then_final",
+        "happyhorse_edit_clip",
         "happyhorse_image_to_video",
         "happyhorse_multi_shot_story",
         "happyhorse_publish",
+        "happyhorse_reference_to_video",
         "happyhorse_taskflow",
         "happyhorse_wait_for_job",
     } | ({"happyhorse_review"} if _has_hitl() else set())
@@ -220,3 +223,107 @@ def test_multi_shot_story_is_valid_before_rendering(dagbag) -> None:  # type: ig
     request = task.video_request()
     assert request.multi_shots
     assert sum(shot.duration for shot in request.multi_prompt) == request.duration
+
+
+# -- the DashScope examples (issue 23, item 8): each request is what its mode takes, and only DashScope offers it
+
+
+def _dialects():  # type: ignore[no-untyped-def]
+    from airflow_provider_happyhorse.core.dialects import DASHSCOPE, HAPPYHORSE
+
+    return DASHSCOPE, HAPPYHORSE
+
+
+def test_reference_example_names_each_character_of_its_sheet(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dashscope, happyhorse = _dialects()
+    task = dagbag.dags["happyhorse_reference_to_video"].get_task("character_sheet")
+    assert task.happyhorse_conn_id == "happyhorse_dashscope"
+    request = task.video_request()
+    assert request.effective_task == "reference"
+    assert 1 <= len(request.image_urls or ()) <= 9
+    # Every image is named by its place in the sheet, and the prompt names no image the sheet lacks.
+    for place in range(1, len(request.image_urls or ()) + 1):
+        assert f"character{place}" in (request.prompt or "")
+    assert f"character{len(request.image_urls or ()) + 1}" not in (request.prompt or "")
+    assert dashscope.body(request)["model"] == "happyhorse-1.0-r2v"
+    assert dashscope.refusal(request) is None
+    assert "'reference'" in str(happyhorse.refusal(request))
+
+
+def test_drafts_are_720p_with_a_seed_each_and_the_final_is_the_chosen_seed_at_1080p(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.exceptions import ParamValidationError
+
+    from airflow_provider_happyhorse.operators.fields import request_from_arguments
+
+    dashscope, _ = _dialects()
+    dag = dagbag.dags["happyhorse_drafts_then_final"]
+    draft, final = dag.get_task("draft"), dag.get_task("final")
+    assert type(draft).__name__ == "MappedOperator"
+    seeds = draft.expand_input.value["seed"]
+    assert len(seeds) == len(set(seeds)) >= 2
+    assert draft.partial_kwargs["resolution"] == "720P"
+    assert draft.partial_kwargs["happyhorse_conn_id"] == final.happyhorse_conn_id == "happyhorse_dashscope"
+    assert "{{ ti.map_index }}" in draft.partial_kwargs["output_path"]  # one file per draft
+    assert final.upstream_task_ids == {"draft"}
+    assert [outlet.name for outlet in final.outlets] == ["happyhorse_dashscope_clips"]
+    # The drafts' results, as the mapped task returns them: each names its request.
+    drafts = [
+        {
+            "job_id": f"job-{seed}",
+            "request": {
+                "prompt": "p",
+                "duration": 5,
+                "aspect_ratio": "16:9",
+                "seed": seed,
+                "resolution": "720P",
+                "model": "happyhorse-1.0/video",
+            },
+        }
+        for seed in seeds
+    ]
+    for pick, seed in enumerate(seeds):
+        request = request_from_arguments(final.python_callable(drafts, params={"pick": pick}))
+        assert (request.seed, request.resolution, request.prompt, request.duration) == (seed, "1080P", "p", 5)
+        assert dashscope.refusal(request) is None
+    assert request_from_arguments(final.python_callable(drafts, params={})).seed == seeds[0]  # the first by default
+    param = dag.params.get_param("pick")
+    assert param.resolve(len(seeds) - 1) == len(seeds) - 1
+    for refused in (len(seeds), -1, "first"):
+        with pytest.raises(ParamValidationError):
+            param.resolve(refused)
+
+
+def test_the_edit_example_edits_the_clip_the_asset_event_names(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from airflow_provider_happyhorse.models import VideoRequest
+
+    dashscope, happyhorse = _dialects()
+    dag = dagbag.dags["happyhorse_edit_clip"]
+    assert "happyhorse_dashscope_clips" in str(dag.timetable.asset_condition)
+    pick, edit = dag.get_task("clip_to_edit"), dag.get_task("edit")
+    assert edit.upstream_task_ids == {"clip_to_edit"}
+    assert edit.happyhorse_conn_id == "happyhorse_dashscope"
+
+    def event(url: str | None) -> SimpleNamespace:
+        return SimpleNamespace(extra={"job_id": "j", **({"video_url": url} if url else {})})
+
+    events = {"alias": [event("https://oss.example/a.mp4"), event(None), event("https://oss.example/b.mp4")]}
+    assert pick.python_callable(triggering_asset_events=events) == "https://oss.example/b.mp4"
+    with pytest.raises(ValueError, match="No asset event with a video_url"):
+        pick.python_callable(triggering_asset_events={})
+    # The request once source_video is rendered from that task's XCom.
+    request = VideoRequest.parse(
+        {
+            "prompt": edit.prompt,
+            "task": edit.task,
+            "source_video": "https://oss.example/b.mp4",
+            "audio_setting": edit.audio_setting,
+        }
+    )
+    body = dashscope.body(request)
+    assert body["model"] == "happyhorse-1.0-video-edit"
+    assert body["input"]["media"] == [{"type": "video", "url": "https://oss.example/b.mp4"}]
+    assert "duration" not in body["parameters"]
+    assert dashscope.refusal(request) is None
+    assert "'edit'" in str(happyhorse.refusal(request))
