@@ -87,7 +87,15 @@ def deadline_cancel(hook: HappyHorseHook, event: JobEvent) -> str | None:
     if event.status != "timeout" or not hook.settings.dialect.offers_cancel:
         return None
     cancellation = hook.cancel_job(event.job_id)
-    return None if cancellation is None else cancellation.message
+    if cancellation is None:
+        return None
+    if cancellation.outcome == "cancelled":
+        return f"{cancellation.message} {RETRY_AFTER_CANCEL}"
+    return cancellation.message
+
+
+# What a new try does after its job was cancelled while queued (the operator's re-attach reads CANCELED).
+RETRY_AFTER_CANCEL = "A retry of this task submits the request again, paid once (the cancelled job was not billed)."
 
 
 def finish(

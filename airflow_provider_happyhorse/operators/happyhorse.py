@@ -48,7 +48,15 @@ from airflow_provider_happyhorse.lineage import operator_lineage
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink
 from airflow_provider_happyhorse.models import JobEvent, JobState, VideoRequest
 from airflow_provider_happyhorse.outcomes import raise_for_event
-from airflow_provider_happyhorse.render import deadline_cancel, default_deferrable, defer_on, event_of, finish, utcnow
+from airflow_provider_happyhorse.render import (
+    RETRY_AFTER_CANCEL,
+    deadline_cancel,
+    default_deferrable,
+    defer_on,
+    event_of,
+    finish,
+    utcnow,
+)
 from airflow_provider_happyhorse.storage import as_storage_path, prepare_destination, prove_kept_clip
 
 if TYPE_CHECKING:
@@ -389,6 +397,15 @@ class GenerateVideoOperator(BaseOperator):
             if not is_permanent(error):
                 raise
             raise AirflowFailException(str(error)) from None
+        if job.state is JobState.FAILED and job.status.strip().upper() == "CANCELED" and self._offers_cancel():
+            # Cancelled while queued (at a deadline or a kill): the service cancels only jobs it has not
+            # started, and bills none of them, so paying for this request again pays for it once.
+            self.log.warning(
+                "Job %s from an earlier try was cancelled (CANCELED) while it was queued, so it was not billed: "
+                "submitting the request again, which is paid once",
+                job.job_id,
+            )
+            return None
         if job.state is JobState.FAILED:
             self.log.warning(
                 "Job %s from an earlier try ended %s (%s); submitting anew",
@@ -613,7 +630,8 @@ class GenerateVideoOperator(BaseOperator):
         if job_id is not None and self._offers_cancel():
             cancellation = self.hook.cancel_job(job_id)
             if cancellation is not None:
-                again = "" if cancellation.outcome == "cancelled" else " A new try of this task re-attaches to it."
+                cancelled = cancellation.outcome == "cancelled"
+                again = f" {RETRY_AFTER_CANCEL}" if cancelled else " A new try of this task re-attaches to it."
                 self.log.warning("%s%s", cancellation.message, again)
                 return
         self.log.warning(

@@ -466,7 +466,7 @@ def test_a_sensor_never_cancels(connection: ConnectionSetter) -> None:
 @pytest.mark.parametrize(
     ("host", "waiting", "words", "cancels"),
     [
-        (DS_HOST, True, "while it was still queued (PENDING): nothing was billed", 1),
+        (DS_HOST, True, "while it was still queued (PENDING): nothing was billed. A retry of this task submits", 1),
         (HOST, True, "HappyHorse has no cancel endpoint", 0),
         (DS_HOST, False, "HappyHorse has no cancel endpoint", 0),
     ],
@@ -508,3 +508,59 @@ def test_on_kill_says_a_running_job_will_be_billed(
     operator.on_kill()
     logged = caplog.text + capsys.readouterr().out
     assert "it runs to its end and will be billed. A new try of this task re-attaches to it." in logged
+
+
+# -- a retry after a cancel at the deadline ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_a_retry_after_a_cancel_before_billing_submits_again_and_says_it_is_paid_once(
+    connection: ConnectionSetter,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    deferrable: bool,
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
+
+    from airflow_provider_happyhorse.job_store import JobRecordStore
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+    from support.context import DictStore, make_context
+
+    connection(host=DS_HOST)
+    service = FakeDashScope(statuses=["PENDING"])
+    store = DictStore()
+
+    def operator() -> GenerateVideoOperator:
+        task = GenerateVideoOperator(task_id="video", prompt="a horse", resolution="720P", deferrable=deferrable)
+        task.hook = hook_on(service)  # type: ignore[misc]
+        return task
+
+    # The first try submits, then its job is still queued at the deadline: cancelled, nothing billed.
+    first = operator()
+    first.deferrable = True
+    with pytest.raises(TaskDeferred):
+        first.execute(make_context(store))
+    with pytest.raises(AirflowException) as raised:
+        operator().execute_complete(make_context(store), timed_out())
+    assert (
+        "while it was still queued (PENDING): nothing was billed. A retry of this task submits the request again, "
+        "paid once (the cancelled job was not billed)." in str(raised.value)
+    )
+    assert len(service.cancels) == 1
+    assert store.values[JobRecordStore.key]["job_id"] == TASK_ID  # the saved job id is kept
+    # The retry reads the kept job: CANCELED (the service's word for a job cancelled while queued).
+    service.statuses = ["CANCELED", "PENDING"]
+    caplog.set_level(logging.INFO)
+    if deferrable:
+        with pytest.raises(TaskDeferred):
+            operator().execute(make_context(store))
+    else:
+        service.statuses = ["CANCELED", "SUCCEEDED"]
+        assert operator().execute(make_context(store))["status"] == "SUCCEEDED"
+    assert len(service.creates) == 2  # submitted again: the cancelled job was never billed
+    logged = caplog.text + capsys.readouterr().out
+    assert (
+        f"Job {TASK_ID} from an earlier try was cancelled (CANCELED) while it was queued, so it was not billed: "
+        "submitting the request again, which is paid once" in logged
+    )
+    assert "Re-attached" not in logged
