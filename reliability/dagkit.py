@@ -43,9 +43,11 @@ def video_batch(
     operator: type[GenerateVideoOperator] = GenerateVideoOperator,
     doc_md: str | None = None,
     collect: bool = False,
+    request_fields: dict[str, Any] | None = None,
 ) -> DAG:
     """A DAG of ``params.count`` mapped videos (``render``), stored under ``params.clips_dir`` if asked.
 
+    ``request_fields`` override the request's other fields (default: no sound, the operator's defaults).
     With ``collect``, a downstream task (``collect``) receives every video's result as a downstream task of a
     user's would, fails unless each one is a dict with a job id, and returns how many it got.
     """
@@ -75,8 +77,7 @@ def video_batch(
         videos = operator.partial(
             task_id="render",
             happyhorse_conn_id=dag_id,
-            duration=VIDEO_SECONDS,
-            sound=False,
+            **{"duration": VIDEO_SECONDS, "sound": False, **(request_fields or {})},
             retries=retries,
             retry_delay=timedelta(seconds=retry_delay_seconds),
             **polling,

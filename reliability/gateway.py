@@ -15,6 +15,7 @@ It runs uvicorn in a daemon thread of the calling process, like the emulator's `
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import socket
@@ -53,6 +54,16 @@ class GatewayFaults:
     """``GET /api/status`` answered with a connection dropped mid-answer (not forwarded)."""
     retry_after_seconds: int = 1
     seed: int = 0
+    dialect: str = "happyhorse"
+    """Whose routes and error shape: ``happyhorse`` (``/api/generate``, ``/api/status``) or ``dashscope``
+    (``POST /api/v1/services/aigc/video-generation/video-synthesis``, ``GET /api/v1/tasks/{id}``, errors as
+    ``{request_id, code, message}``)."""
+
+
+DASHSCOPE_CREATE = "/api/v1/services/aigc/video-generation/video-synthesis"
+DASHSCOPE_TASKS = "/api/v1/tasks/"
+# The error codes DashScope gives a 429 and a 503.
+DASHSCOPE_CODES = {429: "Throttling.RateQuota", 503: "ServiceUnavailable"}
 
 
 class FaultGateway:
@@ -123,7 +134,7 @@ class FaultGateway:
             return
         body = await _read_body(receive)
         path, method = scope["path"], scope["method"]
-        if path == "/api/generate" and method == "POST":
+        if self._is_generate(path, method):
             self._counts["generate"] += 1
             if self._roll("generate", self.faults.generate_rate_limit_rate):
                 self._counts["generate_429_retry_after"] += 1
@@ -134,7 +145,7 @@ class FaultGateway:
                 await self._answer(send, 503, "service temporarily unavailable")
                 return
             self._counts["generate_forwarded"] += 1
-        elif path == "/api/status":
+        elif self._is_status(path, method):
             self._counts["status"] += 1
             if self._roll("status", self.faults.status_drop_rate):
                 self._counts["status_dropped"] += 1
@@ -145,11 +156,23 @@ class FaultGateway:
                 raise InjectedDrop("connection dropped by the gateway")
         await self._forward(scope, body, send)
 
+    def _is_generate(self, path: str, method: str) -> bool:
+        created = DASHSCOPE_CREATE if self.faults.dialect == "dashscope" else "/api/generate"
+        return path == created and method == "POST"
+
+    def _is_status(self, path: str, method: str) -> bool:
+        if self.faults.dialect == "dashscope":
+            return path.startswith(DASHSCOPE_TASKS) and method == "GET"
+        return path == "/api/status"
+
     def _roll(self, endpoint: str, rate: float) -> bool:
         return rate > 0 and self._rngs[endpoint].random() < rate
 
     async def _answer(self, send: Send, status: int, message: str) -> None:
-        body = f'{{"code": {status}, "message": "{message}"}}'.encode()
+        if self.faults.dialect == "dashscope":
+            body = json.dumps({"request_id": "gateway", "code": DASHSCOPE_CODES[status], "message": message}).encode()
+        else:
+            body = f'{{"code": {status}, "message": "{message}"}}'.encode()
         headers = [_JSON, (b"retry-after", str(self.faults.retry_after_seconds).encode())]
         await _reply(send, status, headers, body)
 

@@ -24,7 +24,7 @@ from reliability.trials.distributed import (
 from reliability.trials.hostile import HostileServiceTrial
 from reliability.trials.mistakes import MistakesTrial
 from reliability.trials.secrets_check import SecretsTrial
-from reliability.trials.storm import StormTrial
+from reliability.trials.storm import DashScopeStormTrial, StormTrial
 
 __all__ = ["Suite", "Trial", "VideoBatchTrial", "build_distributed_suite", "build_suite"]
 
@@ -47,6 +47,11 @@ class Suite:
             if isinstance(trial, HostileServiceTrial):
                 env.update(trial.cluster_env(work_dir))
         return env
+
+    def without_optional(self) -> Suite:
+        """The run without ``--only``: every trial but the optional ones (``Trial.optional``)."""
+        phases = tuple(tuple(trial for trial in phase if not trial.optional) for phase in self.phases)
+        return Suite(phases=tuple(phase for phase in phases if phase), secrets=self.secrets)
 
     def only(self, items: set[str]) -> Suite:
         """The trials of the given items (``"1"`` ... ``"10"``; distributed: ``"D1"`` ... ``"D8"``)."""
@@ -75,6 +80,7 @@ def build_suite(plan: Plan) -> Suite:
         WorkerKillTrial(plan),
         DownloadKillTrial(plan),
         storm,
+        DashScopeStormTrial(plan),
         MistakesTrial(plan),
         HostileServiceTrial(plan),
     )

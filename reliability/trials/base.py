@@ -38,6 +38,8 @@ class Trial:
     dag_id = ""
     exclusive_start = False
     """The runner waits until this trial is :meth:`armed` before launching the next one of its phase."""
+    optional = False
+    """Run only when ``--only`` names it, not in the default run."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan

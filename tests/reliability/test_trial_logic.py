@@ -98,6 +98,76 @@ def test_gateway_answers_generate_faults_itself_and_forwards_the_rest(emulator: 
     assert gateway.stats()["generate_forwarded"] == len(answers) - len(faulted)
 
 
+def test_the_dashscope_gateway_faults_its_routes_in_its_shape_and_forwards_the_rest() -> None:
+    """Guards trial 4d: if the gateway did not know DashScope's routes it would fault nothing there, and a 429 or
+    503 the dialect does not read as retry-safe would fail the storm's tasks instead of testing the retries."""
+    import httpx as client
+
+    from airflow_provider_happyhorse.core.dialects import DASHSCOPE
+    from airflow_provider_happyhorse.core.retries import is_retryable_submit_error
+    from happyhorse_emulator import EmulatorConfig
+
+    with EmulatorServer(EmulatorConfig(dialect="dashscope", speed=0.01)) as emulator:
+        gateway = FaultGateway(
+            emulator.base_url,
+            GatewayFaults(
+                generate_rate_limit_rate=0.3,
+                generate_unavailable_rate=0.3,
+                status_drop_rate=0.5,
+                seed=1,
+                dialect="dashscope",
+            ),
+        ).start()
+        try:
+            headers = {"Authorization": f"Bearer {emulator.api_key}", "X-DashScope-Async": "enable"}
+            body = {"model": "happyhorse-1.0-t2v", "input": {"prompt": "gateway"}, "parameters": {"duration": 3}}
+            answers = [
+                client.post(
+                    f"{gateway.base_url}/api/v1/services/aigc/video-generation/video-synthesis",
+                    json=body,
+                    headers=headers,
+                )
+                for _ in range(30)
+            ]
+            task_id = next(answer for answer in answers if answer.status_code == 200).json()["output"]["task_id"]
+            polls = []
+            for _ in range(10):
+                try:
+                    polls.append(client.get(f"{gateway.base_url}/api/v1/tasks/{task_id}", headers=headers).status_code)
+                except client.TransportError:
+                    polls.append(0)
+        finally:
+            gateway.stop()
+        faulted = [answer for answer in answers if answer.status_code != 200]
+        assert faulted, "the seed must fault some requests"
+        for answer in faulted:
+            error = DASHSCOPE.error_of(answer.status_code, answer.json(), answer)
+            assert error.error_code == {429: "Throttling.RateQuota", 503: "ServiceUnavailable"}[answer.status_code]
+            assert error.retry_after == 1
+            assert is_retryable_submit_error(error)
+        assert emulator.stats()["submissions"]["total"] == len(answers) - len(faulted)
+        assert gateway.stats()["generate_forwarded"] == len(answers) - len(faulted)
+        assert 0 in polls  # dropped by the gateway
+        assert 200 in polls  # forwarded
+        assert gateway.stats()["status"] == 10
+
+
+def test_the_dashscope_storm_runs_only_when_named() -> None:
+    """4d starts 20 renders of its own: not in the default run, only with ``--only 4d``."""
+    from reliability.plan import DEFAULT
+    from reliability.trials import build_suite
+
+    suite = build_suite(DEFAULT)
+    assert "4d" not in [trial.item for trial in suite.without_optional().trials]
+    assert "4" in [trial.item for trial in suite.without_optional().trials]
+    chosen = suite.only({"4d"}).trials
+    assert [trial.dag_id for trial in chosen] == ["rel_storm_dashscope"]
+    spec = chosen[0].api_spec()
+    assert spec is not None
+    assert spec.gateway is not None
+    assert (spec.config.dialect, spec.connection_extra["dialect"], spec.gateway.dialect) == ("dashscope",) * 3
+
+
 def test_bad_input_table_has_at_least_30_distinct_cases() -> None:
     """Guards the provider tests: if the bad-input table shrank or repeated a case, trial 7 would pass checking fewer
     refusals."""
