@@ -160,7 +160,8 @@ class StormTrial(VideoBatchTrial):
             + ", ".join(f"{name} {count}" for name, count in result_faults.items())
             + ")"
         )
-        row.facts["clips verified (whole, 3 s, no audio, nothing beside)"] = f"{verified}/{self.count}"
+        sound = "no audio" if self.spelling_faults else "with sound"  # every DashScope clip has sound
+        row.facts[f"clips verified (whole, 3 s, {sound}, nothing beside)"] = f"{verified}/{self.count}"
         row.facts["wrong files at final paths"] = wrong
         row.facts["failed polls ridden out"] = ridden_out
         row.facts["task retries"] = sum(view.try_number > 1 for view in views)
