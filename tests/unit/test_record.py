@@ -9,6 +9,7 @@ service of ``tests/support`` (job ``n92abc123hh10``, the clip ``support.service.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,9 @@ EARLIER_RESULT = json.loads(
     "aac", "has_audio": true}, "verified": true, "poster_path": "file:///tmp/rec-old/out/daily/a.poster.jpg"}"""
 )
 FINGERPRINT = "a1d24b8510ea8fca21bcdbd274970f222991a8c03414ddc11535e1e6134aade0"
+# The clip the records above were captured with (Python 3.11, the lock's PyAV), and this interpreter's.
+CAPTURED_SIZE, CAPTURED_SHA256 = 39648, "021ca37c9583a856b84ffa1b728432537852db249cac7642daeb10bdd0a3320b"
+CLIP_SHA256 = hashlib.sha256(CLIP).hexdigest()
 SUBMITTED = datetime(2026, 12, 6, 7, 23, 20, 37194, tzinfo=UTC)
 MEDIA = MediaInfo(
     duration=5.0,
@@ -126,13 +130,16 @@ def test_an_earlier_clip_record_reads_and_a_rerun_pays_nothing(tmp_path: Path) -
     folder = tmp_path / "daily"
     folder.mkdir()
     (folder / "a.mp4").write_bytes(CLIP)
-    (folder / f"a.mp4{RECORD_SUFFIX}").write_text(EARLIER_SIDECAR)
-    record = RenderRecord.model_validate_json(EARLIER_SIDECAR)
+    # The earlier record's shape as it was written; its clip digest is this interpreter's CLIP (PyAV's encoder
+    # output differs by version, so the bytes captured with the record cannot be remade everywhere).
+    sidecar = EARLIER_SIDECAR.replace(str(CAPTURED_SIZE), str(len(CLIP))).replace(CAPTURED_SHA256, CLIP_SHA256)
+    (folder / f"a.mp4{RECORD_SUFFIX}").write_text(sidecar)
+    record = RenderRecord.model_validate_json(sidecar)
     assert record.stored is not None
     assert (record.fingerprint, record.job_id, record.stored.size, record.stored.poster_size) == (
         FINGERPRINT,
         "n92abc123hh10",
-        39648,
+        len(CLIP),
         1424,
     )
     assert (record.started_at, record.since, record.status) == (SUBMITTED, Since.SUBMISSION, "SUCCESS")
@@ -141,7 +148,7 @@ def test_an_earlier_clip_record_reads_and_a_rerun_pays_nothing(tmp_path: Path) -
     assert service.requests == []  # if_exists='skip': the kept clip proved itself, nothing was paid
     assert result["stored_path"] == f"file://{folder}/a.mp4"  # the destination's, never the record's
     assert (result["stored_size"], result["credits_estimate"], result["finished_at"]) == (
-        39648,
+        len(CLIP),
         300,
         "2026-12-06T07:24:03+00:00",
     )
@@ -163,8 +170,8 @@ def test_this_release_writes_the_same_result_as_the_earlier_one(tmp_path: Path) 
     assert list(result) == list(EARLIER_RESULT)
     assert result["request"] == EARLIER_RESULT["request"]
     assert (result["stored_size"], result["stored_sha256"], result["media"]) == (
-        EARLIER_RESULT["stored_size"],
-        EARLIER_RESULT["stored_sha256"],
+        len(CLIP),
+        CLIP_SHA256,
         EARLIER_RESULT["media"],
     )
 
