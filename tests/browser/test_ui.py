@@ -396,7 +396,7 @@ def test_test_button_of_a_stored_connection_is_refused_by_airflow_3_3_2(ui: UI) 
         "conn_type": "happyhorse",
         "connection_id": CONN_ID,
         "description": "",
-        "extra": "{}",
+        "extra": '{"dialect": null}',  # the form's Dialect field, left empty: the Base URL's host decides
         "host": ui.stack.emulator.base_url,
         "login": "",
         "password": "***",
