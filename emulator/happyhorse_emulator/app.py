@@ -627,6 +627,22 @@ def _normalised_host(host: str) -> str:
     return host.strip().lower().removeprefix("[").removesuffix("]").removesuffix(".")
 
 
+async def fetch_loopback(url: str, limit: int) -> bytes | None:
+    """The body at ``url`` (a 200 of at most ``limit`` bytes; None otherwise), without redirects or proxies."""
+    async with (
+        httpx.AsyncClient(timeout=IMAGE_FETCH_TIMEOUT, trust_env=False, follow_redirects=False) as client,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            return None
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > limit:
+                return None
+    return bytes(data)
+
+
 async def _fetch_image_size(url: str) -> tuple[int, int] | None:
     """The size of the image at ``url``: parsed from our own image route, fetched only from loopback."""
     parts = urlsplit(url)
@@ -634,18 +650,8 @@ async def _fetch_image_size(url: str) -> tuple[int, int] | None:
     if size is not None or not is_loopback_host(parts.hostname):
         return size
     try:
-        async with (
-            httpx.AsyncClient(timeout=IMAGE_FETCH_TIMEOUT, trust_env=False, follow_redirects=False) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                return None
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data += chunk
-                if len(data) > MAX_IMAGE_BYTES:
-                    return None
-        return await anyio.to_thread.run_sync(probe_image_size, bytes(data))
+        data = await fetch_loopback(url, MAX_IMAGE_BYTES)
+        return None if data is None else await anyio.to_thread.run_sync(probe_image_size, data)
     except Exception:  # any failure means "size unknown": fall back to the requested aspect ratio
         logger.debug("could not read image %s", url, exc_info=True)
         return None

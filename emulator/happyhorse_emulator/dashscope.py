@@ -47,12 +47,10 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-import httpx
 
 from .app import (
     _HTML,
     _JSON,
-    IMAGE_FETCH_TIMEOUT,
     Reply,
     _base_url,
     _Bucket,
@@ -63,6 +61,7 @@ from .app import (
     _read_body,
     _refuse_constant,
     _send,
+    fetch_loopback,
     is_loopback_host,
     logger,
 )
@@ -583,18 +582,8 @@ class DashScopeApi:
         if not is_loopback_host(parts.hostname):
             return None
         try:
-            async with (
-                httpx.AsyncClient(timeout=IMAGE_FETCH_TIMEOUT, trust_env=False, follow_redirects=False) as client,
-                client.stream("GET", url) as response,
-            ):
-                if response.status_code != 200:
-                    return None
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_VIDEO_BYTES:
-                        return None
-            return await anyio.to_thread.run_sync(probe_video, bytes(data))
+            data = await fetch_loopback(url, MAX_VIDEO_BYTES)
+            return None if data is None else await anyio.to_thread.run_sync(probe_video, data)
         except Exception:  # any failure means "cannot read it"
             logger.debug("could not read video %s", url, exc_info=True)
             return None
