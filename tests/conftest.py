@@ -6,6 +6,7 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Airflow reads its home at import: give the test session its own, so no test touches ~/airflow.
@@ -39,6 +40,14 @@ def emulator_server() -> Iterator[EmulatorServer]:
 
     with EmulatorServer(EmulatorConfig(speed=0.01)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated Airflow home (SQLite) for the suites that run the ``airflow`` command line."""
+    from support.airflow_cli import migrated_home
+
+    return migrated_home(tmp_path_factory.mktemp("airflow_home"))
 
 
 @pytest.fixture

@@ -5,39 +5,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 from collections import defaultdict
 from pathlib import Path
 
 import av
 import httpx
-import pytest
 
 from happyhorse_emulator import EmulatorServer
+from support.airflow_cli import airflow, airflow_env, key_leaks
 
 DAGS = Path(__file__).parent / "dags"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow_home")
-    subprocess.run([AIRFLOW, "db", "migrate"], env=base_env(home), check=True, capture_output=True, timeout=300)
-    return home
-
-
-def base_env(home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
 
 
 def video_facts(url: str) -> tuple[float, int, int]:
@@ -49,25 +29,17 @@ def video_facts(url: str) -> tuple[float, int, int]:
 
 def test_dags_test_renders_every_video_once(airflow_home: Path, emulator: EmulatorServer, tmp_path: Path) -> None:
     connection = {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
-    env = {
-        **base_env(airflow_home),
-        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT": json.dumps(connection),
-        "HAPPYHORSE_IT_OUTPUT": f"file://{tmp_path}",
-    }
-    run = subprocess.run(
-        [AIRFLOW, "dags", "test", "happyhorse_it_videos", "2026-03-01"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    env = airflow_env(
+        airflow_home,
+        DAGS,
+        AIRFLOW_CONN_HAPPYHORSE_DEFAULT=json.dumps(connection),
+        HAPPYHORSE_IT_OUTPUT=f"file://{tmp_path}",
     )
+    run = airflow("dags", "test", "happyhorse_it_videos", "2026-03-01", env=env)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log
-    # Airflow 3.0's `dags test` prints its own request to mask the key (`MaskSecret(value=...)`, at debug level)
-    # before the masker knows the key; later Airflows mask first. Any other appearance is a leak.
-    leaks = [line for line in log.splitlines() if emulator.api_key in line and "msg=MaskSecret(value=" not in line]
-    assert leaks == []
+    assert key_leaks(log, emulator.api_key) == []
 
     stats = emulator.stats()
     assert stats["submissions"]["accepted"] == 4
@@ -139,23 +111,18 @@ def test_a_render_with_statsd_on_sends_the_providers_metrics(
 ) -> None:
     listener = StatsdListener()
     connection = {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
-    env = {
-        **base_env(airflow_home),
-        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT": json.dumps(connection),
-        "HAPPYHORSE_IT_OUTPUT": f"file://{tmp_path}",
-        "AIRFLOW__METRICS__STATSD_ON": "True",
-        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-        "AIRFLOW__METRICS__STATSD_PORT": str(listener.port),
-        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",  # tags in the line, so the test can read them
-    }
+    env = airflow_env(
+        airflow_home,
+        DAGS,
+        AIRFLOW_CONN_HAPPYHORSE_DEFAULT=json.dumps(connection),
+        HAPPYHORSE_IT_OUTPUT=f"file://{tmp_path}",
+        AIRFLOW__METRICS__STATSD_ON="True",
+        AIRFLOW__METRICS__STATSD_HOST="127.0.0.1",
+        AIRFLOW__METRICS__STATSD_PORT=str(listener.port),
+        AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED="True",  # tags in the line, so the test can read them
+    )
     try:
-        run = subprocess.run(
-            [AIRFLOW, "dags", "test", "happyhorse_it_videos", "2026-03-02"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        run = airflow("dags", "test", "happyhorse_it_videos", "2026-03-02", env=env)
     finally:
         lines = listener.close()
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]

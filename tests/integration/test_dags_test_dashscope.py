@@ -4,9 +4,6 @@ that clip lasting as long as it, one paid submission each, against the emulator 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,11 +11,12 @@ from typing import TYPE_CHECKING
 import av
 import pytest
 
+from support.airflow_cli import airflow, airflow_env, key_leaks
+
 if TYPE_CHECKING:
     from happyhorse_emulator import EmulatorServer
 
 DAGS = Path(__file__).parent / "dags_dashscope"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 @pytest.fixture(scope="module")
@@ -30,36 +28,25 @@ def dashscope_server() -> Iterator[EmulatorServer]:
 
 
 def test_dags_test_in_the_dashscope_dialect(
-    dashscope_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    airflow_home: Path, dashscope_server: EmulatorServer, tmp_path: Path
 ) -> None:
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     connection = {
         "conn_type": "happyhorse",
         "host": dashscope_server.base_url,
         "password": dashscope_server.api_key,
         "extra": {"dialect": "dashscope"},
     }
-    env["AIRFLOW_CONN_HAPPYHORSE_DEFAULT"] = json.dumps(connection)
-    env["HAPPYHORSE_IT_OUTPUT"] = f"file://{tmp_path}"
-    run = subprocess.run(
-        [AIRFLOW, "dags", "test", "happyhorse_it_dashscope", "2026-03-01"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    env = airflow_env(
+        airflow_home,
+        DAGS,
+        AIRFLOW_CONN_HAPPYHORSE_DEFAULT=json.dumps(connection),
+        HAPPYHORSE_IT_OUTPUT=f"file://{tmp_path}",
     )
+    run = airflow("dags", "test", "happyhorse_it_dashscope", "2026-03-01", env=env)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log
-    leaks = [line for line in log.splitlines() if dashscope_server.api_key in line and "MaskSecret(value=" not in line]
-    assert leaks == []
+    assert key_leaks(log, dashscope_server.api_key) == []
 
     stats = dashscope_server.stats()
     assert stats["submissions"]["accepted"] == 2

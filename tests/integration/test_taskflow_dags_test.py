@@ -7,9 +7,7 @@ clips, and ``airflow dags trigger`` refuses a conf that raises the batch example
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,9 +15,9 @@ import pytest
 
 from airflow_provider_happyhorse.models import VideoRequest
 from happyhorse_emulator import EmulatorServer
+from support.airflow_cli import airflow, airflow_env, key_leaks
 
 EXAMPLES = Path(__file__).parents[2] / "dags" / "examples"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAY = "2026-11-24"
 
 
@@ -32,42 +30,23 @@ def dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory, dags: Path) -> Path:
-    home = tmp_path_factory.mktemp("airflow_home")
-    subprocess.run([AIRFLOW, "db", "migrate"], env=base_env(home, dags), check=True, capture_output=True, timeout=300)
-    return home
-
-
-def base_env(home: Path, dags: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-
-
-def airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_dags_test_renders_each_mapped_prompt_once(
     airflow_home: Path, dags: Path, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     connection = {"conn_type": "happyhorse", "host": emulator.base_url, "password": emulator.api_key}
-    env = {
-        **base_env(airflow_home, dags),
-        "AIRFLOW_CONN_HAPPYHORSE_DEFAULT": json.dumps(connection),
-        "HAPPYHORSE_OUTPUT_ROOT": f"file://{tmp_path}",
-        "HAPPYHORSE_FIRST_POLL_AFTER": "0.5",
-        "HAPPYHORSE_POLL_INTERVAL": "0.3",
-    }
+    env = airflow_env(
+        airflow_home,
+        dags,
+        AIRFLOW_CONN_HAPPYHORSE_DEFAULT=json.dumps(connection),
+        HAPPYHORSE_OUTPUT_ROOT=f"file://{tmp_path}",
+        HAPPYHORSE_FIRST_POLL_AFTER="0.5",
+        HAPPYHORSE_POLL_INTERVAL="0.3",
+    )
     run = airflow("dags", "test", "happyhorse_taskflow", DAY, env=env)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
     assert "state=success" in log
-    assert [line for line in log.splitlines() if emulator.api_key in line and "msg=MaskSecret(value=" not in line] == []
+    assert key_leaks(log, emulator.api_key) == []
 
     stats = emulator.stats()
     assert stats["submissions"]["accepted"] == 3
@@ -92,7 +71,7 @@ def test_dags_test_renders_each_mapped_prompt_once(
 
 
 def test_a_trigger_conf_above_the_budget_maximum_is_refused(airflow_home: Path, dags: Path) -> None:
-    env = base_env(airflow_home, dags)
+    env = airflow_env(airflow_home, dags)
     reserialized = airflow("dags", "reserialize", env=env)
     assert reserialized.returncode == 0, reserialized.stderr[-3000:]
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from happyhorse_emulator import EmulatorServer
+from support import airflow_cli
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAY = "2026-03-01"
 
 
@@ -38,7 +36,7 @@ def airflow_env(dags: Path, emulator: EmulatorServer, output: Path, **extra: str
 
 def airflow(env: dict[str, str], *args: str) -> str:
     """One real `airflow` command; its output's tail in the failure when it fails."""
-    run = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=300)
+    run = airflow_cli.airflow(*args, env=env)
     assert run.returncode == 0, (args, (run.stdout + run.stderr)[-3000:])
     return run.stdout
 
