@@ -2,8 +2,8 @@
 Budgets: plan a run's renders before any of them is paid for, under a limit a trigger cannot raise.
 
 - :func:`plan_renders` validates every row (``GenerateVideoOperator``'s keyword arguments) into a
-  ``VideoRequest``, estimates each with the request's own estimate, and refuses the whole run, before
-  anything is submitted, when a row is invalid or the total is above the limit.
+  ``VideoRequest`` held to its connection's dialect's rules (:func:`priced_request`), estimates each, and
+  refuses the whole run, before anything is submitted, when a row is invalid or the total is above the limit.
 - :class:`RunBudget` is the DAG author's ceiling for a run: :meth:`RunBudget.param` makes the limit a DAG
   param whose JSON-schema ``maximum`` is the ceiling (a trigger's conf may lower it; Airflow refuses to
   create a run whose conf asks for more), and :meth:`RunBudget.plan_renders` reads the run's value, checks
@@ -45,16 +45,31 @@ def estimate_cost(request: VideoRequest) -> float:
     return request.estimate_credits()
 
 
-def _row_cost(request: VideoRequest, conn_id: str | None, settings: dict[str, Any]) -> CostEstimate:
-    """A row's estimate in its connection's unit (no connection named: happyhorse.app's credits)."""
+def priced_request(
+    arguments: Mapping[str, Any], conn_id: str | None, settings: dict[str, Any]
+) -> tuple[VideoRequest, CostEstimate]:
+    """
+    A row's request, validated as the operator validates it before paying (the request model, then the rules of
+    the connection's dialect: prompt length, ratios, what the service lacks), and its estimate in that
+    connection's unit. No connection named (``conn_id`` None): happyhorse.app's rules and credits.
+    ``InvalidRequestError`` naming the field, rule and value; ``ConfigurationError`` for an unusable connection.
+    ``settings`` caches each connection's settings across rows.
+    """
+    from airflow_provider_happyhorse.core.dialects import HAPPYHORSE
+
+    request = request_from_arguments(arguments)
     if conn_id is None:
-        return CostEstimate(amount=request.estimate_credits(), unit=COST_UNIT)
+        if (refused := HAPPYHORSE.refusal(request)) is not None:
+            raise refused
+        return request, CostEstimate(amount=request.estimate_credits(), unit=COST_UNIT)
     if conn_id not in settings:
         from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
         settings[conn_id] = HappyHorseHook(conn_id).settings
     resolved = settings[conn_id]
-    return core_estimate_cost(request, resolved.dialect_name, resolved.prices)
+    if (refused := resolved.dialect.refusal(request)) is not None:
+        raise refused
+    return request, core_estimate_cost(request, resolved.dialect_name, resolved.prices)
 
 
 class RunPlanError(AirflowFailException, HappyHorseError):
@@ -226,14 +241,14 @@ def _plan(
         if unknown:
             problems[index] = f"{', '.join(map(repr, unknown))}: not an argument of GenerateVideoOperator"
             continue
+        row_conn = row.get("happyhorse_conn_id", conn_id)
         try:
-            request = request_from_arguments({key: row[key] for key in row if key in REQUEST_ARGUMENTS})
+            request, cost = priced_request(
+                {key: row[key] for key in row if key in REQUEST_ARGUMENTS}, row_conn, settings
+            )
         except InvalidRequestError as error:
             problems[index] = str(error)
             continue
-        row_conn = row.get("happyhorse_conn_id", conn_id)
-        try:
-            cost = _row_cost(request, row_conn, settings)
         except ConfigurationError as error:
             raise RunPlanError(f"{error} Nothing was submitted.") from None
         if cost.amount is None:

@@ -19,7 +19,11 @@ CHECK_JOB_ID = "airflow-connection-test"
 JOB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 
 # -- the request's limits -------------------------------------------------------------------------------
-MAX_PROMPT_CHARS = 2500
+# Each dialect takes its own prompt length (``core.dialects``): happyhorse.app at most 2500 characters,
+# DashScope 5000, a CJK one counting two. The request model holds every prompt to the larger bound.
+HAPPYHORSE_PROMPT_CHARS = 2500
+DASHSCOPE_PROMPT_UNITS = 5000
+MAX_PROMPT_CHARS = max(HAPPYHORSE_PROMPT_CHARS, DASHSCOPE_PROMPT_UNITS)
 MIN_DURATION = 3
 MAX_DURATION = 15
 

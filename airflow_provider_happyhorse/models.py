@@ -24,14 +24,21 @@ from pydantic import (
     model_validator,
 )
 
-from airflow_provider_happyhorse.constants import MAX_DURATION, MAX_PROMPT_CHARS, MIN_DURATION
+from airflow_provider_happyhorse.constants import (
+    HAPPYHORSE_PROMPT_CHARS,
+    MAX_DURATION,
+    MAX_PROMPT_CHARS,
+    MIN_DURATION,
+)
 from airflow_provider_happyhorse.core.retries import is_permanent
 from airflow_provider_happyhorse.exceptions import InvalidRequestError
 
 MODEL_ID: Literal["happyhorse-1.0/video"] = "happyhorse-1.0/video"
 
 Mode = Literal["std", "pro"]
-AspectRatio = Literal["16:9", "9:16", "1:1"]
+# Every ratio either dialect takes; each dialect refuses the ones it does not offer (``core.dialects``):
+# happyhorse.app takes the first three, DashScope all five for text and reference tasks.
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
 # What the clip is made from (``VideoRequest.task``); ``mode`` stays the std/pro quality tier.
 Task = Literal["text", "first_frame", "first_last_frame", "reference", "edit"]
 Resolution = Literal["720P", "1080P"]
@@ -65,7 +72,8 @@ class Shot(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    # Only happyhorse.app takes shots (DashScope refuses multi-shot), so its length is the one a shot can have.
+    prompt: str = Field(min_length=1, max_length=HAPPYHORSE_PROMPT_CHARS)
     duration: Number | None = Field(default=None, gt=0)
 
     @field_validator("prompt")
@@ -77,11 +85,16 @@ class Shot(BaseModel):
 
 
 class VideoRequest(BaseModel):
-    """The body of ``POST /api/generate``, with every documented rule checked before anything is sent."""
+    """
+    A render request: what either dialect takes, with every rule both share checked here. The rules that differ
+    by service (prompt length, ratios, the fields and tasks one of them lacks) are the connection's dialect's
+    (``core.dialects.Dialect.refusal``), checked before anything is sent.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: Literal["happyhorse-1.0/video"] = MODEL_ID
+    # The longest prompt any dialect takes; the connection's dialect holds it to its own rule before sending.
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     mode: Mode = "std"
     duration: Number = Field(default=DEFAULT_DURATION, ge=MIN_DURATION, le=MAX_DURATION)

@@ -16,9 +16,11 @@ import httpx
 from pydantic import ValidationError
 
 from airflow_provider_happyhorse.constants import (
+    DASHSCOPE_PROMPT_UNITS,
     DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
     GENERATE_PATH,
+    HAPPYHORSE_PROMPT_CHARS,
 )
 from airflow_provider_happyhorse.core.requests import _extensions, _headers, build_status_request
 from airflow_provider_happyhorse.core.responses import (
@@ -112,6 +114,9 @@ _ON_DASHSCOPE = (
     "it is offered by Alibaba Cloud Model Studio (dialect 'dashscope', Base URL https://dashscope-intl.aliyuncs.com "
     "or https://dashscope.aliyuncs.com): use a connection of that dialect, or leave the field out"
 )
+# happyhorse.app's ratios (HAPPYHORSE_API.md); DashScope's are DASHSCOPE_RATIOS.
+HAPPYHORSE_RATIOS = ("16:9", "9:16", "1:1")
+_INVALID = "Invalid HappyHorse request for this connection"
 _ON_HAPPYHORSE = (
     "it is offered by happyhorse.app (dialect 'happyhorse', Base URL https://happyhorse.app): use a connection of "
     "that dialect, or leave the field out"
@@ -137,6 +142,23 @@ class HappyHorseApp(Dialect):
                     f"{field} {getattr(request, field)!r}",
                     _ON_DASHSCOPE + " (a reseller that takes it: pass it in extra_fields)",
                 )
+        # Both of happyhorse.app's own limits are reported at once, as the model reports its problems.
+        problems = []
+        if request.aspect_ratio not in HAPPYHORSE_RATIOS:
+            problems.append(
+                f"aspect_ratio: {self.title} takes '16:9', '9:16' or '1:1' (got {request.aspect_ratio!r}); "
+                f"{request.aspect_ratio} is offered by Alibaba Cloud Model Studio for text and reference tasks "
+                "(dialect 'dashscope', Base URL https://dashscope-intl.aliyuncs.com or "
+                "https://dashscope.aliyuncs.com): use a connection of that dialect, or choose one of the three"
+            )
+        if request.prompt is not None and len(request.prompt) > HAPPYHORSE_PROMPT_CHARS:
+            problems.append(
+                f"prompt: {self.title} takes at most {HAPPYHORSE_PROMPT_CHARS} characters (got "
+                f"{len(request.prompt):,} characters): shorten it, or use a connection of dialect 'dashscope' "
+                f"(Alibaba Cloud Model Studio takes up to {DASHSCOPE_PROMPT_UNITS} characters, a CJK one counting two)"
+            )
+        if problems:
+            return InvalidRequestError(f"{_INVALID}: {'; '.join(problems)}")
         return None
 
     def body(self, request: VideoRequest) -> dict[str, Any]:
@@ -185,8 +207,9 @@ DASHSCOPE_MODELS: dict[str, str] = {
     "edit": "happyhorse-1.0-video-edit",
 }
 MEDIA_TYPES = {"first_frame": "first_frame", "reference": "reference_image", "edit": "reference_image"}
-# A prompt's length by script: 5000 characters, of which a CJK one counts as two (2500 CJK at most).
-DASHSCOPE_PROMPT_UNITS = 5000
+# A prompt's length by script: DASHSCOPE_PROMPT_UNITS (5000) characters, a CJK one counting two (2500 CJK at most).
+# The tasks that take a ratio (i2v follows its first frame, edit its source video); they take every ratio of the
+# request model (16:9, 9:16, 1:1, 4:3, 3:4).
 DASHSCOPE_RATIO_TASKS = ("text", "reference")
 
 
@@ -258,9 +281,9 @@ class DashScope(Dialect):
             )
         if request.prompt is not None and (units := prompt_units(request.prompt)) > DASHSCOPE_PROMPT_UNITS:
             return InvalidRequestError(
-                f"Invalid HappyHorse request for this connection: prompt: {self.title} takes at most "
-                f"{DASHSCOPE_PROMPT_UNITS} characters, a CJK one counting two (2500 CJK); this one counts {units} "
-                "(the service would cut it): shorten it"
+                f"{_INVALID}: prompt: {self.title} takes at most {DASHSCOPE_PROMPT_UNITS} characters, a CJK one "
+                f"counting two (at most {DASHSCOPE_PROMPT_UNITS // 2} CJK); this one counts {units:,} (got "
+                f"{len(request.prompt):,} characters; the service would cut it): shorten it"
             )
         return None
 

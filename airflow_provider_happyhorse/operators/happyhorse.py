@@ -80,10 +80,12 @@ class GenerateVideoOperator(BaseOperator):
     A paid job is never bought twice for the same request: the job id is kept in the task state store
     (Airflow 3.3+) the moment it is known, and a later try of the same task instance re-attaches to it.
 
-    :param prompt: the text prompt (at most 2500 characters; required unless ``multi_shots``). Templated.
+    :param prompt: the text prompt (required unless ``multi_shots``): at most 2500 characters on happyhorse.app,
+        5000 on Alibaba Cloud Model Studio (a CJK character counting two). Templated.
     :param mode: ``std`` or ``pro``.
     :param duration: seconds of video, 3 to 15.
-    :param aspect_ratio: ``16:9``, ``9:16`` or ``1:1``.
+    :param aspect_ratio: ``16:9``, ``9:16`` or ``1:1``; Alibaba Cloud Model Studio also takes ``4:3`` and ``3:4``
+        (text and reference tasks only).
     :param image_urls: image-to-video frames (first, last). Templated.
     :param sound: generate native audio.
     :param cfg_scale: prompt adherence, 0 to 1.
@@ -295,6 +297,10 @@ class GenerateVideoOperator(BaseOperator):
         try:
             settings = self.hook.settings
             base_url = settings.base_url
+            # The connection's service's own rules (prompt length, ratios, what it lacks), as submit would apply them.
+            if (refused := settings.dialect.refusal(request)) is not None:
+                metrics.refused("validation", conn_id=self.happyhorse_conn_id)
+                raise AirflowFailException(f"{refused}. Nothing was submitted.") from None
             cost = self._checked_cost(request, settings)
             destination = None if self.output_path is None else prepare_destination(self.output_path)
         except ConfigurationError as error:

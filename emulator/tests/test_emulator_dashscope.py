@@ -253,6 +253,8 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
     "resolution": (t2v(resolution="4K"), "InvalidParameter", "parameters.resolution"),
     "resolution-lowercase": (t2v(resolution="720p"), "InvalidParameter", "parameters.resolution"),
     "ratio": (t2v(ratio="21:9"), "InvalidParameter", "parameters.ratio"),
+    "ratio-4x3": (t2v(ratio="4x3"), "InvalidParameter", "parameters.ratio"),
+    "ratio-number": (t2v(ratio=1.33), "InvalidParameter", "parameters.ratio"),
     "duration-2": (t2v(duration=2), "InvalidParameter", "parameters.duration"),
     "duration-16": (t2v(duration=16), "InvalidParameter", "parameters.duration"),
     "duration-string": (t2v(duration="5"), "InvalidParameter", "parameters.duration"),
@@ -427,6 +429,39 @@ def test_reference_to_video_takes_1_to_9_images(http: httpx.Client, ds: Emulator
     small = f"{ds.base_url}/_emulator/images/399x800.png"
     body["input"]["media"] = media(("reference_image", small))
     assert "at least 400 px" in assert_error(http.post(CREATE, json=body, headers=ASYNC), 400, "InvalidParameter")
+
+
+@pytest.mark.parametrize(
+    ("resolution", "ratio", "frame"),
+    [("720P", "4:3", (960, 720)), ("1080P", "3:4", (1080, 1440)), ("720P", "3:4", (720, 960))],
+)
+def test_reference_to_video_takes_4_3_and_3_4_at_the_tiers_short_side(
+    http: httpx.Client, ds: EmulatorServer, resolution: str, ratio: str, frame: tuple[int, int]
+) -> None:
+    image = f"{ds.base_url}/_emulator/images/512x512.png"
+    body = {
+        "model": "happyhorse-1.0-r2v",
+        "input": {"prompt": "character1", "media": media(("reference_image", image))},
+        "parameters": {"ratio": ratio, "resolution": resolution, "duration": 3},
+    }
+    payload, _ = wait(http, create(http, body))
+    assert (payload["usage"]["ratio"], payload["usage"]["SR"]) == (ratio, min(frame))
+    assert probe(http.get(payload["output"]["video_url"]).content)[1:] == frame
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["p" * 5000, "马" * 2500, "马" * 2499 + "pp", "p" * 5001, "马" * 2501],
+    ids=["5000-latin", "2500-cjk", "mixed-5000-units", "5001-latin", "2501-cjk"],
+)
+def test_prompts_of_5000_units_are_taken_and_longer_ones_too_as_the_service_truncates(
+    http: httpx.Client, prompt: str
+) -> None:
+    """The service takes 5000 characters, a CJK one counting two, and cuts a longer prompt rather than refusing it
+    (DASHSCOPE_API.md): so the emulator takes both, and the provider refuses the longer one before sending."""
+    task_id = create(http, {"model": "happyhorse-1.0-t2v", "input": {"prompt": prompt}, "parameters": {"duration": 3}})
+    payload, _ = wait(http, task_id)
+    assert payload["output"]["orig_prompt"] == prompt
 
 
 def edit(source: str, **parameters: Any) -> dict[str, Any]:

@@ -227,6 +227,47 @@ def test_stored_clips_are_verified_by_what_their_task_promises(dashscope: Emulat
     assert RenderRecord.from_result(result).usage == edited.usage
 
 
+def test_a_4_3_text_clip_and_a_5000_character_prompt_are_rendered_stored_and_verified(
+    dashscope: EmulatorServer, tmp_path: Path
+) -> None:
+    """Issue 23, item 2: DashScope's own rules. A 4:3 text-to-video clip at 720P is 960x720, stored and verified
+    against its ratio and short side; held to 3:4 instead, the ratio is the mismatch named. A prompt of 5000
+    characters (2500 CJK) is sent; 2501 CJK characters are refused before anything is sent."""
+    from airflow_provider_happyhorse.core.record import RenderRecord
+    from airflow_provider_happyhorse.exceptions import ClipMismatchError
+    from airflow_provider_happyhorse.storage import store_clip
+
+    hook = HappyHorseHook()
+    now = datetime.now(UTC)
+    request = VideoRequest(prompt="p" * 4990 + " a horse", duration=3, aspect_ratio="4:3", resolution="720P")
+    done = render(request)
+    assert done.status == "success", done.message
+    assert done.video_url is not None
+    record = RenderRecord.submitting(request, now).succeeded(done)
+    assert record.usage is not None
+    assert (record.usage.ratio, record.usage.SR) == ("4:3", 720)
+    clip, _ = store_clip(
+        hook, job_id=done.job_id, url=done.video_url, destination=str(tmp_path / "wide.mp4"), record=record
+    )
+    assert clip.verified is True
+    assert clip.media is not None
+    assert (clip.media.width, clip.media.height) == (960, 720)
+    assert (tmp_path / "wide.mp4").exists()
+    portrait = RenderRecord.submitting(request.model_copy(update={"aspect_ratio": "3:4"}), now).succeeded(done)
+    with pytest.raises(ClipMismatchError) as raised:
+        store_clip(hook, job_id=done.job_id, url=done.video_url, destination=str(tmp_path / "x.mp4"), record=portrait)
+    assert raised.value.mismatches == ["aspect ratio: wanted 3:4, got 960x720"]
+
+    cjk = render(VideoRequest(prompt="马" * 2500, duration=3, resolution="720P", aspect_ratio="3:4"))
+    assert cjk.status == "success", cjk.message
+    assert cjk.video_url is not None
+    assert probe(cjk.video_url)[1:3] == (720, 960)
+    before = dashscope.stats()["submissions"]["total"]
+    with pytest.raises(InvalidRequestError, match="this one counts 5,002"):
+        hook.submit_job(VideoRequest(prompt="马" * 2501, duration=3))
+    assert dashscope.stats()["submissions"]["total"] == before
+
+
 def test_the_operator_estimates_in_the_connections_currency_and_keeps_the_usage(
     dashscope: EmulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -167,3 +167,31 @@ def test_a_row_names_its_own_connection_and_a_missing_one_is_refused(connection:
     assert plan_renders(rows, limit=1, unit="USD").total == 0.7
     with pytest.raises(RunPlanError, match="Nothing was submitted"):
         plan_renders([{**DRAFTS[0], "happyhorse_conn_id": "nowhere"}], limit=1, unit="USD")
+
+
+# -- each row held to its connection's dialect (issue 23, item 2) ---------------------------------------------------
+
+
+def test_a_row_is_held_to_its_connections_rules_before_the_run_is_planned(connection: Any) -> None:
+    """4:3 and a 3,000-character prompt are DashScope's; on happyhorse.app (or no connection named: its credits
+    and rules) they are refused naming the row, the field, the rule and the way out."""
+    wide = {"prompt": "a horse", "duration": 3, "aspect_ratio": "4:3", "resolution": "720P"}
+    long = {"prompt": "p" * 3000, "duration": 3, "resolution": "720P"}
+    connection(host="https://dashscope-intl.aliyuncs.com", extra=DASHSCOPE_PRICES, conn_id="ds")
+    plan = plan_renders([wide, long], limit=1, unit="USD", happyhorse_conn_id="ds")
+    assert [render.request.aspect_ratio for render in plan.renders] == ["4:3", "16:9"]
+    assert plan.total == 0.84
+    connection(conn_id="hh")
+    for conn_id in ("hh", None):
+        rows = [{**row, "resolution": None} for row in (wide, long)]
+        with pytest.raises(InvalidRowError) as refused:
+            plan_renders(
+                [{k: v for k, v in row.items() if v is not None} for row in rows],
+                limit=10_000,
+                happyhorse_conn_id=conn_id,
+            )
+        assert sorted(refused.value.problems) == [0, 1]
+        assert "aspect_ratio: happyhorse.app takes '16:9', '9:16' or '1:1' (got '4:3')" in refused.value.problems[0]
+        assert (
+            "prompt: happyhorse.app takes at most 2500 characters (got 3,000 characters)" in refused.value.problems[1]
+        )

@@ -161,6 +161,27 @@ def test_a_bad_request_is_refused_before_anything_is_sent(returned: Any, named: 
     assert REQUEST_XCOM_KEY not in context["ti"].xcoms
 
 
+@pytest.mark.parametrize(
+    ("returned", "named"),
+    [
+        ({"prompt": "a horse", "aspect_ratio": "4:3"}, "aspect_ratio: happyhorse.app takes '16:9', '9:16' or '1:1'"),
+        ({"prompt": "p" * 2501}, "prompt: happyhorse.app takes at most 2500 characters (got 2,501 characters)"),
+    ],
+)
+def test_a_request_the_connections_service_does_not_take_is_refused_before_anything_is_sent(
+    returned: dict[str, Any], named: str
+) -> None:
+    """The model takes DashScope's ratios and prompt length; the connection (happyhorse.app) refuses them."""
+    service = FakeService(FakeClock())
+    store = DictStore()
+    with pytest.raises(AirflowFailException) as refused:
+        build(service, lambda: returned).execute(context_with(store))
+    assert named in str(refused.value)
+    assert str(refused.value).endswith("Nothing was submitted.")
+    assert service.requests == []
+    assert store.values == {}  # no pending marker: refused before anything is written
+
+
 def test_a_request_over_max_credits_is_refused_before_anything_is_sent() -> None:
     service = FakeService(FakeClock())
     operator = build(service, lambda: clip_request("a horse"), max_credits=300)

@@ -247,13 +247,200 @@ def test_dashscope_refuses_before_paying(connection: ConnectionSetter, fields: d
 def test_a_prompt_is_measured_by_script() -> None:
     assert prompt_units("a horse") == 7
     assert prompt_units("马在海滩上") == 10
-    long_cjk = VideoRequest.model_construct(
-        prompt="马" * 2501, **{k: v.default for k, v in VideoRequest.model_fields.items() if k != "prompt"}
+    assert prompt_units("\uff48") == 2  # a full-width Latin letter is as wide as a CJK one
+    assert prompt_units("馬と海") == 6  # kana and kanji too
+
+
+# -- each dialect's own prompt length and ratios (issue 23, item 2), at the boundaries -----------------------------
+# The request model takes the union (5000 characters, five ratios: test_models.py); each dialect holds a request to
+# its own rule before anything is sent. Each case goes through the hook to a scripted service: a refused one sends
+# nothing, an accepted one is sent as given.
+
+CJK = "马"
+RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4")
+# The fields that make each task (first_last_frame: happyhorse.app only; reference and edit: DashScope only).
+TASK_FIELDS: dict[str, dict[str, Any]] = {
+    "text": {},
+    "first_frame": {"image_urls": [IMAGE]},
+    "first_last_frame": {"image_urls": [IMAGE, IMAGE]},
+    "reference": {"task": "reference", "image_urls": [IMAGE]},
+    "edit": {"task": "edit", "source_video": VIDEO},
+}
+
+
+def sent_to_happyhorse(connection: ConnectionSetter, fields: dict[str, Any]) -> tuple[FakeService, dict[str, Any]]:
+    """The request ``fields`` make, submitted on a happyhorse.app connection: the service and the body it got."""
+    connection(host=HOST)
+    service = FakeService()
+    hook_on(service).submit_job(VideoRequest.parse(fields))
+    assert service.posts == 1
+    return service, httpx.Response(200, content=service.requests[0].content).json()
+
+
+def sent_to_dashscope(connection: ConnectionSetter, fields: dict[str, Any]) -> dict[str, Any]:
+    """The request ``fields`` make, submitted on a DashScope connection: the create body the service got."""
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    hook_on(service).submit_job(VideoRequest.parse(fields))
+    assert len(service.creates) == 1
+    body: dict[str, Any] = httpx.Response(200, content=service.creates[0].content).json()
+    return body
+
+
+def refused_by(connection: ConnectionSetter, host: str, fields: dict[str, Any]) -> str:
+    """The refusal of the request ``fields`` make on a connection to ``host``; nothing reaches the service."""
+    connection(host=host)
+    service: FakeDashScope | FakeService = FakeDashScope() if host == DS_HOST else FakeService()
+    with pytest.raises(InvalidRequestError) as raised:
+        hook_on(service).submit_job(VideoRequest.parse(fields))
+    assert service.requests == []
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("prompt", ["p" * 2500, CJK * 2500], ids=["2500-latin", "2500-cjk"])
+def test_happyhorse_app_takes_2500_characters_of_any_script(connection: ConnectionSetter, prompt: str) -> None:
+    _, body = sent_to_happyhorse(connection, {"prompt": prompt})
+    assert body["prompt"] == prompt
+
+
+@pytest.mark.parametrize(("prompt", "got"), [("p" * 2501, "2,501"), (CJK * 2501, "2,501"), ("p" * 5000, "5,000")])
+def test_happyhorse_app_refuses_a_prompt_over_2500_characters(
+    connection: ConnectionSetter, prompt: str, got: str
+) -> None:
+    message = refused_by(connection, HOST, {"prompt": prompt})
+    assert f"prompt: happyhorse.app takes at most 2500 characters (got {got} characters): shorten it" in message
+    assert "use a connection of dialect 'dashscope' (Alibaba Cloud Model Studio takes up to 5000" in message
+    assert prompt[:50] not in message  # a long prompt is counted, not echoed
+
+
+@pytest.mark.parametrize("task", ["text", "first_frame", "first_last_frame"])
+@pytest.mark.parametrize("ratio", ["16:9", "9:16", "1:1"])
+def test_happyhorse_app_takes_its_three_ratios_for_every_task(
+    connection: ConnectionSetter, task: str, ratio: str
+) -> None:
+    _, body = sent_to_happyhorse(connection, {"prompt": "a horse", "aspect_ratio": ratio, **TASK_FIELDS[task]})
+    assert body["aspect_ratio"] == ratio
+
+
+@pytest.mark.parametrize("task", ["text", "first_frame", "first_last_frame"])
+@pytest.mark.parametrize("ratio", ["4:3", "3:4"])
+def test_happyhorse_app_refuses_dashscopes_ratios(connection: ConnectionSetter, task: str, ratio: str) -> None:
+    message = refused_by(connection, HOST, {"prompt": "a horse", "aspect_ratio": ratio, **TASK_FIELDS[task]})
+    assert f"aspect_ratio: happyhorse.app takes '16:9', '9:16' or '1:1' (got '{ratio}')" in message
+    assert (
+        f"{ratio} is offered by Alibaba Cloud Model Studio for text and reference tasks (dialect 'dashscope'" in message
     )
-    refused = DASHSCOPE.refusal(long_cjk)
-    assert refused is not None
-    assert "this one counts 5002" in str(refused)
-    assert DASHSCOPE.refusal(VideoRequest(prompt="马" * 2500)) is None
+    assert "use a connection of that dialect, or choose one of the three" in message
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["p" * 5000, CJK * 2500, CJK * 2499 + "pp", "p" * 2501],
+    ids=["5000-latin", "2500-cjk", "mixed-5000-units", "2501-latin"],
+)
+def test_dashscope_takes_5000_units(connection: ConnectionSetter, prompt: str) -> None:
+    assert sent_to_dashscope(connection, {"prompt": prompt})["input"]["prompt"] == prompt
+
+
+@pytest.mark.parametrize(
+    ("prompt", "units", "chars"),
+    [(CJK * 2501, "5,002", "2,501"), (CJK * 2500 + "p", "5,001", "2,501"), ("p" + CJK * 2500, "5,001", "2,501")],
+    ids=["2501-cjk", "cjk-then-latin-5001-units", "latin-then-cjk-5001-units"],
+)
+def test_dashscope_refuses_a_prompt_over_5000_units(
+    connection: ConnectionSetter, prompt: str, units: str, chars: str
+) -> None:
+    message = refused_by(connection, DS_HOST, {"prompt": prompt})
+    assert (
+        "prompt: Alibaba Cloud Model Studio (DashScope) takes at most 5000 characters, a CJK one counting two "
+        f"(at most 2500 CJK); this one counts {units} (got {chars} characters; the service would cut it): shorten it"
+    ) in message
+
+
+def test_5001_latin_characters_are_refused_by_the_model_on_either_dialect(connection: ConnectionSetter) -> None:
+    # 5000 is the most any dialect takes, so the request model refuses more, whichever the connection.
+    for host in (HOST, DS_HOST):
+        message = refused_by(connection, host, {"prompt": "p" * 5001})
+        assert (
+            message
+            == "Invalid HappyHorse request: prompt: String should have at most 5000 characters (got 5,001 characters)"
+        )
+
+
+@pytest.mark.parametrize("task", ["text", "reference"])
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_dashscope_takes_all_five_ratios_for_text_and_reference(
+    connection: ConnectionSetter, task: str, ratio: str
+) -> None:
+    body = sent_to_dashscope(connection, {"prompt": "a horse", "aspect_ratio": ratio, **TASK_FIELDS[task]})
+    assert body["parameters"]["ratio"] == ratio
+
+
+@pytest.mark.parametrize(("task", "follows"), [("first_frame", "its first frame"), ("edit", "its source video")])
+@pytest.mark.parametrize("ratio", ["9:16", "1:1", "4:3", "3:4"])
+def test_dashscope_refuses_a_ratio_where_the_clip_follows_its_media(
+    connection: ConnectionSetter, task: str, follows: str, ratio: str
+) -> None:
+    message = refused_by(connection, DS_HOST, {"prompt": "a horse", "aspect_ratio": ratio, **TASK_FIELDS[task]})
+    assert (
+        f"aspect_ratio: task '{task}' on Alibaba Cloud Model Studio (DashScope) follows {follows}, so it takes no "
+        f"aspect_ratio (got '{ratio}'); leave it out"
+    ) in message
+
+
+@pytest.mark.parametrize("task", ["first_frame", "edit"])
+def test_dashscope_sends_no_ratio_where_the_clip_follows_its_media(connection: ConnectionSetter, task: str) -> None:
+    assert "ratio" not in sent_to_dashscope(connection, {"prompt": "a horse", **TASK_FIELDS[task]})["parameters"]
+
+
+# The other documented DashScope limits (DASHSCOPE_API.md), at their boundaries: what is sent, and what is refused.
+DASHSCOPE_BOUNDARIES_TAKEN: list[tuple[dict[str, Any], Any]] = [
+    ({"task": "reference", "image_urls": [IMAGE] * 9}, lambda b: len(b["input"]["media"]) == 9),
+    ({"task": "edit", "source_video": VIDEO, "image_urls": [IMAGE] * 5}, lambda b: len(b["input"]["media"]) == 6),
+    ({"image_urls": [IMAGE]}, lambda b: b["input"]["media"] == [{"type": "first_frame", "url": IMAGE}]),
+    ({"duration": 3}, lambda b: b["parameters"]["duration"] == 3),
+    ({"duration": 15.0}, lambda b: b["parameters"]["duration"] == 15 and type(b["parameters"]["duration"]) is int),
+    ({"seed": 0}, lambda b: b["parameters"]["seed"] == 0),
+    ({"seed": 2_147_483_647}, lambda b: b["parameters"]["seed"] == 2_147_483_647),
+]
+
+
+@pytest.mark.parametrize(("fields", "check"), DASHSCOPE_BOUNDARIES_TAKEN, ids=lambda v: str(v)[:40])
+def test_dashscope_limits_take_their_boundaries(
+    connection: ConnectionSetter, fields: dict[str, Any], check: Any
+) -> None:
+    assert check(sent_to_dashscope(connection, {"prompt": "character1 rides", **fields}))
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        (
+            {"task": "reference", "image_urls": [IMAGE] * 10},
+            "image_urls: task 'reference' takes 1 to 9 images (got 10)",
+        ),
+        ({"task": "reference", "image_urls": []}, "image_urls: task 'reference' takes 1 to 9 images (got 0)"),
+        ({"task": "edit", "source_video": VIDEO, "image_urls": [IMAGE] * 6}, "task 'edit' takes 0 to 5 images (got 6)"),
+        ({"task": "edit"}, "source_video: required for task 'edit'"),
+        ({"task": "first_frame", "image_urls": [IMAGE, IMAGE]}, "task 'first_frame' takes exactly 1 images (got 2)"),
+        ({"task": "first_frame"}, "task 'first_frame' takes exactly 1 images (got 0)"),
+        ({"duration": 2}, "duration: Input should be greater than or equal to 3"),
+        ({"duration": 16}, "duration: Input should be less than or equal to 15"),
+        ({"duration": 14.5}, "duration: Alibaba Cloud Model Studio (DashScope) takes whole seconds (3-15), got 14.5"),
+        ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+        ({"seed": 2_147_483_648}, "seed: Input should be less than or equal to 2147483647"),
+        ({"seed": 4.0}, "seed: Input should be a valid integer"),
+    ],
+)
+def test_dashscope_limits_refuse_past_their_boundaries(
+    connection: ConnectionSetter, fields: dict[str, Any], words: str
+) -> None:
+    connection(host=DS_HOST)
+    service = FakeDashScope()
+    with pytest.raises(InvalidRequestError) as raised:
+        hook_on(service).submit_job(VideoRequest.parse({"prompt": "a horse", **fields}))
+    assert words in str(raised.value)
+    assert service.requests == []
 
 
 # -- DashScope: through the hook ----------------------------------------------------------------------------------
@@ -382,6 +569,35 @@ def test_the_operator_and_its_rows_take_the_new_fields() -> None:
     assert {"source_video", "extra_fields"} <= set(GenerateVideoOperator.template_fields)
     row = {"prompt": "night", "source_video": VIDEO, "audio_setting": "origin"}
     assert request_from_arguments(row).effective_task == "edit"
+
+
+@pytest.mark.parametrize(
+    ("host", "fields", "words"),
+    [
+        (HOST, {"aspect_ratio": "3:4"}, "aspect_ratio: happyhorse.app takes '16:9', '9:16' or '1:1' (got '3:4')"),
+        (DS_HOST, {"image_urls": [IMAGE], "aspect_ratio": "4:3"}, "task 'first_frame' on Alibaba Cloud Model Studio"),
+        (DS_HOST, {"prompt": CJK * 2501}, "this one counts 5,002"),
+    ],
+)
+def test_the_operator_holds_a_request_to_its_connections_rules_before_anything_is_written(
+    connection: ConnectionSetter, host: str, fields: dict[str, Any], words: str
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_happyhorse.operators.happyhorse import GenerateVideoOperator
+    from support.context import DictStore, make_context
+
+    connection(host=host)
+    service: FakeDashScope | FakeService = FakeDashScope() if host == DS_HOST else FakeService()
+    operator = GenerateVideoOperator(task_id="render", **{"prompt": "a horse", **fields})
+    operator.hook = hook_on(service)
+    store = DictStore()
+    with pytest.raises(AirflowFailException) as raised:
+        operator.execute(make_context(store))
+    assert words in str(raised.value)
+    assert str(raised.value).endswith("Nothing was submitted.")
+    assert service.requests == []
+    assert store.values == {}  # no pending marker either
 
 
 # -- cancel (issue 23, item 4) ---------------------------------------------------------------------------------
@@ -564,3 +780,12 @@ def test_a_retry_after_a_cancel_before_billing_submits_again_and_says_it_is_paid
         "submitting the request again, which is paid once" in logged
     )
     assert "Re-attached" not in logged
+
+
+def test_happyhorse_app_reports_its_ratio_and_prompt_problems_at_once(connection: ConnectionSetter) -> None:
+    message = refused_by(connection, HOST, {"prompt": "p" * 3000, "aspect_ratio": "3:4"})
+    assert message.startswith(
+        "Invalid HappyHorse request for this connection: aspect_ratio: happyhorse.app takes '16:9', '9:16' or '1:1' "
+        "(got '3:4'); "
+    )
+    assert "; prompt: happyhorse.app takes at most 2500 characters (got 3,000 characters): shorten it" in message

@@ -189,11 +189,13 @@ def test_default_deferrable_in_airflow_cfg_cannot_turn_the_promise_off(
     ("overrides", "named"),
     [
         ({"prompt": None}, "prompt: required unless multi_shots"),
-        ({"prompt": "x" * 2501}, "prompt: String should have at most 2500 characters"),
+        # happyhorse.app's own rules, from the connection's dialect (the model takes 5000 and five ratios).
+        ({"prompt": "x" * 2501}, "prompt: happyhorse.app takes at most 2500 characters (got 2,501 characters)"),
         ({"duration": 16}, "duration: Input should be less than or equal to 15"),
         ({"duration": 2}, "duration: Input should be greater than or equal to 3"),
         ({"mode": "ultra"}, "mode: Input should be 'std' or 'pro'"),
-        ({"aspect_ratio": "4:3"}, "aspect_ratio: Input should be '16:9', '9:16' or '1:1'"),
+        ({"aspect_ratio": "4:3"}, "aspect_ratio: happyhorse.app takes '16:9', '9:16' or '1:1' (got '4:3')"),
+        ({"aspect_ratio": "16x9"}, "aspect_ratio: Input should be '16:9', '9:16', '1:1', '4:3' or '3:4'"),
         ({"cfg_scale": 1.5}, "cfg_scale: Input should be less than or equal to 1"),
         ({"image_urls": ["ftp://x/a.png"]}, "image_urls: Value error, item 0 must be an http(s) URL"),
         ({"image_urls": ["https://a/1.png"] * 3}, "image_urls: single-shot takes at most 2 images"),

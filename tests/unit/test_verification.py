@@ -40,6 +40,24 @@ def clip(width: int, height: int, seconds: float = 5.0) -> MediaInfo:
         ),
         # Portrait 1080P: the short side is the width.
         ({"prompt": "a", "resolution": "1080P", "aspect_ratio": "9:16"}, clip(1080, 1920), None, []),
+        # DashScope's 4:3 and 3:4 (text and reference): the short side is the resolution's, the other from the ratio.
+        ({"prompt": "a", "resolution": "720P", "aspect_ratio": "4:3"}, clip(960, 720), None, []),
+        ({"prompt": "a", "resolution": "1080P", "aspect_ratio": "3:4"}, clip(1080, 1440), None, []),
+        (
+            {"prompt": "character1", "task": "reference", "image_urls": [IMAGE], "aspect_ratio": "3:4"},
+            clip(720, 960),
+            None,
+            [],
+        ),
+        # A 16:9 frame where 4:3 was asked for, and a 4:3 one where 3:4 was: each named.
+        (
+            {"prompt": "a", "resolution": "720P", "aspect_ratio": "4:3"},
+            clip(1280, 720),
+            None,
+            ["aspect ratio: wanted 4:3, got 1280x720"],
+        ),
+        ({"prompt": "a", "aspect_ratio": "3:4"}, clip(960, 720), None, ["aspect ratio: wanted 3:4, got 960x720"]),
+        ({"prompt": "a", "aspect_ratio": "16:9"}, clip(960, 720), None, ["aspect ratio: wanted 16:9, got 960x720"]),
         # Reference takes a ratio: a square clip for a 16:9 request is a mismatch.
         (
             {"prompt": "character1", "task": "reference", "image_urls": [IMAGE]},
