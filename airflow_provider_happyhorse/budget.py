@@ -72,6 +72,22 @@ def priced_request(
     return request, core_estimate_cost(request, resolved.dialect_name, resolved.prices)
 
 
+def priced_row(
+    row: Mapping[str, Any], conn_id: str | None, settings: dict[str, Any]
+) -> tuple[VideoRequest, CostEstimate]:
+    """
+    :func:`priced_request` of one row (``GenerateVideoOperator``'s keyword arguments) on its connection: the row's
+    own ``happyhorse_conn_id``, else ``conn_id``. A key that is no argument of the operator is an
+    ``InvalidRequestError`` too; the row's other arguments (``output_path``, ``max_credits``...) are not the
+    request's and are left out of it.
+    """
+    unknown = sorted(key for key in row if key not in REQUEST_ARGUMENTS and key not in _other_arguments())
+    if unknown:
+        raise InvalidRequestError(f"{', '.join(map(repr, unknown))}: not an argument of GenerateVideoOperator")
+    arguments = {key: row[key] for key in row if key in REQUEST_ARGUMENTS}
+    return priced_request(arguments, row.get("happyhorse_conn_id", conn_id), settings)
+
+
 class RunPlanError(AirflowFailException, HappyHorseError):
     """A run refused by its plan, before any render; fails the task without retries."""
 
@@ -237,15 +253,9 @@ def _plan(
         if not isinstance(row, Mapping):
             problems[index] = f"must be a dict of GenerateVideoOperator's keyword arguments, got {type(row).__name__}"
             continue
-        unknown = sorted(key for key in row if key not in REQUEST_ARGUMENTS and key not in _other_arguments())
-        if unknown:
-            problems[index] = f"{', '.join(map(repr, unknown))}: not an argument of GenerateVideoOperator"
-            continue
         row_conn = row.get("happyhorse_conn_id", conn_id)
         try:
-            request, cost = priced_request(
-                {key: row[key] for key in row if key in REQUEST_ARGUMENTS}, row_conn, settings
-            )
+            request, cost = priced_row(row, conn_id, settings)
         except InvalidRequestError as error:
             problems[index] = str(error)
             continue

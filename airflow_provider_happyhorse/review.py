@@ -1,9 +1,12 @@
 """
 Human review of a run's renders with Airflow's human-in-the-loop operators (Airflow 3.1+): what the person
-is shown and what their answers mean, with no I/O and no Airflow import, so it is tested as data.
+is shown and what their answers mean, tested as data: no I/O and no Airflow import at module level.
+:func:`cost_table` alone prices through ``budget`` (imported when it is called), which reads the renders'
+connection through Airflow when one is named.
 
-- Before paying: :func:`cost_table`, the run's renders and their estimated credits as a markdown table
-  (every row validated first, as the operator would), the body of an ``ApprovalOperator``.
+- Before paying: :func:`cost_table`, the run's renders and their estimated cost as a markdown table, in the
+  connection's unit (credits, or a DashScope connection's currency), every row validated first as the operator
+  would, the body of an ``ApprovalOperator``.
 - After rendering: :func:`clip_review_body`, a clip's poster, facts and a link to its page in the
   HappyHorse view (:func:`clip_page_url`), the body of one mapped ``HITLOperator`` per clip with the
   options in :data:`REVIEW_OPTIONS`; :func:`sort_reviews` turns the answers into the clips to publish, the
@@ -16,12 +19,19 @@ See docs/howto/review.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from airflow_provider_happyhorse.constants import UI_URL_PREFIX
+from airflow_provider_happyhorse.core.cost import (
+    CREDITS,
+    DASHSCOPE_DEFAULT_RESOLUTION,
+    UNKNOWN_CURRENCY,
+    CostEstimate,
+)
 from airflow_provider_happyhorse.exceptions import InvalidRequestError
 from airflow_provider_happyhorse.models import VideoRequest
 
@@ -33,8 +43,6 @@ SECOND_REVIEW_OPTIONS = [APPROVE, REJECT]
 PROMPT_PARAM = "prompt"
 # The XCom key under which the publishing task records every clip's review outcome (read by the view).
 REVIEW_XCOM_KEY = "happyhorse_review"
-# The operator arguments that are not part of the request sent to the service.
-_NOT_REQUEST = ("output_path",)
 
 
 def _cell(value: Any) -> str:
@@ -46,31 +54,70 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def cost_table(renders: Sequence[Mapping[str, Any]]) -> str:
+def cost_table(renders: Sequence[Mapping[str, Any]], *, happyhorse_conn_id: str | None = None) -> str:
     """
-    The renders (each the operator's keyword arguments) and their estimated credits as a markdown table,
-    with the total. Every row is validated as the operator would before paying: an invalid one raises
-    ``InvalidRequestError`` naming its row and field, so a person is never asked to approve it.
+    The renders (each the operator's keyword arguments) and their estimated cost as a markdown table, with the
+    total, in the unit a run's plan and budget count (``budget.priced_row``, ``core.cost``): credits on
+    happyhorse.app, the currency of the connection's ``price_per_second`` table on Alibaba Cloud Model Studio.
+    The unit is named in the cost column's header (in each cell when the rows bill in more than one unit).
+    A render whose estimate is unknown (a DashScope connection with no price table) shows "unknown", the total
+    says how many are unknown and what the others add up to, and a note under the table says why and what to
+    set. Every row is validated as the operator would before paying, its connection's rules included: an
+    invalid one raises ``InvalidRequestError`` naming its row and field, so a person is never asked to approve it.
+
+    :param happyhorse_conn_id: the connection the renders are made on, unless a row names its own
+        ``happyhorse_conn_id``. None: happyhorse.app's rules and credits, as in ``budget.plan_renders``.
     """
-    lines = [
-        "| # | prompt | mode | duration | sound | credits (est.) |",
-        "|---:|---|---|---:|---|---:|",
-    ]
-    total = 0.0
+    # Imported here: estimating on a connection reads it through Airflow; the rest of this module is plain data.
+    from airflow_provider_happyhorse.budget import priced_row
+
+    settings: dict[str, Any] = {}
+    priced: list[tuple[VideoRequest, CostEstimate]] = []
     for index, render in enumerate(renders):
-        fields = {key: value for key, value in render.items() if key not in _NOT_REQUEST}
         try:
-            request = VideoRequest.parse(fields)
+            priced.append(priced_row(render, happyhorse_conn_id, settings))
         except InvalidRequestError as error:
             raise InvalidRequestError(f"render {index}: {error}") from None
-        credits = request.estimate_credits()
-        total += credits
+    units = list(dict.fromkeys(cost.unit for _, cost in priced))
+    # One unit, and a real one ("money" is a DashScope estimate without a currency): the header names it.
+    header_unit = units[0] if len(units) == 1 and units[0] != UNKNOWN_CURRENCY else None
+    credits_only = units == [CREDITS]
+    tier = "mode" if credits_only else "resolution" if CREDITS not in units else "mode / resolution"
+    lines = [
+        f"| # | prompt | {tier} | duration | sound | {header_unit or 'cost'} (est.) |",
+        "|---:|---|---|---:|---|---:|",
+    ]
+    totals: dict[str, list[float]] = {}
+    notes: list[str] = []
+    for index, (request, cost) in enumerate(priced):
         prompt = request.prompt or " / ".join(shot.prompt for shot in request.multi_prompt or ())
+        shown_tier = request.mode if cost.unit == CREDITS else request.resolution or DASHSCOPE_DEFAULT_RESOLUTION
+        duration = "as its source" if request.effective_task == "edit" else f"{request.duration:g} s"
+        if cost.amount is None:
+            amount = "unknown"
+        else:
+            amount = f"{cost.amount:g}" if header_unit else f"{cost.amount:g} {cost.unit}"
+            totals.setdefault(cost.unit, []).append(cost.amount)
+        if cost.note:
+            notes.append(f"- render {index}: {'unknown, ' if cost.amount is None else ''}{cost.note}")
         lines.append(
-            f"| {index} | {_cell(_short(prompt))} | {request.mode} | {request.duration:g} s | "
-            f"{'yes' if request.sound else 'no'} | {credits:g} |"
+            f"| {index} | {_cell(_short(prompt))} | {shown_tier} | {duration} | "
+            f"{'yes' if request.sound else 'no'} | {_cell(amount)} |"
         )
-    lines.append(f"| | **total: {len(renders)} renders** | | | | **{total:g}** |")
+    added = " + ".join(
+        f"{math.fsum(amounts):g}" if header_unit else f"{math.fsum(amounts):g} {unit}"
+        for unit, amounts in totals.items()
+    )
+    unknown = sum(1 for _, cost in priced if cost.amount is None)
+    if not unknown:
+        total = added or "0"
+    elif added:
+        total = f"unknown: {unknown} of {len(priced)} without an estimate, the others {added}"
+    else:
+        total = f"unknown: {unknown} of {len(priced)} without an estimate"
+    lines.append(f"| | **total: {len(renders)} renders** | | | | **{_cell(total)}** |")
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines)
 
 

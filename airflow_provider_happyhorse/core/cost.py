@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict
 from airflow_provider_happyhorse.models import VideoRequest
 
 CREDITS = "credits"
+# The unit of a DashScope estimate whose connection sets no price table: money, in a currency not known.
+UNKNOWN_CURRENCY = "money"
 PRICE_EXTRA = "price_per_second"
 CURRENCY_EXTRA = "currency"
 # What DashScope renders when the request names no resolution (DASHSCOPE_API.md).
@@ -89,7 +91,7 @@ def estimate_cost(request: VideoRequest, dialect: str, prices: PriceTable | None
     if prices is None:
         return CostEstimate(
             amount=None,
-            unit="money",
+            unit=UNKNOWN_CURRENCY,
             note=f"the connection sets no DashScope price table: set its extra, e.g. {PRICE_EXTRA_EXAMPLE}",
         )
     price = prices.per_second.get(resolution)

@@ -104,8 +104,8 @@ else:
 
         @task
         def price(renders: list[dict[str, Any]]) -> str:
-            """The approval's body: every render validated and priced before anyone is asked."""
-            return cost_table(list(renders))
+            """The approval's body: every render validated and priced, on the connection it renders on."""
+            return cost_table(list(renders), happyhorse_conn_id="happyhorse_default")
 
         renders = plan()
         approve_spend = ApprovalOperator(

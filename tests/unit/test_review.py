@@ -33,6 +33,85 @@ def test_the_cost_table_refuses_an_invalid_render_naming_its_row_and_field() -> 
         cost_table([{"prompt": "fine"}, {"prompt": "too long", "duration": 99}])
 
 
+DS_HOST = "https://dashscope-intl.aliyuncs.com"
+PRICES = {"price_per_second": {"720P": 0.14, "1080P": 0.28}, "currency": "USD"}
+
+
+def test_the_cost_table_on_dashscope_is_in_the_connections_currency(connection: Any) -> None:
+    """On a DashScope connection with a price table: each row in its currency (price x seconds at its resolution,
+    1080P when none is given), the unit in the header, the edit at its longest (15 s) with the note saying so."""
+    connection(host=DS_HOST, extra=PRICES, conn_id="ds")
+    table = cost_table(
+        [
+            {"prompt": "a horse", "duration": 5, "resolution": "720P", "output_path": "file:///tmp/a.mp4"},
+            {"prompt": "a horse at dusk", "duration": 3, "aspect_ratio": "4:3"},
+            {"prompt": "make it night", "source_video": "https://cdn.example/a.mp4", "resolution": "720P"},
+        ],
+        happyhorse_conn_id="ds",
+    )
+    assert table.splitlines() == [
+        "| # | prompt | resolution | duration | sound | USD (est.) |",
+        "|---:|---|---|---:|---|---:|",
+        "| 0 | a horse | 720P | 5 s | yes | 0.7 |",
+        "| 1 | a horse at dusk | 1080P | 3 s | yes | 0.84 |",
+        "| 2 | make it night | 720P | as its source | yes | 2.1 |",
+        "| | **total: 3 renders** | | | | **3.64** |",
+        "",
+        "- render 2: at most: an edit lasts as long as its source video, up to 15 s",
+    ]
+    assert "credits" not in table
+
+
+def test_the_cost_table_without_a_price_table_says_unknown_and_what_to_set(connection: Any) -> None:
+    connection(host=DS_HOST, conn_id="ds")
+    table = cost_table(
+        [{"prompt": "a horse", "duration": 5}, {"prompt": "a cat", "duration": 4}], happyhorse_conn_id="ds"
+    )
+    lines = table.splitlines()
+    assert lines[0] == "| # | prompt | resolution | duration | sound | cost (est.) |"
+    assert lines[2:4] == [
+        "| 0 | a horse | 1080P | 5 s | yes | unknown |",
+        "| 1 | a cat | 1080P | 4 s | yes | unknown |",
+    ]
+    assert lines[4] == "| | **total: 2 renders** | | | | **unknown: 2 of 2 without an estimate** |"
+    assert lines[6].startswith("- render 0: unknown, the connection sets no DashScope price table: set its extra")
+    assert '"price_per_second"' in lines[6]
+
+
+def test_the_cost_table_names_each_unit_when_rows_bill_in_more_than_one(connection: Any) -> None:
+    """A row may name its own connection: credits and dollars are never added, an unknown row is not guessed."""
+    connection(host=DS_HOST, extra=PRICES, conn_id="ds")
+    connection(host=DS_HOST, conn_id="ds_unpriced")
+    table = cost_table(
+        [
+            {"prompt": "on happyhorse.app", "duration": 5},
+            {"prompt": "on model studio", "duration": 5, "resolution": "720P", "happyhorse_conn_id": "ds"},
+            {"prompt": "no prices", "duration": 5, "happyhorse_conn_id": "ds_unpriced"},
+        ]
+    )
+    lines = table.splitlines()
+    assert lines[0] == "| # | prompt | mode / resolution | duration | sound | cost (est.) |"
+    assert lines[2:5] == [
+        "| 0 | on happyhorse.app | std | 5 s | yes | 300 credits |",
+        "| 1 | on model studio | 720P | 5 s | yes | 0.7 USD |",
+        "| 2 | no prices | 1080P | 5 s | yes | unknown |",
+    ]
+    assert lines[5] == (
+        "| | **total: 3 renders** | | | | **unknown: 1 of 3 without an estimate, the others 300 credits + 0.7 USD** |"
+    )
+
+
+def test_the_cost_table_holds_each_row_to_its_connections_rules(connection: Any) -> None:
+    """4:3 is DashScope's: on happyhorse.app (no connection named) the row is refused, never priced for approval."""
+    with pytest.raises(InvalidRequestError, match=r"^render 0: .*aspect_ratio: happyhorse.app takes '16:9', '9:16'"):
+        cost_table([{"prompt": "a horse", "aspect_ratio": "4:3"}])
+    with pytest.raises(InvalidRequestError, match=r"^render 1: 'promt': not an argument of GenerateVideoOperator"):
+        cost_table([{"prompt": "fine"}, {"promt": "typo"}])
+    connection(host=DS_HOST, extra=PRICES, conn_id="ds")
+    with pytest.raises(InvalidRequestError, match=r"^render 0: .*mode: mode 'pro' is not offered by Alibaba Cloud"):
+        cost_table([{"prompt": "a horse", "mode": "pro"}], happyhorse_conn_id="ds")
+
+
 def test_the_clip_page_url_is_the_views_clip_route_with_the_task_instance_key() -> None:
     url = clip_page_url("http://airflow.example:8080/", "dag", "manual__2026-12-01T00:00:00+00:00", "render", 1)
     assert url == (
