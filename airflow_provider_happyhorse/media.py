@@ -10,6 +10,7 @@ provider (the triggerer, the scheduler) never read a clip.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -46,16 +47,19 @@ def poster_jpeg(path: Any) -> bytes:
     return jpeg
 
 
-def read_clip(path: Any, *, poster: bool, timeout: float = PROBE_TIMEOUT) -> tuple[MediaInfo, bytes | None]:
+def read_clip(
+    path: Any, *, poster: bool, timeout: float = PROBE_TIMEOUT, clock: Callable[[], float] = time.monotonic
+) -> tuple[MediaInfo, bytes | None]:
     """
     The clip's media facts and, when ``poster``, its first frame as a JPEG, from one open of the file and
-    one pass over its packets (the first ones are decoded until a frame comes; the rest only demuxed).
-    ``NotAVideo`` as :func:`probe`, and when no frame of it can be decoded. ``path``: anything with
-    ``open("rb")``.
+    one pass over its packets (the first ones are decoded until a frame comes, which is made the JPEG at
+    once; the rest only demuxed). ``NotAVideo`` as :func:`probe`, and when no frame of it can be decoded.
+    ``path``: anything with ``open("rb")`` (a file that is still arriving, too: its reads wait for the
+    bytes); ``timeout`` is counted on ``clock`` (for such a file, one that leaves out the waits).
     """
     import av
 
-    deadline = time.monotonic() + timeout
+    deadline = clock() + timeout
     try:
         with path.open("rb") as handle, av.open(handle, mode="r", format=DEMUXER) as container:
             if not container.streams.video:
@@ -66,21 +70,23 @@ def read_clip(path: Any, *, poster: bool, timeout: float = PROBE_TIMEOUT) -> tup
             audio = container.streams.audio[0] if container.streams.audio else None
             end = 0.0
             packets = 0
-            first_frame: Any = None
+            jpeg: bytes | None = None
             decoder = video.codec_context if poster else None
             # Demux every packet (no decoding): the duration the file really holds, however long its header says.
             for packet in container.demux(video):
-                if time.monotonic() > deadline:
+                if clock() > deadline:
                     raise NotAVideo(f"reading its packets took longer than {timeout:g} s")
-                if decoder is not None and first_frame is None:
+                if decoder is not None and jpeg is None:
                     first_frame = _first(decoder.decode(packet))  # the end of the stream (None) flushes
+                    if first_frame is not None:
+                        jpeg = _jpeg(first_frame)  # at once: for a clip still arriving, while it comes
                 if packet.pts is None or packet.time_base is None:
                     continue
                 packets += 1
                 end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
             if packets == 0:
                 raise NotAVideo("a video stream without a single frame")
-            if decoder is not None and first_frame is None:
+            if decoder is not None and jpeg is None:
                 raise NotAVideo("a video stream none of whose frames could be decoded")
             declared = float(container.duration or 0) / av.time_base
             rate = video.average_rate or video.guessed_rate
@@ -96,7 +102,7 @@ def read_clip(path: Any, *, poster: bool, timeout: float = PROBE_TIMEOUT) -> tup
             )
     except av.FFmpegError as error:
         raise NotAVideo(f"FFmpeg cannot read it ({error.strerror or error})") from None
-    return media, None if first_frame is None else _jpeg(first_frame)
+    return media, jpeg
 
 
 def _first(frames: list[Any]) -> Any:

@@ -2,12 +2,14 @@
 Keeping the clip: stream the temporary result URL into storage, verified and atomic, reading it once.
 
 The clip is streamed into a local file while its size and SHA-256 are computed (beside the destination
-on a local disk, in the local temporary folder for an object store), probed with a real demuxer (it must
-be a whole video, and the one the request asked for) and given a poster frame in the same pass over that
-file, then put in place, so the final path only ever holds a complete, verified file: a local rename is
-atomic, and on S3 the clip is uploaded once to its final key (a PUT or multipart upload appears whole or
-not at all). A record of what made it (the request's fingerprint, the job id, the result) goes with it:
-as object metadata where the store keeps it, else as a JSON sidecar put in place after the clip.
+on a local disk, in the local temporary folder for an object store); a worker thread reads that file as
+it grows, probing it with a real demuxer (it must be a whole video, and the one the request asked for)
+and making its poster frame while the bytes arrive (its reads wait for them; what it made is believed
+only once the download has ended whole). Then the clip is put in place, so the final path only ever
+holds a complete, verified file: a local rename is atomic, and on S3 the clip is uploaded once to its
+final key (a PUT or multipart upload appears whole or not at all). A record of what made it (the
+request's fingerprint, the job id, the result) goes with it: as object metadata where the store keeps
+it, else as a JSON sidecar put in place after the clip.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import hashlib
 import os
 import stat
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -337,8 +340,9 @@ def store_clip(
     the job's id and URL, made for no request); it is kept with the clip, without its request.
 
     The clip is read once: streamed into a local file (hashed as it comes), probed and given its poster
-    from that file in one pass, then put in place: renamed, on a local disk (the file is written beside
-    the destination), or uploaded once to the final key with its record as metadata, on an object store.
+    from that file by a worker thread while it arrives, then put in place: renamed, on a local disk (the
+    file is written beside the destination), or uploaded once to the final key with its record as
+    metadata, on an object store.
     """
     if record is None:
         record = RenderRecord(job_id=job_id, status="SUCCESS", video_url=url)
@@ -642,24 +646,35 @@ def _download_and_read(
     poster: bool,
 ) -> tuple[int, str, MediaInfo, bytes | None]:
     """
-    Download into ``into`` and read it (``_read``), tried again as the hook's download flow decides (a
-    transient failure, or a body that is not a video: a CDN's refusal of a signed URL is often momentary).
+    Download into ``into`` while a worker thread reads it as it arrives (``_ReadWhileArriving``), tried
+    again as the hook's download flow decides (a transient failure, or a body that is not a video: a CDN's
+    refusal of a signed URL is often momentary). The reading is only believed once the download has ended
+    whole; a download that fails or is cut stops the reader, which is joined before the try ends.
     """
 
     def fetch() -> tuple[int, str, MediaInfo, bytes | None]:
+        arrival = _Arrival()
+        reading = _ReadWhileArriving(arrival, poster)
         started = hook.clock()
-        size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, on_chunk=on_chunk)
-        metrics.downloaded(size, (hook.clock() - started).total_seconds())
-        media, poster_bytes = _read(job_id, url, into, size, came, poster)
+        reading.start()
+        try:
+            size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, arrival=arrival, on_chunk=on_chunk)
+            arrival.end()
+            metrics.downloaded(size, (hook.clock() - started).total_seconds())
+            media, poster_bytes = _read(job_id, url, reading, size, came)
+        finally:
+            arrival.abandon()  # after an end, or a read that finished: nothing to stop
+            reading.join()
+            arrival.close()
         return size, sha256, media, poster_bytes
 
     return hook.download(job_id, url, fetch)
 
 
-def _read(job_id: str, url: str, temporary: str, size: int, came: Came, poster: bool) -> tuple[MediaInfo, bytes | None]:
-    """The downloaded clip's media facts and poster, in one pass (``media.read_clip``); ``InvalidClipError``."""
+def _read(job_id: str, url: str, reading: _ReadWhileArriving, size: int, came: Came) -> tuple[MediaInfo, bytes | None]:
+    """The downloaded clip's media facts and poster (``media.read_clip``, as it arrived); ``InvalidClipError``."""
     try:
-        media, poster_bytes = read_clip(Path(temporary), poster=poster)
+        media, poster_bytes = reading.result()
     except NotAVideo as error:
         raise InvalidClipError(job_id, url, f"{came.said(size)} ({error})") from None
     if (cut := cut_short(media)) is not None:
@@ -667,14 +682,176 @@ def _read(job_id: str, url: str, temporary: str, size: int, came: Came, poster: 
     return media, poster_bytes
 
 
+class _Arrival:
+    """
+    The local file a download is writing, read at the same time by the demuxer in a worker thread. A read
+    waits until the bytes it asks for are written or the download has ended, so the demuxer sees exactly
+    the bytes, and the end, that the finished file shows; the file's size (which the MP4 demuxer asks for)
+    is the answer's Content-Length (a body of another size fails the download), or without one, waits for
+    the end. A download that fails abandons it: every read then answers at once with the end of the file,
+    so the reader stops promptly (and what it made of the file is thrown away).
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._fd: int | None = None  # the reader's own descriptor of the file, once the download has made it
+        self._expected: int | None = None
+        self._written = 0
+        self._ended = False
+        self._abandoned = False
+        self._waited = 0.0  # seconds the reader has spent waiting for bytes
+
+    # The download's side.
+
+    def begin(self, fd: int, expected: int | None) -> None:
+        """The download has made the file (``fd``, opened for reading too) and knows its size, if it was told."""
+        with self._changed:
+            self._fd, self._expected = os.dup(fd), expected
+            self._changed.notify_all()
+
+    def wrote(self, size: int) -> None:
+        with self._changed:
+            self._written = size
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        """The download has ended whole: what is written is the file."""
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def abandon(self) -> None:
+        """Whatever the reader still wants, it gets the end of the file at once."""
+        with self._changed:
+            self._abandoned = True
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Close the reader's descriptor (once the reader has stopped)."""
+        with self._changed:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    # The reader's side.
+
+    def busy_clock(self) -> float:
+        """A monotonic clock that leaves out the reader's waits for bytes: the probe's time limit is on its work."""
+        return time.monotonic() - self._waited
+
+    def open(self, mode: str = "rb") -> _ArrivingFile:
+        return _ArrivingFile(self)
+
+    def _until(self, ready: Callable[[], bool]) -> int | None:
+        """The file's descriptor once ``ready()`` or the download has ended; None once it is abandoned."""
+        with self._changed:
+            while not self._abandoned and (self._fd is None or not (self._ended or ready())):
+                began = time.monotonic()
+                self._changed.wait()
+                self._waited += time.monotonic() - began
+            return None if self._abandoned else self._fd
+
+    def read_at(self, position: int, count: int) -> bytes:
+        fd = self._until(lambda: count >= 0 and self._written >= position + count)
+        if fd is None:
+            return b""
+        if count < 0:
+            count = max(0, self._written - position)
+        parts: list[bytes] = []
+        while count > 0 and (part := os.pread(fd, count, position)):
+            parts.append(part)
+            position += len(part)
+            count -= len(part)
+        return b"".join(parts)
+
+    def size(self) -> int:
+        fd = self._until(lambda: self._expected is not None)
+        with self._changed:
+            if fd is None or self._ended or self._expected is None:
+                return self._written
+            return self._expected
+
+
+class _ArrivingFile:
+    """A read-only file object over an ``_Arrival``, as PyAV reads one (read, seek, tell)."""
+
+    def __init__(self, arrival: _Arrival) -> None:
+        self._arrival = arrival
+        self._position = 0
+
+    def __enter__(self) -> _ArrivingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._arrival.read_at(self._position, size)
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            self._position = offset
+        elif whence == os.SEEK_CUR:
+            self._position += offset
+        elif whence == os.SEEK_END:
+            self._position = self._arrival.size() + offset
+        else:
+            raise ValueError(f"whence {whence!r} is not SEEK_SET, SEEK_CUR or SEEK_END")
+        if self._position < 0:
+            raise OSError(f"seek to {self._position}, before the start of the file")
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+class _ReadWhileArriving:
+    """``media.read_clip`` over an ``_Arrival``, in a worker thread: the probe and the poster while the bytes come."""
+
+    def __init__(self, arrival: _Arrival, poster: bool) -> None:
+        self._arrival = arrival
+        self._poster = poster
+        self._outcome: tuple[MediaInfo, bytes | None] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="happyhorse-clip-reader", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._outcome = read_clip(self._arrival, poster=self._poster, clock=self._arrival.busy_clock)
+        except BaseException as error:  # handed to the thread that asks for the result
+            self._error = error
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> tuple[MediaInfo, bytes | None]:
+        """What the reader made of the file (call once the download has ended whole); what it raised, raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome
+
+
 def _download(
-    hook: HappyHorseHook, *, job_id: str, url: str, into: str, on_chunk: Callable[[int], None] | None
+    hook: HappyHorseHook,
+    *,
+    job_id: str,
+    url: str,
+    into: str,
+    arrival: _Arrival,
+    on_chunk: Callable[[int], None] | None,
 ) -> tuple[int, str, Came]:
     """
     Stream the result into the local file ``into`` (made anew, or emptied: a retry starts over): at most
-    the connection's ``max_download_bytes``, within its ``download_timeout`` as a whole. Returns the size,
-    the SHA-256 and what came (its type and, only when it came from the API's own host, its first bytes:
-    a foreign body is never echoed).
+    the connection's ``max_download_bytes``, within its ``download_timeout`` as a whole, telling ``arrival``
+    of each chunk once it is written. Returns the size, the SHA-256 and what came (its type and, only when
+    it came from the API's own host, its first bytes: a foreign body is never echoed).
     """
     settings = hook.settings
     cap, seconds = settings.max_download_bytes, settings.download_timeout
@@ -691,15 +868,17 @@ def _download(
         chunks, encoding = undecoded(response)  # as they arrive: the deadline is checked after each read
         if (encoding or "identity").strip().lower() != "identity":
             raise InvalidClipError(job_id, url, f"a body encoded as {encoding!r}, which was not asked for")
-        fd = os.open(into, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-        with os.fdopen(fd, "wb") as handle:
+        fd = os.open(into, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            arrival.begin(fd, expected)
             for chunk in chunks:
                 size += len(chunk)
                 if size > cap:
                     raise DownloadLimitError(job_id, host, f"it went past max_download_bytes {cap:,}")
                 if len(head) < 256:
                     head += chunk[: 256 - len(head)]
-                handle.write(chunk)
+                _write_all(fd, chunk)
+                arrival.wrote(size)
                 sha.update(chunk)
                 if on_chunk is not None:
                     on_chunk(size)
@@ -707,12 +886,20 @@ def _download(
                     raise DownloadLimitError(
                         job_id, host, f"it took longer than download_timeout {seconds:g} s ({size:,} bytes by then)"
                     )
+        finally:
+            os.close(fd)
         came = Came(content_type, head, None if host == settings.egress.api_host else host)
     if expected is not None and expected != size:
         raise TransportError(f"download of job {job_id} stopped at {size} of {expected} bytes", request_sent=True)
     if size == 0:
         raise InvalidClipError(job_id, url, f"{came.said(0)} (an empty body)")
     return size, sha.hexdigest(), came
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @dataclass(frozen=True)

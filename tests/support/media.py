@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
+import tempfile
 from functools import cache
 from typing import Any
 
@@ -58,3 +60,22 @@ def render_mp4(duration: float, width: int, height: int, sound: bool) -> bytes:
                 container.mux(audio.encode(chunk))
             container.mux(audio.encode())
     return output.getvalue()
+
+
+@cache
+def faststart(mp4: bytes) -> bytes:
+    """The same MP4 remuxed with its index (``moov``) before its media data, as services serving clips write them."""
+    with tempfile.TemporaryDirectory() as folder:  # faststart's second pass reopens the file by its name
+        path = os.path.join(folder, "faststart.mp4")
+        with (
+            av.open(io.BytesIO(mp4), mode="r") as source,
+            av.open(path, mode="w", format="mp4", options={"movflags": "faststart"}) as target,
+        ):
+            streams = {stream.index: target.add_stream_from_template(stream) for stream in source.streams}
+            for packet in source.demux():
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = streams[packet.stream.index]
+                target.mux(packet)
+        with open(path, "rb") as handle:
+            return handle.read()
