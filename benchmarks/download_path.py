@@ -24,12 +24,14 @@ times, alternating which goes first:
   machine), the clip checked against the file's size and SHA-256. Its wall time is the worker-slot time the task
   held (submit, the render's wait, the store). ``store_clip``'s phases are timed from outside by wrapping what it
   calls, without changing what it does: ``storage._download`` (the streamed transfer; the SHA-256 ``update`` calls
-  inside it, through a timing stand-in for ``storage.hashlib``, are the hash), ``storage._read`` (the second read:
-  one open and one demux of the local file for the probe and the poster, the first frame decoded and encoded as
-  JPEG), locally ``_LocalTarget.publish`` ("move": the poster's and the record's writes and the renames into
-  place), on S3 ``S3FileSystem._pipe_file`` (the poster's PUT, "writes") and ``S3FileSystem._put_file`` (the clip's
-  one upload to its final key with its record as metadata, "upload"); "other" is the rest of ``store_clip``
-  (stale partials, the folder, the result).
+  inside it, through a timing stand-in for ``storage.hashlib``, are the hash), ``storage._read`` ("read left", the
+  second read's cost: what is left of the probe and the poster once the last byte is in; the reader thread, one open and
+  one demux of the local file as it arrives, the first frame decoded and encoded as JPEG, runs during the transfer, and
+  its own wall time, ``storage.read_clip``, is shown apart as "reader thread", in no sum), locally
+  ``_LocalTarget.publish`` ("move": the poster's and the record's writes and the renames into place), on S3
+  ``S3FileSystem._pipe_file`` (the poster's PUT, "writes") and ``S3FileSystem._put_file`` (the clip's one upload to its
+  final key with its record as metadata, "upload"); "other" is the rest of ``store_clip`` (stale partials, the folder,
+  the result).
 - plain: the same URL (the one ours downloaded) streamed with httpx (``iter_raw``, as ours) into a file in the same
   place, with nothing else: ``open(path, "wb")`` locally, the same fsspec filesystem's ``open("wb")`` on S3.
 
@@ -37,8 +39,8 @@ The parent samples the child's RSS (psutil, every 10 ms). The memory figure is t
 ran, over the RSS of the ready process (after the warm-up), the highest of the repeats (the first run grows the heap,
 later ones reuse it); the JSON has it per phase too, and each run's growth over its own start. Prints a markdown
 table (medians over the repeats) and the targets: ours at least 80% of the plain download's throughput; the memory
-figure of a 15 s clip within ``MEMORY_TOLERANCE_MB`` of a 5 s clip's; the second read (probe and poster, one pass)
-under 5% of the store. Writes ``benchmarks/results/download_path.json`` (``--output``).
+figure of a 15 s clip within ``MEMORY_TOLERANCE_MB`` of a 5 s clip's; the second read (what is left of the probe and the
+poster after the transfer) under 5% of the store. Writes ``benchmarks/results/download_path.json`` (``--output``).
 """
 
 from __future__ import annotations
@@ -477,6 +479,17 @@ def install_timers(phases: Phases, target: str) -> None:
 
     wrap(storage, "_download", "download")
     wrap(storage, "_read", "read")
+    read_clip = storage.read_clip
+
+    @functools.wraps(read_clip)
+    def reader(*args: Any, **kwargs: Any) -> Any:  # in the reader thread, overlapping the download: not a phase
+        began = time.monotonic()
+        try:
+            return read_clip(*args, **kwargs)
+        finally:
+            phases.add("reader", time.monotonic() - began)
+
+    storage.read_clip = reader
     wrap(storage._LocalTarget, "publish", "move")
     wrap(ObjectStoragePath, "write_bytes", "writes")
     wrap(ObjectStoragePath, "write_text", "writes")
@@ -714,6 +727,7 @@ def figures(size: int, ours: list[dict[str, Any]], plain: list[dict[str, Any]]) 
     phase = {name: median([run["phases"].get(name, 0.0) for run in ours]) for name in PHASES}
     phase["transfer"] = median([run["phases"].get("download", 0.0) - run["phases"].get("hash", 0.0) for run in ours])
     counted = [name for name in PHASES if name != "hash"]  # the hash is inside the download
+    phase["reader"] = median([run["phases"].get("reader", 0.0) for run in ours])  # overlapped: in no sum
     phase["other"] = median([run["phases"]["total"] - sum(run["phases"].get(n, 0.0) for n in counted) for run in ours])
     second_read = [run["phases"].get("read", 0.0) / run["phases"]["total"] for run in ours]
     plain_seconds = median([run["seconds"] for run in plain])
@@ -769,7 +783,8 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "target": row["target"],
                 "clip": f"{row['duration']} s",
-                "check": f"second read (probe + poster, one pass) under {TARGET_SECOND_READ:.0%} of the store",
+                "check": f"second read (probe + poster left after the transfer) under {TARGET_SECOND_READ:.0%} of the "
+                "store",
                 "measured": f"{f['second_read_share']:.1%}",
                 "met": f["second_read_share"] < TARGET_SECOND_READ,
             }
@@ -802,7 +817,8 @@ def tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
         "store s",
         "transfer",
         "hash",
-        "read (probe + poster)",
+        "read left (probe + poster)",
+        "reader thread (overlapped)",
         "poster + record writes",
         "move / upload",
         "other",
@@ -824,6 +840,7 @@ def tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
                 fmt(p["transfer"], 2),
                 fmt(p["hash"], 2),
                 fmt(p["read"], 2),
+                fmt(p["reader"], 2),
                 fmt(p["writes"] + p["record"], 2),
                 fmt(p["move"] + p["upload"], 2),
                 fmt(p["other"], 2),
