@@ -204,3 +204,45 @@ def test_an_abandoned_arrival_answers_every_read_at_once(tmp_path: Path) -> None
     assert got == [b"0123", b""]
     arrival.close()
     storage.os.close(fd)
+
+
+def test_with_the_index_first_the_poster_is_made_before_the_last_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overlap itself: the sender holds back the last chunk until the poster is made (a store that read the
+    file only after the download would never make it, and the wait would run out)."""
+    made = threading.Event()
+    encode = media._jpeg
+
+    def noting(frame: Any) -> bytes:
+        jpeg = encode(frame)
+        made.set()
+        return jpeg
+
+    monkeypatch.setattr(media, "_jpeg", noting)
+    chunks = [MOOV_FIRST[i : i + 4096] for i in range(0, len(MOOV_FIRST), 4096)]
+    held_back: list[bool] = []
+
+    class Stream(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield from chunks[:-1]
+            held_back.append(made.wait(timeout=30))
+            yield chunks[-1]
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": "video/mp4", "Content-Length": str(len(MOOV_FIRST))}
+        return httpx.Response(200, headers=headers, stream=Stream())
+
+    service = FakeService(file_faults=deque([reply]))
+    store_clip(hook_for(service), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
+    assert held_back == [True]
+    assert (tmp_path / "clip.poster.jpg").exists()
+
+
+def test_the_probes_time_limit_is_counted_on_the_clock_it_is_given(tmp_path: Path) -> None:
+    """The reader's clock leaves out its waits for bytes; a clock that stands still never runs out."""
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(CLIP)
+    assert media.read_clip(clip, poster=False, timeout=0, clock=lambda: 0.0)[0].duration == 5.0
+    with pytest.raises(media.NotAVideo, match="took longer than 0 s"):
+        media.read_clip(clip, poster=False, timeout=0, clock=iter(range(1000)).__next__)
