@@ -12,4 +12,6 @@ and only send requests and sleep (the shape of httpx's auth flows):
 - :mod:`.wait`: the one wait for a job, driven by blocking mode, the trigger and the sensor's poke;
 - :mod:`.record`: one render as a task knows it (``RenderRecord``): task state, trigger kwargs, the
   record kept beside a clip, and the XCom result.
+- :mod:`.kill`: a killed deferred task's trigger: killed by a user or moved to another triggerer, and what
+  its job's cancel did.
 """

@@ -23,7 +23,7 @@ from airflow_provider_happyhorse.core.responses import (
 from airflow_provider_happyhorse.core.retries import Call, RetryPolicy, retry_decision, submission_error
 from airflow_provider_happyhorse.core.settings import ConnectionSettings
 from airflow_provider_happyhorse.exceptions import AccountError, AuthenticationError, HappyHorseError, NotFoundError
-from airflow_provider_happyhorse.models import JobStatus, VideoRequest
+from airflow_provider_happyhorse.models import JobState, JobStatus, VideoRequest
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,10 @@ def status_flow(
 
 @dataclass(frozen=True)
 class Cancellation:
-    """What a cancel did: ``cancelled`` (nothing billed), ``running`` (too late: billed), or ``unknown``."""
+    """
+    What a cancel did: ``cancelled`` (nothing billed), ``running`` (too late: billed), ``ended`` (the job had
+    already ended: nothing to cancel), or ``unknown``.
+    """
 
     outcome: str
     message: str
@@ -200,6 +203,34 @@ def cancel_flow(settings: ConnectionSettings, job_id: str) -> Flow[Cancellation 
         "unknown",
         f"Could not cancel job {job_id} on {where} ({problem}): it may run to its end and be billed.",
     )
+
+
+def cancel_if_queued_flow(settings: ConnectionSettings, job_id: str) -> Flow[Cancellation | None]:
+    """
+    Read ``job_id``'s status once, and cancel it only if it is still queued (a killed deferred task's trigger): a
+    job already rendering or ended gets no cancel request, and the answer says what it costs. When its status
+    cannot be read, the cancel is sent anyway (the service itself refuses it for a job that left the queue). None
+    when the connection's service has no cancel.
+    """
+    dialect = settings.dialect
+    if not dialect.offers_cancel:
+        return None
+    where = dialect.title
+    try:
+        job: JobStatus | None = yield from status_flow(settings, job_id, max_retries=0)
+    except HappyHorseError:
+        job = None
+    if job is not None and job.state is not JobState.PENDING:
+        return Cancellation(
+            "ended", f"Job {job_id} had already ended ({job.status}) on {where}: there was nothing to cancel."
+        )
+    if job is not None and not job.is_queued:
+        return Cancellation(
+            "running",
+            f"Job {job_id} was already rendering ({job.status}) on {where}, which cancels only queued jobs: no cancel "
+            "was sent, it was left running, runs to its end and will be billed.",
+        )
+    return (yield from cancel_flow(settings, job_id))
 
 
 # ---------------------------------------------------------------------------------------------------

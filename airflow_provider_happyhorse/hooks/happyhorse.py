@@ -44,6 +44,7 @@ from airflow_provider_happyhorse.core.flows import (
     Send,
     Sleep,
     cancel_flow,
+    cancel_if_queued_flow,
     check_flow,
     download_flow,
     status_flow,
@@ -524,6 +525,19 @@ class HappyHorseHook(BaseHook):
         """Cancel a job still queued, where the service allows it (None where it has no cancel); never raises."""
         try:
             return self._run(cancel_flow(self.settings, job_id))
+        except HappyHorseError as error:
+            return Cancellation(
+                "unknown", f"Could not cancel job {job_id} ({error}): it may run to its end and be billed."
+            )
+
+    async def acancel_queued_job(self, job_id: str) -> Cancellation | None:
+        """
+        In an event loop: cancel a job only if it is still queued (``core.flows.cancel_if_queued_flow``), where the
+        service allows it (None where it has no cancel); never raises.
+        """
+        settings = await self.aget_settings()
+        try:
+            return await self._arun(cancel_if_queued_flow(settings, job_id))
         except HappyHorseError as error:
             return Cancellation(
                 "unknown", f"Could not cancel job {job_id} ({error}): it may run to its end and be billed."

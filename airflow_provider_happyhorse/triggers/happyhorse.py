@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.providers.common.compat.sdk import conf
@@ -14,6 +14,17 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 from airflow_provider_happyhorse import metrics
 from airflow_provider_happyhorse.constants import XCOM_JOB_ID_KEY, XCOM_RESULT_KEY
 from airflow_provider_happyhorse.core.egress import EgressRule
+from airflow_provider_happyhorse.core.kill import (
+    CANCEL_TIMEOUT,
+    STATE_QUERY_TIMEOUT,
+    KillVerdict,
+    TaskAt,
+    killed_message,
+    moved_message,
+    timed_out_cancellation,
+    undecided_message,
+    verdict,
+)
 from airflow_provider_happyhorse.core.record import RenderRecord
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
@@ -142,11 +153,80 @@ class HappyHorseJobTrigger(BaseTrigger):
         return True
 
     async def on_kill(self) -> None:
-        # Airflow 3.3.2 calls this for a user's kill and also when it moves the trigger to another
-        # triggerer: the message must hold for both, and nothing is cancelled in either case.
-        self.log.warning(
-            "Stopped polling HappyHorse job %s here: the task was killed, or Airflow moved this trigger to "
-            "another triggerer (which goes on polling it). Nothing was cancelled: HappyHorse has no cancel "
-            "endpoint, so the job runs on the service either way.",
-            self.job_id,
+        """
+        Airflow 3.3 calls this when a user acts on the deferred task (mark failed, mark success, clear) and also when
+        it moves this trigger to another triggerer, which goes on polling the job. Where the service has a cancel
+        (DashScope), the task instance's state tells the two apart (``core.kill``): on a user's kill a job still
+        queued is cancelled, nothing was billed; a job already rendering is left, and billed. A move, or a state that
+        cannot be read, cancels nothing. Bounded in time: Airflow gives this 30 s by default.
+        """
+        hook = self._make_hook()
+        try:
+            settings = await asyncio.wait_for(hook.aget_settings(), STATE_QUERY_TIMEOUT)
+        except Exception as error:  # the connection could not be read: nothing can be cancelled
+            self.log.warning(
+                "Stopped polling HappyHorse job %s here, and could not read connection %r (%s) to learn whether its "
+                "service can cancel a queued job: nothing was cancelled, the job runs on the service and is billed "
+                "if it renders. A new try of this task re-attaches to it.",
+                self.job_id,
+                self.happyhorse_conn_id,
+                error,
+            )
+            return
+        if not settings.dialect.offers_cancel:
+            self.log.warning("%s", self._no_cancel())
+            return
+        where = settings.dialect.title
+        decided = await self._kill_verdict()
+        if decided.kind == "moved":
+            self.log.warning("%s", moved_message(self.job_id, decided))
+            return
+        if decided.kind == "undecided":
+            self.log.warning("%s", undecided_message(self.job_id, decided, where))
+            return
+        try:
+            cancellation = await asyncio.wait_for(hook.acancel_queued_job(self.job_id), CANCEL_TIMEOUT)
+        except TimeoutError:
+            cancellation = timed_out_cancellation(self.job_id, where, CANCEL_TIMEOUT)
+        if cancellation is None:  # the dialect offers a cancel, so the flow always builds one
+            self.log.warning("%s", self._no_cancel())
+            return
+        self.log.warning("%s", killed_message(self.job_id, decided, cancellation))
+
+    def _no_cancel(self) -> str:
+        """Today's words where the service has no cancel: a kill and a move look alike and cancel nothing."""
+        return (
+            f"Stopped polling HappyHorse job {self.job_id} here: the task was killed, or Airflow moved this trigger "
+            "to another triggerer (which goes on polling it). Nothing was cancelled: HappyHorse has no cancel "
+            "endpoint, so the job runs on the service either way."
         )
+
+    async def _kill_verdict(self) -> KillVerdict:
+        """Killed by a user or moved: from the task instance's state, asked for within ``STATE_QUERY_TIMEOUT``."""
+        ti = self.task_instance
+        if ti is None:
+            return KillVerdict("undecided", "the trigger does not know its task instance")
+        at = TaskAt(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+        try:
+            states = await asyncio.wait_for(self._task_states(at), STATE_QUERY_TIMEOUT)
+        except TimeoutError:
+            return verdict(None, at, problem=f"Airflow did not answer within {STATE_QUERY_TIMEOUT:g} s")
+        except Exception as error:
+            return verdict(None, at, problem=f"{type(error).__name__}: {error}")
+        return verdict(states, at)
+
+    async def _task_states(self, at: TaskAt) -> Mapping[str, Any]:
+        """
+        Airflow's task-state query (``GetTaskStates``, as ``RuntimeTaskInstance.get_task_states`` sends it) through
+        the triggerer's supervisor, asynchronously (a synchronous call from the event loop could deadlock).
+        """
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.comms import GetTaskStates, TaskStatesResult
+
+        comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+        if comms is None or not hasattr(comms, "asend"):
+            raise LookupError("this triggerer offers no channel to its supervisor")
+        answer = await comms.asend(GetTaskStates(**at.query()))
+        if not isinstance(answer, TaskStatesResult):
+            raise LookupError(f"the supervisor answered {type(answer).__name__}, not the task states")
+        return answer.task_states
