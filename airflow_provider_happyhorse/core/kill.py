@@ -24,10 +24,10 @@ from typing import Any, Literal
 from airflow_provider_happyhorse.core.flows import Cancellation
 
 DEFERRED = "deferred"
-# How long the trigger waits for the task instance's state (Airflow gives on_kill 30 s in all by default).
-STATE_QUERY_TIMEOUT = 10.0
-# How long it then waits for the service (the job's status, then its cancel).
-CANCEL_TIMEOUT = 15.0
+# How long the trigger waits for the task instance's state, then for the service (the job's status, then its cancel):
+# 25 s together, within Airflow's ``[triggerer] on_kill_timeout`` (30 s by default), so that the message is always said.
+STATE_QUERY_TIMEOUT = 15.0
+CANCEL_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
