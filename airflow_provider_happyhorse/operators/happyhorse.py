@@ -58,6 +58,7 @@ from airflow_provider_happyhorse.render import (
     utcnow,
 )
 from airflow_provider_happyhorse.storage import as_storage_path, prepare_destination, prove_kept_clip
+from airflow_provider_happyhorse.triggers.happyhorse import triggerer_calls_on_kill
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -513,6 +514,13 @@ class GenerateVideoOperator(BaseOperator):
             estimate.expected_finish.isoformat(timespec="seconds"),
             record.deadline.isoformat(timespec="seconds"),
         )
+        if self._offers_cancel() and not triggerer_calls_on_kill():
+            self.log.warning(
+                "This Airflow's triggerer calls no on_kill for a trigger: if this deferred task is killed, job %s is "
+                "not cancelled, and runs on (billed if it renders). To have a kill cancel it while it is queued, "
+                "run the task with deferrable=False, or use Airflow 3.3+.",
+                record.job_id,
+            )
 
     def _needs_worker_after_success(self) -> bool:
         return self.output_path is not None

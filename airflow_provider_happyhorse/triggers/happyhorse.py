@@ -32,6 +32,14 @@ from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink, sh
 from airflow_provider_happyhorse.models import JobEvent
 
 
+def triggerer_calls_on_kill() -> bool:
+    """
+    Whether this Airflow's triggerer calls a trigger's ``on_kill`` when a user kills its deferred task: Airflow 3.3.2
+    does (``BaseTrigger.on_kill``); 3.0.6, the oldest supported, has no such hook and cancels nothing.
+    """
+    return hasattr(BaseTrigger, "on_kill")
+
+
 @functools.cache
 def freeze_heap_once() -> None:
     """

@@ -335,3 +335,56 @@ async def test_a_cleared_task_after_its_kill_cancel_submits_anew_and_says_it_is_
         "submitting the request again, which is paid once" in logged
     )
     assert "Re-attached" not in logged
+
+
+# -- an Airflow whose triggerer calls no trigger on_kill (3.0.6) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "calls_on_kill", "warned"),
+    [(DS_HOST, False, True), (DS_HOST, True, False), (HOST, False, False)],
+)
+def test_deferring_says_when_a_kill_cannot_cancel_the_job(
+    connection: ConnectionSetter,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    host: str,
+    calls_on_kill: bool,
+    warned: bool,
+) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_happyhorse.operators import happyhorse as operators
+    from support.context import DictStore, make_context
+
+    connection(host=host)
+    monkeypatch.setattr(operators, "triggerer_calls_on_kill", lambda: calls_on_kill)
+    service: FakeDashScope | FakeService = FakeDashScope() if host == DS_HOST else FakeService(FakeClock())
+    clock = FakeClock()
+    task = operators.GenerateVideoOperator(task_id="render", prompt="a horse", duration=5, deferrable=True)
+    task.hook = HappyHorseHook(  # type: ignore[misc]
+        transport=service.transport(), resolve=resolve, sleep=clock.sleep, rng=lambda: 0.5, clock=clock
+    )
+    with pytest.raises(TaskDeferred):
+        task.execute(make_context(DictStore()))
+    said = capsys.readouterr().out
+    assert ("This Airflow's triggerer calls no on_kill for a trigger" in said) is warned
+    if warned:
+        assert "is not cancelled, and runs on (billed if it renders)" in said
+        assert "run the task with deferrable=False, or use Airflow 3.3+" in said
+
+
+def test_the_triggerer_calls_on_kill_from_airflow_3_3_and_not_on_3_0() -> None:
+    from airflow import __version__
+    from packaging.version import Version
+
+    from airflow_provider_happyhorse.triggers.happyhorse import triggerer_calls_on_kill
+
+    # Read in each one's triggerer_job_runner.py: 3.3.2 invokes on_kill on a user's action; 3.0.6 never does.
+    version = Version(__version__)
+    if version.release[:2] == (3, 0):
+        assert triggerer_calls_on_kill() is False
+    elif version >= Version("3.3"):
+        assert triggerer_calls_on_kill() is True
+    else:
+        pytest.skip(f"Airflow {version}: its triggerer was not read")
