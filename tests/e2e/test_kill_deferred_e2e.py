@@ -4,16 +4,21 @@ Alibaba Cloud Model Studio's dialect: the task's job is held queued (PENDING) be
 (one render slot per key), the task is marked failed through Airflow's REST API, and the triggerer's ``on_kill``
 cancels the job (nothing billed) without submitting another; a clear then submits anew, saying it is paid once.
 
-The other reason Airflow calls ``on_kill``, a move of the trigger to another triggerer (which cancels nothing), needs
-two triggerers and is covered by the unit tests (tests/unit/test_trigger_kill.py).
+The other reason Airflow 3.3.2 calls ``on_kill``: a move of the trigger to another triggerer. The cluster has one
+triggerer, so the test moves the trigger the way ``Trigger.assign_unassigned`` does, in the metadata DB: to a
+second triggerer job that is alive (a fresh heartbeat) but runs nothing. The real triggerer then drops the trigger
+through ``update_triggers`` and calls its ``on_kill``, which must cancel nothing; once that job's heartbeat is
+older than ``[triggerer] triggerer_health_check_threshold`` the real triggerer takes the trigger back and polls on.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -100,10 +105,10 @@ def deferred_job(lab: Lab, run_id: str) -> str:
     return job_id
 
 
-def polling(whose: str, lab: Lab, calls: int) -> None:
+def polling(whose: str, lab: Lab, calls: int, timeout: float = 60.0) -> None:
     """Until the emulator has answered ``calls`` status queries: a trigger runs in the triggerer (a task killed
     before its trigger started has nothing to stop there)."""
-    wait_until(f"{whose} to poll", lambda: lab.emulator.stats()["status_calls"]["total"] >= calls, timeout=60)
+    wait_until(f"{whose} to poll", lambda: lab.emulator.stats()["status_calls"]["total"] >= calls, timeout=timeout)
 
 
 def ti_path(run_id: str) -> str:
@@ -150,3 +155,52 @@ def test_marking_a_deferred_task_failed_cancels_its_queued_job_and_a_clear_submi
     polling("the new try's trigger", lab, lab.emulator.stats()["status_calls"]["total"] + 1)
     lab.cluster.api("PATCH", ti_path(run_id), json={"new_state": "failed"})
     wait_until(f"job {new_job} to be cancelled", lambda: lab.task_status(new_job) == "CANCELED")
+
+
+def move_trigger_away(lab: Lab, run_id: str) -> int:
+    """
+    Hand the run's trigger to a triggerer job that heartbeats once, now, and never runs anything (what
+    ``Trigger.assign_unassigned`` does when another triggerer takes a trigger); returns that job's id.
+    """
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy keeps a time in SQLite
+    with sqlite3.connect(lab.cluster.db_path, timeout=30) as db:
+        [(trigger_id,)] = db.execute(
+            "SELECT trigger_id FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+            (DAG_ID, run_id, TASK_ID),
+        ).fetchall()
+        assert trigger_id is not None
+        other = db.execute(
+            "INSERT INTO job (job_type, state, start_date, latest_heartbeat, hostname, unixname, executor_class) "
+            "VALUES ('TriggererJob', 'running', ?, ?, 'elsewhere', 'test', 'none')",
+            (now, now),
+        ).lastrowid
+        assert other is not None
+        db.execute("UPDATE trigger SET triggerer_id = ? WHERE id = ?", (other, trigger_id))
+    return other
+
+
+def test_a_trigger_moved_to_another_triggerer_cancels_nothing(lab: Lab) -> None:
+    run_id = lab.cluster.trigger(DAG_ID)
+    job_id = deferred_job(lab, run_id)
+    polling("the trigger", lab, lab.emulator.stats()["status_calls"]["total"] + 1)
+    accepted = lab.emulator.stats()["submissions"]["accepted"]
+
+    move_trigger_away(lab, run_id)
+    said = "so Airflow moved this trigger to another triggerer, which goes on polling it. Nothing was cancelled."
+    wait_until("the triggerer to say the trigger moved", lambda: f"job {job_id} here: task instance" in lab.logs())
+    logs = lab.logs()
+    assert said in logs
+    assert f"Cancelled job {job_id}" not in logs
+    assert lab.task_status(job_id) == "PENDING"
+    [ti] = lab.cluster.task_instances(DAG_ID, run_id)
+    assert ti.state == "deferred"
+
+    # The other triggerer's one heartbeat grows old: the real one takes the trigger back and polls on.
+    calls = lab.emulator.stats()["status_calls"]["total"]
+    polling("the trigger, taken back", lab, calls + 1, timeout=120.0)
+    assert lab.task_status(job_id) == "PENDING"
+    assert lab.emulator.stats()["submissions"]["accepted"] == accepted
+
+    # A user's kill then still cancels it.
+    lab.cluster.api("PATCH", ti_path(run_id), json={"new_state": "failed"})
+    wait_until(f"job {job_id} to be cancelled", lambda: lab.task_status(job_id) == "CANCELED")
