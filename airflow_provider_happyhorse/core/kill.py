@@ -13,6 +13,9 @@ would cancel a job another triggerer still waits for, so the task instance's sta
   nobody waits for the job: a job still queued is cancelled, where the service has a cancel;
 - no answer (no channel to the supervisor, an error, no answer in time, the task instance not in it): it cannot
   be told, and nothing is cancelled.
+
+Only a job the task submitted (``RenderRecord.since`` is the submission) is ever cancelled: a sensor's trigger
+watches a job made elsewhere.
 """
 
 from __future__ import annotations
@@ -105,7 +108,16 @@ RETRY_AFTER_KILL_CANCEL = (
 )
 
 
-def killed_message(job_id: str, verdict: KillVerdict, cancellation: Cancellation) -> str:
+def watched_message(job_id: str) -> str:
+    """A sensor's trigger: the job was made elsewhere, and is never cancelled from here."""
+    return (
+        f"Stopped polling job {job_id} here: the task was killed, or Airflow moved this trigger to another "
+        "triggerer (which goes on polling it). Nothing was cancelled: a sensor watches a job made elsewhere and "
+        "never cancels it."
+    )
+
+
+def killed_message(verdict: KillVerdict, cancellation: Cancellation) -> str:
     """What a user's kill of the deferred task did to its job, given what the cancel (or the look before it) did."""
     if cancellation.outcome == "cancelled":
         tail = RETRY_AFTER_KILL_CANCEL

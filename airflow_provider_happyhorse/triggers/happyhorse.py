@@ -24,8 +24,9 @@ from airflow_provider_happyhorse.core.kill import (
     timed_out_cancellation,
     undecided_message,
     verdict,
+    watched_message,
 )
-from airflow_provider_happyhorse.core.record import RenderRecord
+from airflow_provider_happyhorse.core.record import RenderRecord, Since
 from airflow_provider_happyhorse.core.wait import WaitPlan
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 from airflow_provider_happyhorse.links.happyhorse import HappyHorseVideoLink, shown_url
@@ -166,7 +167,8 @@ class HappyHorseJobTrigger(BaseTrigger):
         it moves this trigger to another triggerer, which goes on polling the job. Where the service has a cancel
         (DashScope), the task instance's state tells the two apart (``core.kill``): on a user's kill a job still
         queued is cancelled, nothing was billed; a job already rendering is left, and billed. A move, or a state that
-        cannot be read, cancels nothing. Bounded in time: Airflow gives this 30 s by default.
+        cannot be read, cancels nothing; nor does a sensor's trigger (a job made elsewhere). Bounded in time: 25 s,
+        within Airflow's 30 s default.
         """
         hook = self._make_hook()
         try:
@@ -184,6 +186,9 @@ class HappyHorseJobTrigger(BaseTrigger):
         if not settings.dialect.offers_cancel:
             self.log.warning("%s", self._no_cancel())
             return
+        if self.record.since is not Since.SUBMISSION:  # a sensor's: the job was made elsewhere
+            self.log.warning("%s", watched_message(self.job_id))
+            return
         where = settings.dialect.title
         decided = await self._kill_verdict()
         if decided.kind == "moved":
@@ -199,7 +204,7 @@ class HappyHorseJobTrigger(BaseTrigger):
         if cancellation is None:  # the dialect offers a cancel, so the flow always builds one
             self.log.warning("%s", self._no_cancel())
             return
-        self.log.warning("%s", killed_message(self.job_id, decided, cancellation))
+        self.log.warning("%s", killed_message(decided, cancellation))
 
     def _no_cancel(self) -> str:
         """Today's words where the service has no cancel: a kill and a move look alike and cancel nothing."""

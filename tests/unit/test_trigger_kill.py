@@ -16,7 +16,7 @@ import pytest
 from airflow.sdk.execution_time.comms import GetTaskStates, TaskStatesResult
 
 from airflow_provider_happyhorse.core.kill import KillVerdict, TaskAt, verdict
-from airflow_provider_happyhorse.core.record import RenderRecord
+from airflow_provider_happyhorse.core.record import RenderRecord, Since
 from airflow_provider_happyhorse.core.schedule import PollSchedule
 from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook, query_buckets
 from airflow_provider_happyhorse.triggers.happyhorse import HappyHorseJobTrigger
@@ -65,10 +65,13 @@ def state_is(state: str | None, at: TaskAt = AT) -> dict[str, Any]:
     return {at.run_id: {at.key: state}}
 
 
-def killed_trigger(service: FakeDashScope | FakeService, job_id: str, at: TaskAt = AT) -> HappyHorseJobTrigger:
+def killed_trigger(
+    service: FakeDashScope | FakeService, job_id: str, at: TaskAt = AT, since: Since = Since.SUBMISSION
+) -> HappyHorseJobTrigger:
     clock = FakeClock()
     record = RenderRecord(
         job_id=job_id,
+        since=since,
         started_at=START,
         deadline=START + timedelta(minutes=10),
         schedule=PollSchedule(first_poll_after=60.0, min_interval=5.0, max_interval=60.0),
@@ -273,6 +276,19 @@ async def test_happyhorse_app_keeps_today_s_message_and_asks_nothing(
     assert comms.state_queries == []
     assert "the task was killed, or Airflow moved this trigger to another triggerer (which goes on polling it)" in said
     assert "Nothing was cancelled: HappyHorse has no cancel endpoint" in said
+
+
+async def test_a_sensor_s_trigger_never_cancels_the_job_it_watches(
+    connection: ConnectionSetter, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(host=DS_HOST)
+    comms = comms_with(monkeypatch, StateAnswering(state_is("failed")))
+    service = FakeDashScope(statuses=["PENDING"])
+    said = await kill_it(killed_trigger(service, TASK_ID, since=Since.SENSOR_BEGAN_WAITING), capsys)
+    assert service.requests == []
+    assert comms is not None
+    assert comms.state_queries == []
+    assert "Nothing was cancelled: a sensor watches a job made elsewhere and never cancels it." in said
 
 
 async def test_an_unreadable_connection_cancels_nothing_and_says_so(
