@@ -171,6 +171,8 @@ class HappyHorseJobTrigger(BaseTrigger):
         within Airflow's 30 s default.
         """
         hook = self._make_hook()
+        loop = asyncio.get_running_loop()
+        asked_until = loop.time() + STATE_QUERY_TIMEOUT  # the connection (cached, mostly) and the task's state
         try:
             settings = await asyncio.wait_for(hook.aget_settings(), STATE_QUERY_TIMEOUT)
         except Exception as error:  # the connection could not be read: nothing can be cancelled
@@ -190,7 +192,7 @@ class HappyHorseJobTrigger(BaseTrigger):
             self.log.warning("%s", watched_message(self.job_id))
             return
         where = settings.dialect.title
-        decided = await self._kill_verdict()
+        decided = await self._kill_verdict(max(asked_until - loop.time(), 0.0))
         if decided.kind == "moved":
             self.log.warning("%s", moved_message(self.job_id, decided))
             return
@@ -214,14 +216,14 @@ class HappyHorseJobTrigger(BaseTrigger):
             "endpoint, so the job runs on the service either way."
         )
 
-    async def _kill_verdict(self) -> KillVerdict:
-        """Killed by a user or moved: from the task instance's state, asked for within ``STATE_QUERY_TIMEOUT``."""
+    async def _kill_verdict(self, seconds: float) -> KillVerdict:
+        """Killed by a user or moved: from the task instance's state, asked for within ``seconds``."""
         ti = self.task_instance
         if ti is None:
             return KillVerdict("undecided", "the trigger does not know its task instance")
         at = TaskAt(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
         try:
-            states = await asyncio.wait_for(self._task_states(at), STATE_QUERY_TIMEOUT)
+            states = await asyncio.wait_for(self._task_states(at), seconds)
         except TimeoutError:
             return verdict(None, at, problem=f"Airflow did not answer within {STATE_QUERY_TIMEOUT:g} s")
         except Exception as error:
