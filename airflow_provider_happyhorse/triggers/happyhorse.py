@@ -91,6 +91,7 @@ class HappyHorseJobTrigger(BaseTrigger):
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is not annotated
         self.record = RenderRecord.from_trigger_kwargs({"record": record} if record is not None else earlier_kwargs)
         self.happyhorse_conn_id = happyhorse_conn_id
+        self.kill_work: asyncio.Future[None] | None = None  # on_kill's work, once it began
 
     @property
     def job_id(self) -> str:
@@ -169,7 +170,27 @@ class HappyHorseJobTrigger(BaseTrigger):
         queued is cancelled, nothing was billed; a job already rendering is left, and billed. A move, or a state that
         cannot be read, cancels nothing; nor does a sensor's trigger (a job made elsewhere). Bounded in time: 25 s,
         within Airflow's 30 s default.
+
+        Airflow 3.3.2's triggerer cancels the trigger's task again at each sync with its supervisor (about once a
+        second) until the trigger has ended, so while this runs: a cancel here would end it silently (Airflow
+        swallows it), before it said what became of the job. The work runs in a task of its own
+        (``kill_work``), which those repeated cancels do not reach; this waits for it (it is bounded) and then
+        ends. On Python 3.11, whose ``asyncio.wait_for`` (Airflow's bound on this) gives up on a second cancel,
+        the trigger may end first: the work still finishes, and its message goes to the triggerer's own log.
         """
+        work = self.kill_work = asyncio.ensure_future(self._on_kill())
+        while not work.done():
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                if work.done():
+                    break
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()  # the repeated cancel is answered: waiting for the bounded work
+        work.result()
+
+    async def _on_kill(self) -> None:
         hook = self._make_hook()
         loop = asyncio.get_running_loop()
         asked_until = loop.time() + STATE_QUERY_TIMEOUT  # the connection (cached, mostly) and the task's state

@@ -8,6 +8,7 @@ the DashScope fake (``support.dashscope``) or happyhorse.app's (``support.servic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -30,15 +31,27 @@ AT = TaskAt("render_dag", "manual__1", "render", -1)
 class StateAnswering:
     """The triggerer's supervisor channel: answers the task-state query with ``states`` (or raises ``error``)."""
 
-    def __init__(self, states: dict[str, Any] | None = None, *, error: Exception | None = None, hang: bool = False):
+    def __init__(
+        self,
+        states: dict[str, Any] | None = None,
+        *,
+        error: Exception | None = None,
+        hang: bool = False,
+        gate: asyncio.Event | None = None,
+    ):
         self.states = states
         self.error = error
         self.hang = hang
+        self.gate = gate  # answers the state query once set
+        self.asked = asyncio.Event()
         self.sent: list[Any] = []
 
     async def asend(self, message: Any) -> Any:
         self.sent.append(message)
         if isinstance(message, GetTaskStates):
+            self.asked.set()
+            if self.gate is not None:
+                await self.gate.wait()
             if self.hang:
                 await asyncio.Event().wait()  # never answers: the trigger's own bound ends the wait
             if self.error is not None:
@@ -301,6 +314,52 @@ async def test_an_unreadable_connection_cancels_nothing_and_says_so(
     assert service.requests == []
     assert "could not read connection 'happyhorse_default'" in said
     assert "nothing was cancelled" in said
+
+
+# -- Airflow 3.3.2 cancels the trigger's task again at each sync while on_kill runs -----------------------------
+
+
+async def test_repeated_cancels_while_on_kill_runs_do_not_cut_it_short(
+    connection: ConnectionSetter, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(host=DS_HOST)
+    gate = asyncio.Event()
+    comms = comms_with(monkeypatch, StateAnswering(state_is("failed"), gate=gate))
+    assert comms is not None
+    service = FakeDashScope(statuses=["PENDING"])
+    killing = asyncio.create_task(killed_trigger(service, TASK_ID).on_kill())
+    await comms.asked.wait()  # on_kill waits for Airflow's answer...
+    for _ in range(3):  # ...while the triggerer cancels the trigger's task again, once a sync
+        killing.cancel("user-action")
+        await asyncio.sleep(0)
+    gate.set()
+    await killing
+    assert len(service.cancels) == 1
+    assert "nothing was billed" in capsys.readouterr().out
+
+
+async def test_when_airflow_s_bound_gives_up_on_kill_s_work_still_ends(
+    connection: ConnectionSetter, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(host=DS_HOST)
+    gate = asyncio.Event()
+    comms = comms_with(monkeypatch, StateAnswering(state_is("failed"), gate=gate))
+    assert comms is not None
+    service = FakeDashScope(statuses=["PENDING"])
+    trigger = killed_trigger(service, TASK_ID)
+    # As run_trigger calls it: inside asyncio.wait_for, in the trigger's task, cancelled once a sync.
+    airflow = asyncio.create_task(asyncio.wait_for(trigger.on_kill(), timeout=30))
+    await comms.asked.wait()
+    for _ in range(3):
+        airflow.cancel("user-action")
+        await asyncio.sleep(0)
+    gate.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await airflow  # Python 3.11's wait_for gave up at the second cancel (3.12's waits): the work goes on
+    assert trigger.kill_work is not None
+    await trigger.kill_work
+    assert len(service.cancels) == 1
+    assert "nothing was billed" in capsys.readouterr().out
 
 
 # -- what a cleared task does next ---------------------------------------------------------------------------------
