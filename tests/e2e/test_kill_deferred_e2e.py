@@ -204,3 +204,4 @@ def test_a_trigger_moved_to_another_triggerer_cancels_nothing(lab: Lab) -> None:
     # A user's kill then still cancels it.
     lab.cluster.api("PATCH", ti_path(run_id), json={"new_state": "failed"})
     wait_until(f"job {job_id} to be cancelled", lambda: lab.task_status(job_id) == "CANCELED")
+    assert lab.cluster.find_secret(lab.emulator.api_key) == []
