@@ -66,6 +66,11 @@ RENDER_SPREAD = 0.1
 # Detection target: see a finished job within DETECTION_SLACK + DETECTION_SHARE x its render time.
 DETECTION_SLACK = 2.0
 DETECTION_SHARE = 0.1
+# Under the account's query limit, a status poll that has waited this long for a token goes ahead of every poll
+# that has waited less (``core.pacing``): the bound on the wait of a poll whose job is already past its target.
+# The schedule's own longest gap between two polls (120 s): a shorter one would hand the
+# tokens back to arrival order for most of a long overload (docs/reports/benchmarks.md).
+QUERY_WAIT_LIMIT = DEFAULT_MAX_POLL_INTERVAL
 # Jitter shortens each wait by up to this share, so jobs submitted together spread out.
 POLL_JITTER = 0.1
 # Polls end their waits on whole ticks of the wall clock: see PollSchedule.next_delay.

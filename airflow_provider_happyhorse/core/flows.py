@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 import httpx
@@ -31,6 +32,9 @@ class Send:
     request: httpx.Request
     # A status query: the driver waits for the connection's query bucket first (``core.pacing``).
     query: bool = False
+    # A wait's query: when its job's detection allowance ends (``core.wait.WaitPlan.detect_by``), which decides
+    # its place among the polls waiting for the bucket. None: a query outside a wait.
+    detect_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,12 @@ def call(
     rng: Callable[[], float],
     on_retry: OnRetry | None,
     secret: str,
+    detect_by: datetime | None = None,
 ) -> Flow[T]:
     """Send ``request`` and parse the answer; send it again after the wait ``retry_decision`` gives, if it gives one."""
     retries = 0
     while True:
-        outcome = yield Send(request, query=kind == "status")
+        outcome = yield Send(request, query=kind == "status", detect_by=detect_by)
         try:
             return parse(_response(outcome))
         except HappyHorseError as error:
@@ -135,8 +140,12 @@ def status_flow(
     max_retries: int | None = None,
     rng: Callable[[], float] = random.random,
     on_retry: OnRetry | None = None,
+    detect_by: datetime | None = None,
 ) -> Flow[JobStatus]:
-    """A job's status; ``max_retries`` defaults to the connection's (a wait's polls use 0)."""
+    """
+    A job's status; ``max_retries`` defaults to the connection's (a wait's polls use 0). ``detect_by``: a wait's
+    poll says when its job's detection allowance ends (``Send.detect_by``).
+    """
     return (
         yield from call(
             _status_request(settings, job_id),
@@ -147,6 +156,7 @@ def status_flow(
             rng=rng,
             on_retry=on_retry,
             secret=settings.api_key,
+            detect_by=detect_by,
         )
     )
 

@@ -52,6 +52,21 @@ class WaitPlan:
     progress_every: timedelta | None = None
     estimate: RenderEstimate | None = None
 
+    def detect_by(self, due: datetime, seen_running: datetime | None) -> datetime:
+        """
+        When the detection allowance of the job's poll due at ``due`` ends: the schedule's ``slack + growth x``
+        the render time (the target, 2 s + 10%), after the job is expected to finish. That is the render-time
+        model's expected finish (``estimate``, the same one the first poll and the progress lines come from), and
+        without a model the moment the poll falls due; never before ``seen_running``, when a poll last found the
+        job still running. Under the account's query limit the polls whose allowance ends soonest go first
+        (``core.pacing``).
+        """
+        finish = due if self.estimate is None else self.estimate.expected_finish
+        if seen_running is not None and seen_running > finish:
+            finish = seen_running
+        render = max((finish - self.started_at).total_seconds(), 0.0)
+        return finish + timedelta(seconds=self.schedule.slack + self.schedule.growth * render)
+
 
 def wait_flow(
     settings: ConnectionSettings,
@@ -69,6 +84,7 @@ def wait_flow(
     at_least: float | None = None  # wait at least this long (Retry-After, a queued job)
     at_most: float | None = None  # wait at most this long (a connection failure)
     last_error: HappyHorseError | None = None
+    seen_running: datetime | None = None  # when a poll last found the job still running
     last_told = plan.started_at
     estimate = plan.estimate
     # The progress lines already said (or passed before this wait began: a resumed trigger does not repeat them).
@@ -116,7 +132,9 @@ def wait_flow(
         yield Sleep(delay, reason="the next poll")
         polls += 1
         try:
-            job = yield from status_flow(settings, job_id, max_retries=0, rng=rng)
+            job = yield from status_flow(
+                settings, job_id, max_retries=0, rng=rng, detect_by=plan.detect_by(clock(), seen_running)
+            )
         except NotFoundError as error:
             on_poll("not_found")
             now = clock()
@@ -145,6 +163,7 @@ def wait_flow(
         on_poll("running" if job.state is JobState.PENDING else "final")
         if job.state is not JobState.PENDING:
             return ended(_final(plan, job, polls, now, say))
+        seen_running = now
         if not job.is_known_status and job.status != warned_status:
             warned_status = job.status
             say(logging.WARNING, "Job %s reports unknown status %r; treating it as still running", job_id, job.status)

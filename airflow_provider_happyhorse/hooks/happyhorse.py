@@ -50,7 +50,7 @@ from airflow_provider_happyhorse.core.flows import (
     status_flow,
     submit_flow,
 )
-from airflow_provider_happyhorse.core.pacing import QueryBucket
+from airflow_provider_happyhorse.core.pacing import QueryBucket, Ticket
 from airflow_provider_happyhorse.core.responses import (
     answer_limit,
     bounded_answer,
@@ -232,6 +232,64 @@ async def _as_coroutine(fetch: Callable[[], Awaitable[ConnectionSettings]]) -> C
 recent_async_settings = _RecentAsyncSettings()
 
 
+class _LoopPacer:
+    """
+    One connection's query bucket in one event loop, and the waiting polls' wake-ups: the bucket decides whose
+    turn it is (``core.pacing``), this only sleeps and wakes. One waiter at a time, the timekeeper, sleeps until
+    the next token and hands it out; the others each await their own future, set when their turn comes (or when
+    they are to keep time in turn), so a thousand waiting polls cost one timer, not a thousand.
+    """
+
+    def __init__(self, bucket: QueryBucket) -> None:
+        self.bucket = bucket
+        self._wakeups: dict[Ticket, asyncio.Future[None]] = {}
+        self._timekeeper: Ticket | None = None
+
+    async def turn(
+        self, detect_by: float | None, monotonic: Callable[[], float], sleep: Callable[[float], Any]
+    ) -> None:
+        """Wait until this poll may be sent; cancelled, it gives its place (or its unused token) back."""
+        bucket = self.bucket
+        ticket = bucket.join(monotonic(), detect_by)
+        try:
+            while True:
+                self._wake(bucket.grant(monotonic()))
+                if ticket.granted:
+                    break
+                if self._timekeeper is None:
+                    self._timekeeper = ticket
+                if self._timekeeper is ticket:
+                    await sleep(bucket.until_token(monotonic()))
+                else:
+                    wakeup = self._wakeups[ticket] = asyncio.get_running_loop().create_future()
+                    await wakeup
+        except BaseException:  # cancelled (or the sleep failed) before sending
+            self._wakeups.pop(ticket, None)
+            bucket.leave(ticket, monotonic())
+            self._wake(bucket.grant(monotonic()))  # a token it gave back goes to the next in turn at once
+            self._hand_over(ticket)
+            raise
+        self._hand_over(ticket)
+
+    def _wake(self, granted: list[Ticket]) -> None:
+        for ticket in granted:
+            wakeup = self._wakeups.pop(ticket, None)
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
+
+    def _hand_over(self, ticket: Ticket) -> None:
+        """A timekeeper leaving wakes another waiter to keep time (the first to have begun awaiting)."""
+        if self._timekeeper is not ticket:
+            return
+        self._timekeeper = None
+        for waiter, wakeup in self._wakeups.items():
+            del self._wakeups[waiter]
+            self._timekeeper = waiter
+            if not wakeup.done():
+                wakeup.set_result(None)
+            return
+
+
 class _QueryBuckets:
     """
     The connections' query buckets (``core.pacing``): one per connection in each event loop, so the polls of
@@ -241,19 +299,19 @@ class _QueryBuckets:
     """
 
     def __init__(self) -> None:
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], QueryBucket]] = (
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], _LoopPacer]] = (
             weakref.WeakKeyDictionary()
         )
         self._sync: dict[tuple[str, float], QueryBucket] = {}
         self._lock = threading.Lock()
 
-    def in_loop(self, conn_id: str, rate: float, now: float) -> QueryBucket:
-        """This event loop's bucket (only ever touched from the loop's own thread)."""
-        buckets = self._by_loop.setdefault(asyncio.get_running_loop(), {})
-        bucket = buckets.get((conn_id, rate))
-        if bucket is None:
-            bucket = buckets[conn_id, rate] = QueryBucket(rate, now)
-        return bucket
+    def in_loop(self, conn_id: str, rate: float, now: float) -> _LoopPacer:
+        """This event loop's bucket and its waiters (only ever touched from the loop's own thread)."""
+        pacers = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        pacer = pacers.get((conn_id, rate))
+        if pacer is None:
+            pacer = pacers[conn_id, rate] = _LoopPacer(QueryBucket(rate, now))
+        return pacer
 
     def reserve_in_process(self, conn_id: str, rate: float, now: float) -> float:
         """A token from this process's bucket: the seconds to wait for it."""
@@ -466,7 +524,7 @@ class HappyHorseHook(BaseHook):
                     action = flow.send(outcome)
                     if isinstance(action, Send):
                         if action.query:
-                            await self._await_query_token()
+                            await self._await_query_token(action.detect_by)
                         outcome = await _asend(transport, action.request)
                     elif isinstance(action, Sleep):
                         await self._async_sleep(action.seconds)
@@ -475,19 +533,19 @@ class HappyHorseHook(BaseHook):
                 result: T = stop.value
                 return result
 
-    async def _await_query_token(self) -> None:
-        """Wait for this loop's query bucket (no wait when the connection is not paced); a cancelled wait gives back."""
+    async def _await_query_token(self, detect_by: datetime | None = None) -> None:
+        """
+        Wait for this loop's query bucket (no wait when the connection is not paced), in the order of the polls'
+        ``detect_by`` (``core.pacing``); a cancelled wait gives its place back.
+        """
         rate = (await self.aget_settings()).max_queries_per_second
         if rate is None:
             return
-        bucket = query_buckets.in_loop(self.happyhorse_conn_id, rate, self._monotonic())
-        wait = bucket.reserve(self._monotonic())
-        if wait > 0:
-            try:
-                await self._async_sleep(wait)
-            except asyncio.CancelledError:
-                bucket.give_back(self._monotonic())
-                raise
+        now = self._monotonic()
+        # The allowance's end on the bucket's monotonic clock, from the hook's wall clock the wait counts in.
+        by = None if detect_by is None else now + (detect_by - self.clock()).total_seconds()
+        pacer = query_buckets.in_loop(self.happyhorse_conn_id, rate, now)
+        await pacer.turn(by, self._monotonic, self._async_sleep)
 
     # -- the API --------------------------------------------------------------------------------
 
