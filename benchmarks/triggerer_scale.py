@@ -46,15 +46,17 @@ How it works (issue 8, item 2):
   collector pauses are timed apart (``gc.callbacks``) since they are a large part of the stalls;
   detection delay: the time the event reached the consumer minus the job's finish time from
   ``GET /_emulator/jobs``, over the job's render time (finish - start) when checked against the target.
-  For ``happyhorse`` the subclass's hook also records when each of the trigger's waits ends (the hook's
-  ``async_sleep`` seam: the poll is sent right after), so each delay splits into the schedule's part (the
+  For ``happyhorse`` the subclass's hook also records when each status poll is sent (the hook's
+  ``_await_query_token`` seam: the poll is sent when it returns), so each delay splits into the schedule's part (the
   finding poll sent minus the finish) and the answer's (the event minus that poll's sending); the JSON keeps
   both per job (``detection_jobs``) with the allowance and the poll times, and a second table splits them by
   the poll that found the job and lists the worst missed jobs' poll times (``detection_misses_first``).
 - ``--dialect dashscope`` (issue 23, item 5): the emulator speaks Model Studio's API and enforces the account's
   query limit (``--query-limit``, default 20 task queries per second, real seconds, not scaled by ``--speed``:
   429 ``Throttling.RateQuota`` beyond); the jobs are the same draws as text-to-video tasks (pro as 1080P, std as
-  720P, every clip with sound, as the emulator renders them); the connection says ``"dialect": "dashscope"`` and
+  720P, every clip with sound, as the emulator renders them), each trigger's record carrying its request as the
+  operator writes it (so the wait knows the expected render time: the poll order under the limit and the
+  progress lines); the connection says ``"dialect": "dashscope"`` and
   so paces its polls at the dialect's 20 a second unless ``--client-limit`` sets its ``max_queries_per_second``
   (0: unpaced). Only ``HappyHorseJobTrigger`` is measured. Each row adds the 429s the emulator answered
   (``throttled_429``) and the detection target's ceiling at that query rate (``detection_possible_share_at_limit``:
@@ -214,6 +216,11 @@ async def _submit_all(
                     "duration": body["duration"],
                     "sound": body["sound"],
                 }
+                if dialect == "dashscope":
+                    # The trigger's record carries the request, as GenerateVideoOperator writes it: its wait then
+                    # knows the job's expected render time (the poll order under the query limit, the progress
+                    # lines).
+                    jobs[index]["request"] = {key: body[key] for key in ("prompt", "mode", "duration", "sound")}
 
         await asyncio.gather(*(worker() for _ in range(8)))
     return [job for job in jobs if job is not None]
@@ -291,10 +298,11 @@ def _trigger_class(scale_schedule: bool) -> type[Any]:
     """``HappyHorseJobTrigger`` with two changes, both through its own seams, that leave its wait as it is:
 
     ``plan()`` multiplies the schedule's slack and tick (times in seconds that the trigger takes no argument
-    for) by the run's speed, as the benchmark does with every other poll time (a no-op at speed 1; not with
-    ``scale_schedule`` False, ``--unscaled-slack``); ``_make_hook()`` gives the hook an ``async_sleep`` that
-    notes when each wait ends, that is when each poll is sent (one more coroutine frame per poll; with a query
-    limit, when its wait for the bucket's token ends)."""
+    for), and the render-time estimate when the record has its request (``--dialect dashscope``), by the run's
+    speed, as the benchmark does with every other poll time (a no-op at speed 1; not with ``scale_schedule``
+    False, ``--unscaled-slack``); ``_make_hook()`` gives a hook that notes when each status poll is sent: when
+    its wait for the query bucket's token ends (at once when the connection is not paced), one more coroutine
+    frame per poll."""
     from airflow_provider_happyhorse import HappyHorseHook, HappyHorseJobTrigger
 
     class ScaledTrigger(HappyHorseJobTrigger):
@@ -309,30 +317,22 @@ def _trigger_class(scale_schedule: bool) -> type[Any]:
                 return plan
             schedule = plan.schedule
             scaled = dataclasses.replace(schedule, slack=schedule.slack * self.speed, tick=schedule.tick * self.speed)
-            return dataclasses.replace(plan, schedule=scaled)
+            estimate = plan.estimate
+            if estimate is not None:
+                estimate = dataclasses.replace(estimate, expected_seconds=estimate.expected_seconds * self.speed)
+            return dataclasses.replace(plan, schedule=scaled, estimate=estimate)
 
         def _make_hook(self) -> HappyHorseHook:
             poll_times = self.poll_times
-            queueing = [False]
-
-            async def sleep(seconds: float) -> None:
-                await asyncio.sleep(seconds)
-                if not queueing[0]:
-                    poll_times.append(time.time())
 
             class NotingHook(HappyHorseHook):
-                async def _await_query_token(self) -> None:
-                    # A wait for the query bucket's token (--dialect dashscope) is no poll of its own: the poll
-                    # is sent when it ends, so that is its time.
-                    queueing[0] = True
-                    try:
-                        await super()._await_query_token()
-                    finally:
-                        queueing[0] = False
-                    if poll_times:
-                        poll_times[-1] = time.time()
+                async def _await_query_token(self, detect_by: datetime | None = None) -> None:
+                    # Every status poll waits here for the query bucket (at once when not paced), and is sent
+                    # as soon as this returns: that is its time.
+                    await super()._await_query_token(detect_by)
+                    poll_times.append(time.time())
 
-            return NotingHook(self.happyhorse_conn_id, async_sleep=sleep)
+            return NotingHook(self.happyhorse_conn_id)
 
     return ScaledTrigger
 
@@ -348,6 +348,7 @@ def _happyhorse(
         record=RenderRecord.model_validate(
             {
                 "job_id": job["job_id"],
+                **({"request": job["request"]} if "request" in job else {}),
                 "started_at": job["submitted_at"],
                 "deadline": _deadline(job, speed).isoformat(),
                 "schedule": {
