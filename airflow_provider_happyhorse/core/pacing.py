@@ -14,8 +14,10 @@ job is expected to finish (``core.wait`` works it out from the render-time model
 token goes to:
 
 1. a poll that has waited ``wait_limit`` seconds or more, longest waiting first (the bound below);
-2. else the poll whose allowance ends soonest among those whose allowance has not ended yet;
-3. else (every waiting poll's allowance has ended) the poll that has waited longest.
+2. else a query outside a job's wait (no ``detect_by``: a single status read, such as a killed task's check
+   that its job is still queued before cancelling it), which somebody awaits there and then;
+3. else the poll whose allowance ends soonest among those whose allowance has not ended yet;
+4. else (every waiting poll's allowance has ended) the poll that has waited longest.
 
 First come, first served would make every poll wait behind all those queued before it, those whose job is
 already past its allowance included, so that once the queue grows nobody is seen in time (8.1% of 2,000 jobs
@@ -51,10 +53,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from airflow_provider_happyhorse.constants import DETECTION_SLACK, QUERY_WAIT_LIMIT
+from airflow_provider_happyhorse.constants import QUERY_WAIT_LIMIT
 
 # A token counted as there when this close to whole: sleeping the seconds ``until_token`` gives can leave the
 # float sum a hair short of 1.
@@ -64,12 +67,12 @@ _WHOLE = 1.0 - 1e-9
 @dataclass(eq=False)
 class Ticket:
     """
-    One status query waiting for a token. ``detect_by``: when its job's detection allowance ends; ``arrived``:
-    when it began to wait (both on the bucket's clock). ``state``: ``waiting``, then ``granted`` (the caller may
-    send it) or ``left`` (cancelled, its place or token given back).
+    One status query waiting for a token. ``detect_by``: when its job's detection allowance ends (None: a query
+    outside a wait); ``arrived``: when it began to wait (both on the bucket's clock). ``state``: ``waiting``,
+    then ``granted`` (the caller may send it) or ``left`` (cancelled, its place or token given back).
     """
 
-    detect_by: float
+    detect_by: float | None
     arrived: float
     number: int
     state: Literal["waiting", "granted", "left"] = "waiting"
@@ -117,10 +120,11 @@ class QueryBucket:
     def join(self, now: float, detect_by: float | None = None) -> Ticket:
         """
         A query due now starts to wait (``grant`` says when it may go). ``detect_by`` None: a query outside a
-        job's wait (a single status call), whose allowance is taken as the target's fixed part from now.
+        job's wait, which goes ahead of the waits' polls.
         """
-        ticket = Ticket(now + DETECTION_SLACK if detect_by is None else detect_by, now, next(self._numbers))
-        heapq.heappush(self._by_deadline, (ticket.detect_by, ticket.number, ticket))
+        ticket = Ticket(detect_by, now, next(self._numbers))
+        first = -math.inf if detect_by is None else detect_by
+        heapq.heappush(self._by_deadline, (first, ticket.number, ticket))
         heapq.heappush(self._by_arrival, (ticket.arrived, ticket.number, ticket))
         self.waiting += 1
         return ticket
@@ -158,7 +162,7 @@ class QueryBucket:
         if now - longest.arrived >= self.wait_limit:
             heapq.heappop(self._by_arrival)
             return longest
-        while (soonest := _top(self._by_deadline)) is not None and soonest.detect_by < now:
+        while (soonest := _top(self._by_deadline)) is not None and _lost(soonest, now):
             heapq.heappop(self._by_deadline)  # its allowance has ended: it is served by arrival from now on
         if soonest is not None:
             heapq.heappop(self._by_deadline)
@@ -173,6 +177,10 @@ class QueryBucket:
         self._refill(now)
         self.tokens -= 1.0
         return max(0.0, -self.tokens / self.rate)
+
+
+def _lost(ticket: Ticket, now: float) -> bool:
+    return ticket.detect_by is not None and ticket.detect_by < now
 
 
 def _top(heap: list[tuple[float, int, Ticket]]) -> Ticket | None:

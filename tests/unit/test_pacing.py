@@ -168,6 +168,21 @@ def test_a_poll_whose_allowance_ended_goes_after_all_the_others() -> None:
     assert [name for name, _ in sent] == ["first", "soon", "later", "lost", "lost before it came"]
 
 
+def test_a_query_outside_a_wait_goes_ahead_of_the_waits_polls() -> None:
+    bucket = QueryBucket(rate=1.0, now=0.0)
+    sent = serve(
+        bucket,
+        [
+            Poll("first", 0.0, detect_by=50.0),
+            Poll("lost", 0.01, detect_by=0.5),  # over before the next token (1.0)
+            Poll("a kill's status read", 0.02),  # no allowance: somebody awaits it now
+            Poll("on time", 0.03, detect_by=20.0),
+            Poll("another read", 0.5),
+        ],
+    )
+    assert [name for name, _ in sent] == ["first", "a kill's status read", "another read", "on time", "lost"]
+
+
 def test_a_poll_due_when_a_token_is_there_goes_at_once_whatever_its_deadline() -> None:
     bucket = QueryBucket(rate=20.0, now=0.0)
     polls = [Poll(f"poll {index}", index * 0.25, detect_by=-100.0 if index % 2 else None) for index in range(40)]
