@@ -68,8 +68,8 @@ DETECTION_SLACK = 2.0
 DETECTION_SHARE = 0.1
 # Under the account's query limit, a status poll that has waited this long for a token goes ahead of every poll
 # that has waited less (``core.pacing``): the bound on the wait of a poll whose job is already past its target.
-# The schedule's own longest gap between two polls (120 s): a shorter one would hand the
-# tokens back to arrival order for most of a long overload (docs/reports/benchmarks.md).
+# The schedule's own longest gap between two polls (120 s): a shorter one would hand the tokens back to arrival
+# order for much of a long rush of finishes (docs/reports/benchmarks.md, "The DashScope query limit").
 QUERY_WAIT_LIMIT = DEFAULT_MAX_POLL_INTERVAL
 # Jitter shortens each wait by up to this share, so jobs submitted together spread out.
 POLL_JITTER = 0.1

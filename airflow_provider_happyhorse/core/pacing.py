@@ -21,9 +21,9 @@ token goes to:
 
 First come, first served would make every poll wait behind all those queued before it, those whose job is
 already past its allowance included, so that once the queue grows nobody is seen in time (8.1% of 2,000 jobs
-within the target where 69.3% was possible: ``docs/reports/benchmarks.md``). Serving the soonest deadline first
-and a lost poll last is the order that sees the most jobs in time when each job needs one query
-(earliest-deadline-first, the benchmark's ceiling), traded for later detections of the jobs already late.
+within the target where 69.3% was possible; 42.6% in this order: ``docs/reports/benchmarks.md``). Serving the
+soonest deadline first and a lost poll last is the order that sees the most jobs in time when each job needs one
+query (earliest-deadline-first, the benchmark's ceiling), traded for later detections of the jobs already late.
 
 **The bound.** A lost poll is not starved: once it has waited ``wait_limit`` seconds it goes ahead of every poll
 that has waited less, in the order they came, so it is sent at most ``wait_limit`` seconds plus one token for
