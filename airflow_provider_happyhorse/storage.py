@@ -1,13 +1,13 @@
 """
 Keeping the clip: stream the temporary result URL into storage, verified and atomic, reading it once.
 
-The clip is streamed into a local file while its size and SHA-256 are computed (beside the destination
-on a local disk, in the local temporary folder for an object store); a worker thread reads that file as
-it grows, probing it with a real demuxer (it must be a whole video, and the one the request asked for)
-and making its poster frame while the bytes arrive (its reads wait for them; what it made is believed
-only once the download has ended whole). Then the clip is put in place, so the final path only ever
-holds a complete, verified file: a local rename is atomic, and on S3 the clip is uploaded once to its
-final key (a PUT or multipart upload appears whole or not at all). A record of what made it (the
+The clip is streamed into a local file by a worker thread while its size and SHA-256 are computed (beside
+the destination on a local disk, in the local temporary folder for an object store); the calling thread
+reads that file as it grows, probing it with a real demuxer (it must be a whole video, and the one the
+request asked for) and making its poster frame while the bytes arrive (its reads wait for them; what it
+made is believed only once the download has ended whole). Then the clip is put in place, so the final
+path only ever holds a complete, verified file: a local rename is atomic, and on S3 the clip is uploaded
+once to its final key (a PUT or multipart upload appears whole or not at all). A record of what made it (the
 request's fingerprint, the job id, the result) goes with it: as object metadata where the store keeps
 it, else as a JSON sidecar put in place after the clip.
 """
@@ -339,10 +339,10 @@ def store_clip(
     ``"strict"``, ``ClipMismatchError`` and nothing stored). ``record`` is the task's render (by default:
     the job's id and URL, made for no request); it is kept with the clip, without its request.
 
-    The clip is read once: streamed into a local file (hashed as it comes), probed and given its poster
-    from that file by a worker thread while it arrives, then put in place: renamed, on a local disk (the
-    file is written beside the destination), or uploaded once to the final key with its record as
-    metadata, on an object store.
+    The clip is read once: streamed into a local file by a worker thread (hashed as it comes), probed and
+    given its poster from that file by the calling thread while it arrives, then put in place: renamed, on
+    a local disk (the file is written beside the destination), or uploaded once to the final key with its
+    record as metadata, on an object store.
     """
     if record is None:
         record = RenderRecord(job_id=job_id, status="SUCCESS", video_url=url)
@@ -646,50 +646,60 @@ def _download_and_read(
     poster: bool,
 ) -> tuple[int, str, MediaInfo, bytes | None]:
     """
-    Download into ``into`` while a worker thread reads it as it arrives (``_ReadWhileArriving``), tried
-    again as the hook's download flow decides (a transient failure, or a body that is not a video: a CDN's
-    refusal of a signed URL is often momentary). The reading is only believed once the download has ended
-    whole; a download that fails or is cut stops the reader, which is joined before the try ends.
+    Download into ``into`` in a worker thread (``_DownloadInThread``) while this thread reads the file as
+    it arrives, tried again as the hook's download flow decides (a transient failure, or a body that is not
+    a video: a CDN's refusal of a signed URL is often momentary). The reading is only believed once the
+    download has ended whole; a download that fails or is cut ends every read at once and its error is
+    raised here; a read that fails stops the download at its next chunk. The thread is joined before the
+    try ends. (The decode stays in this thread, whose memory the C library keeps in the main arena.)
     """
 
     def fetch() -> tuple[int, str, MediaInfo, bytes | None]:
         arrival = _Arrival()
-        reading = _ReadWhileArriving(arrival, poster)
         started = hook.clock()
-        reading.start()
+        download = _DownloadInThread(
+            lambda: _download(hook, job_id=job_id, url=url, into=into, arrival=arrival, on_chunk=on_chunk),
+            arrival,
+            hook.clock,
+        )
+        download.start()
         try:
-            size, sha256, came = _download(hook, job_id=job_id, url=url, into=into, arrival=arrival, on_chunk=on_chunk)
-            arrival.end()
-            metrics.downloaded(size, (hook.clock() - started).total_seconds())
-            media, poster_bytes = _read(job_id, url, reading, size, came)
+            try:
+                read: tuple[MediaInfo, bytes | None] | Exception = read_clip(
+                    arrival, poster=poster, clock=arrival.busy_clock
+                )
+            except Exception as error:  # raised below, unless the download failed (its reads then ended at once)
+                read = error
+                arrival.stop()  # the rest of the body would not change that: the download stops at its next chunk
+            size, sha256, came = download.result()  # the download's own error, if it failed, wins
         finally:
-            arrival.abandon()  # after an end, or a read that finished: nothing to stop
-            reading.join()
+            arrival.stop()  # after an end, or a download that stopped: nothing to stop
+            download.join()
             arrival.close()
+        if download.whole:
+            metrics.downloaded(size, (download.ended - started).total_seconds())
+        if isinstance(read, NotAVideo):
+            stopped = "" if download.whole else "; its download was stopped there"
+            raise InvalidClipError(job_id, url, f"{came.said(size)} ({read}{stopped})")
+        if isinstance(read, Exception):
+            raise read
+        media, poster_bytes = read
+        if (cut := cut_short(media)) is not None:
+            raise InvalidClipError(job_id, url, f"{came.said(size)} ({cut})")
         return size, sha256, media, poster_bytes
 
     return hook.download(job_id, url, fetch)
 
 
-def _read(job_id: str, url: str, reading: _ReadWhileArriving, size: int, came: Came) -> tuple[MediaInfo, bytes | None]:
-    """The downloaded clip's media facts and poster (``media.read_clip``, as it arrived); ``InvalidClipError``."""
-    try:
-        media, poster_bytes = reading.result()
-    except NotAVideo as error:
-        raise InvalidClipError(job_id, url, f"{came.said(size)} ({error})") from None
-    if (cut := cut_short(media)) is not None:
-        raise InvalidClipError(job_id, url, f"{came.said(size)} ({cut})")
-    return media, poster_bytes
-
-
 class _Arrival:
     """
-    The local file a download is writing, read at the same time by the demuxer in a worker thread. A read
+    The local file a download (in a worker thread) is writing, read at the same time by the demuxer. A read
     waits until the bytes it asks for are written or the download has ended, so the demuxer sees exactly
     the bytes, and the end, that the finished file shows; the file's size (which the MP4 demuxer asks for)
     is the answer's Content-Length (a body of another size fails the download), or without one, waits for
     the end. A download that fails abandons it: every read then answers at once with the end of the file,
-    so the reader stops promptly (and what it made of the file is thrown away).
+    so the reader stops promptly (and what it made of the file is thrown away). A reader that has stopped
+    (done, or failed) stops the download at its next chunk.
     """
 
     def __init__(self) -> None:
@@ -699,6 +709,7 @@ class _Arrival:
         self._written = 0
         self._ended = False
         self._abandoned = False
+        self._stopped = False  # the reader has stopped: the download need not go on
         self._waited = 0.0  # seconds the reader has spent waiting for bytes
 
     # The download's side.
@@ -726,14 +737,24 @@ class _Arrival:
             self._abandoned = True
             self._changed.notify_all()
 
+    @property
+    def stopped(self) -> bool:
+        """The reader has stopped before the download ended: the download stops too (checked after each chunk)."""
+        return self._stopped
+
     def close(self) -> None:
-        """Close the reader's descriptor (once the reader has stopped)."""
+        """Close the reader's descriptor (once the download has stopped)."""
         with self._changed:
             fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
     # The reader's side.
+
+    def stop(self) -> None:
+        """The reader wants no more of the file."""
+        with self._changed:
+            self._stopped = True
 
     def busy_clock(self) -> float:
         """A monotonic clock that leaves out the reader's waits for bytes: the probe's time limit is on its work."""
@@ -807,21 +828,33 @@ class _ArrivingFile:
         return self._position
 
 
-class _ReadWhileArriving:
-    """``media.read_clip`` over an ``_Arrival``, in a worker thread: the probe and the poster while the bytes come."""
+class _DownloadInThread:
+    """
+    ``_download`` in a worker thread, writing the ``_Arrival`` that the calling thread reads: its end (a
+    download that ended whole) or its failure (every read then ends at once) is told to the arrival.
+    """
 
-    def __init__(self, arrival: _Arrival, poster: bool) -> None:
+    def __init__(self, download: Callable[[], tuple[int, str, Came]], arrival: _Arrival, clock: Any) -> None:
+        self._download = download
         self._arrival = arrival
-        self._poster = poster
-        self._outcome: tuple[MediaInfo, bytes | None] | None = None
+        self._clock = clock
+        self._outcome: tuple[int, str, Came] | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="happyhorse-clip-reader", daemon=True)
+        self.whole = False  # the download ended whole (not stopped early, not failed)
+        self.ended: Any = None  # when it ended (the hook's clock)
+        self._thread = threading.Thread(target=self._run, name="happyhorse-clip-download", daemon=True)
 
     def _run(self) -> None:
         try:
-            self._outcome = read_clip(self._arrival, poster=self._poster, clock=self._arrival.busy_clock)
+            self._outcome = self._download()
         except BaseException as error:  # handed to the thread that asks for the result
             self._error = error
+            self._arrival.abandon()
+        else:
+            self.whole = not self._arrival.stopped
+            self._arrival.end()
+        finally:
+            self.ended = self._clock()
 
     def start(self) -> None:
         self._thread.start()
@@ -829,8 +862,8 @@ class _ReadWhileArriving:
     def join(self) -> None:
         self._thread.join()
 
-    def result(self) -> tuple[MediaInfo, bytes | None]:
-        """What the reader made of the file (call once the download has ended whole); what it raised, raised."""
+    def result(self) -> tuple[int, str, Came]:
+        """The download's size, SHA-256 and what came, once it has ended; what it raised, raised."""
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -882,6 +915,8 @@ def _download(
                 sha.update(chunk)
                 if on_chunk is not None:
                     on_chunk(size)
+                if arrival.stopped:  # the reader refused the file: the rest is not wanted
+                    break
                 if hook.clock() > deadline:
                     raise DownloadLimitError(
                         job_id, host, f"it took longer than download_timeout {seconds:g} s ({size:,} bytes by then)"
@@ -889,6 +924,8 @@ def _download(
         finally:
             os.close(fd)
         came = Came(content_type, head, None if host == settings.egress.api_host else host)
+    if arrival.stopped:
+        return size, sha.hexdigest(), came
     if expected is not None and expected != size:
         raise TransportError(f"download of job {job_id} stopped at {size} of {expected} bytes", request_sent=True)
     if size == 0:

@@ -24,10 +24,10 @@ times, alternating which goes first:
   machine), the clip checked against the file's size and SHA-256. Its wall time is the worker-slot time the task
   held (submit, the render's wait, the store). ``store_clip``'s phases are timed from outside by wrapping what it
   calls, without changing what it does: ``storage._download`` (the streamed transfer; the SHA-256 ``update`` calls
-  inside it, through a timing stand-in for ``storage.hashlib``, are the hash), ``storage._read`` ("read left", the
-  second read's cost: what is left of the probe and the poster once the last byte is in; the reader thread, one open and
-  one demux of the local file as it arrives, the first frame decoded and encoded as JPEG, runs during the transfer, and
-  its own wall time, ``storage.read_clip``, is shown apart as "reader thread", in no sum), locally
+  inside it, through a timing stand-in for ``storage.hashlib``, are the hash), "read left" (the second read's
+  cost: what of ``storage.read_clip`` ran after the download's end; the read, in the calling thread while the download
+  runs in a worker thread, one open and one demux of the local file as it arrives, the first frame decoded and encoded
+  as JPEG, runs during the transfer, and its own wall time is shown apart as "reader", in no sum), locally
   ``_LocalTarget.publish`` ("move": the poster's and the record's writes and the renames into place), on S3
   ``S3FileSystem._pipe_file`` (the poster's PUT, "writes") and ``S3FileSystem._put_file`` (the clip's one upload to its
   final key with its record as metadata, "upload"); "other" is the rest of ``store_clip`` (stale partials, the folder,
@@ -477,17 +477,22 @@ def install_timers(phases: Phases, target: str) -> None:
     def wrap(owner: object, name: str, phase: str) -> None:
         setattr(owner, name, phases.timed(phase, getattr(owner, name)))
 
-    wrap(storage, "_download", "download")
-    wrap(storage, "_read", "read")
+    wrap(storage, "_download", "download")  # in the download's worker thread
     read_clip = storage.read_clip
 
     @functools.wraps(read_clip)
-    def reader(*args: Any, **kwargs: Any) -> Any:  # in the reader thread, overlapping the download: not a phase
+    def reader(*args: Any, **kwargs: Any) -> Any:  # in the calling thread, overlapping the download: not a phase
         began = time.monotonic()
         try:
             return read_clip(*args, **kwargs)
         finally:
-            phases.add("reader", time.monotonic() - began)
+            ended = time.monotonic()
+            phases.add("reader", ended - began)
+            # "read left": what of it ran after the last byte was in (the download's end, once it has ended).
+            downloads = [end for name, _, end in phases.intervals if name == "download"]
+            if phases.active and downloads and ended > downloads[-1]:
+                phases.add("read", ended - max(began, downloads[-1]))
+                phases.intervals.append(("read", max(began, downloads[-1]), ended))
 
     storage.read_clip = reader
     wrap(storage._LocalTarget, "publish", "move")
@@ -818,7 +823,7 @@ def tables(rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str:
         "transfer",
         "hash",
         "read left (probe + poster)",
-        "reader thread (overlapped)",
+        "reader (overlapped)",
         "poster + record writes",
         "move / upload",
         "other",

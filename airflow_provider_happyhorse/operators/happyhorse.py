@@ -617,7 +617,10 @@ class GenerateVideoOperator(BaseOperator):
         return self._wait_and_finish(context, store, record)
 
     def _downloaded(self, size: int) -> None:
-        """Called after each chunk of the clip is written (``size`` bytes so far); a subclass may watch."""
+        """
+        Called after each chunk of the clip is written (``size`` bytes so far); a subclass may watch. It runs
+        in the download's worker thread (the task's thread reads the clip meanwhile), always the same one.
+        """
 
     def _emit_asset_events(self, context: Context, record: RenderRecord) -> None:
         """An asset event for the stored clip on every asset (alias) outlet, for downstream DAGs."""

@@ -1,7 +1,7 @@
 """
-The store probes the clip and makes its poster while the bytes arrive (a worker thread reading the local file
-as the download writes it): exactly as strict as reading the finished file, and a download that fails or is cut
-stops the reader and leaves nothing at the final path.
+The store probes the clip and makes its poster while the bytes arrive (the calling thread reading the local file
+as the download, in a worker thread, writes it): exactly as strict as reading the finished file, a download that
+fails or is cut stops the reader and leaves nothing at the final path, and a read that fails stops the download.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from support.media import faststart
 from support.service import CLIP, FakeService, resolve
 
 URL = "http://cdn.test/files/n92abc123hh10.mp4"
-READER = "happyhorse-clip-reader"  # the worker thread's name
+READER = "happyhorse-clip-download"  # the worker thread's name (the download, while the caller reads)
 MOOV_LAST, MOOV_FIRST = CLIP, faststart(CLIP)
 BODIES = pytest.mark.parametrize("body", [MOOV_LAST, MOOV_FIRST], ids=["moov-after-the-media", "moov-first"])
 # A reader that never stops would hang the test: fail it instead.
@@ -39,7 +39,26 @@ def _connection(connection: Any) -> None:
 
 
 def readers() -> list[threading.Thread]:
+    """The download threads still running (the name is kept from when the thread was the reader)."""
     return [thread for thread in threading.enumerate() if thread.name == READER]
+
+
+READING = [False]  # the calling thread is inside ``read_clip`` (see ``reading``)
+
+
+@pytest.fixture
+def reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notes in ``READING`` while the store's read of the arriving file runs."""
+    read_clip = storage.read_clip
+
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        READING[0] = True
+        try:
+            return read_clip(*args, **kwargs)
+        finally:
+            READING[0] = False
+
+    monkeypatch.setattr(storage, "read_clip", noted)
 
 
 def hook_for(service: FakeService) -> HappyHorseHook:
@@ -48,7 +67,7 @@ def hook_for(service: FakeService) -> HappyHorseHook:
 
 def served(body: bytes, *, cut_at: int | None = None, length: bool = True, alive: list[bool] | None = None) -> Any:
     """A reply sending ``body`` in 4 KiB chunks; ``cut_at``: the connection drops before that chunk, after
-    ``alive`` notes whether the reader thread was still running then. ``length``: with Content-Length."""
+    ``alive`` notes whether the read was still running then (see ``reading``). ``length``: with Content-Length."""
     chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
 
     class Stream(httpx.SyncByteStream):
@@ -56,7 +75,7 @@ def served(body: bytes, *, cut_at: int | None = None, length: bool = True, alive
             for index, chunk in enumerate(chunks):
                 if index == cut_at:
                     if alive is not None:
-                        alive.append(bool(readers()))
+                        alive.append(READING[0] and threading.current_thread().name == READER)
                     raise httpx.ReadError("connection reset mid-download")
                 yield chunk
 
@@ -125,13 +144,15 @@ def test_a_clip_read_as_it_arrives_gives_the_finished_files_facts_and_poster(
 
 @BODIES
 @pytest.mark.parametrize("cut_at", [1, 5])
+@pytest.mark.usefixtures("reading")
 def test_a_download_cut_midway_stops_the_reader_and_leaves_no_file(tmp_path: Path, body: bytes, cut_at: int) -> None:
     alive: list[bool] = []
     service = FakeService(file_faults=deque([served(body, cut_at=cut_at, alive=alive)]))
     with pytest.raises(TransportError):
         store_clip(hook_for(service), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
-    assert alive == [True]  # the reader was waiting for the rest when the connection dropped
-    assert readers() == []  # and it is gone, without the rest
+    assert alive == [True]  # the read was waiting for the rest when the connection dropped, in the download thread
+    assert not READING[0]  # the read ended, without the rest
+    assert readers() == []  # and the download's thread is gone
     assert list(tmp_path.iterdir()) == []
 
 
@@ -174,6 +195,44 @@ def test_a_body_that_is_not_a_video_is_refused_once_whole_and_the_reader_is_gone
     service = FakeService(file_faults=deque([served(body)]))
     with pytest.raises(InvalidClipError, match=f"{len(body)} bytes"):
         store_clip(hook_for(service), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
+    assert readers() == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_that_fails_stops_the_download_at_its_next_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the reader refuses (here, after its first bytes) is not downloaded to its end; the thread is gone."""
+    body = MOOV_FIRST + bytes(4096 * 100)
+    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+    refused = threading.Event()
+    sent: list[int] = []
+
+    def refusing(path: Any, **kwargs: Any) -> Any:
+        with path.open("rb") as handle:
+            assert handle.read(4096) == body[:4096]
+        refused.set()
+        raise media.NotAVideo("a frame of 99999x99999")
+
+    monkeypatch.setattr(storage, "read_clip", refusing)
+
+    class Stream(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for index, chunk in enumerate(chunks):
+                if index == 1:
+                    assert refused.wait(timeout=30)
+                sent.append(index)
+                yield chunk
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": "video/mp4", "Content-Length": str(len(body))}
+        return httpx.Response(200, headers=headers, stream=Stream())
+
+    service = FakeService(file_faults=deque([reply]))
+    with pytest.raises(InvalidClipError) as raised:
+        store_clip(hook_for(service), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
+    assert "(a frame of 99999x99999; its download was stopped there)" in str(raised.value)
+    assert len(sent) <= 3 < len(chunks)  # the chunk in flight when the read failed, at most one more
     assert readers() == []
     assert list(tmp_path.iterdir()) == []
 
