@@ -671,6 +671,7 @@ def _download_and_read(
             except Exception as error:  # raised below, unless the download failed (its reads then ended at once)
                 read = error
                 arrival.stop()  # the rest of the body would not change that: the download stops at its next chunk
+            arrival.raise_interruption()  # a task's timeout, say, that came while a read waited
             size, sha256, came = download.result()  # the download's own error, if it failed, wins
         finally:
             arrival.stop()  # after an end, or a download that stopped: nothing to stop
@@ -710,6 +711,7 @@ class _Arrival:
         self._ended = False
         self._abandoned = False
         self._stopped = False  # the reader has stopped: the download need not go on
+        self._interruption: BaseException | None = None  # raised in a read, where PyAV would ignore it
         self._waited = 0.0  # seconds the reader has spent waiting for bytes
 
     # The download's side.
@@ -755,6 +757,16 @@ class _Arrival:
         """The reader wants no more of the file."""
         with self._changed:
             self._stopped = True
+
+    def interrupt(self, error: BaseException) -> None:
+        """A read was interrupted by ``error`` (a signal's): kept for ``raise_interruption``, every read ends."""
+        self._interruption = error
+        self.abandon()
+
+    def raise_interruption(self) -> None:
+        """Raise what interrupted a read, if anything did (once the reader has returned)."""
+        if self._interruption is not None:
+            raise self._interruption
 
     def busy_clock(self) -> float:
         """A monotonic clock that leaves out the reader's waits for bytes: the probe's time limit is on its work."""
@@ -806,12 +818,30 @@ class _ArrivingFile:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    # PyAV re-raises an Exception from these in the thread that reads, but ignores any other BaseException (a
+    # signal handler's, such as the task's execution_timeout): that one is kept for the caller, and the file ends.
+
     def read(self, size: int = -1) -> bytes:
-        data = self._arrival.read_at(self._position, size)
-        self._position += len(data)
-        return data
+        try:
+            data = self._arrival.read_at(self._position, size)
+            self._position += len(data)
+            return data
+        except Exception:
+            raise
+        except BaseException as error:
+            self._arrival.interrupt(error)
+            return b""
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return self._seek(offset, whence)
+        except Exception:
+            raise
+        except BaseException as error:
+            self._arrival.interrupt(error)
+            return self._position
+
+    def _seek(self, offset: int, whence: int) -> int:
         if whence == os.SEEK_SET:
             self._position = offset
         elif whence == os.SEEK_CUR:

@@ -237,6 +237,31 @@ def test_a_read_that_fails_stops_the_download_at_its_next_chunk(
     assert list(tmp_path.iterdir()) == []
 
 
+class Interrupted(BaseException):
+    """As a signal handler raises (Airflow's execution_timeout raises a BaseException in the task's thread)."""
+
+
+def test_a_signal_that_interrupts_a_read_is_raised_not_lost_in_the_demuxer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyAV ignores a BaseException raised in a read it made: the store raises it once the demuxer has returned."""
+    read_at = storage._Arrival.read_at
+    calls: list[int] = []
+
+    def interrupted_once(self: storage._Arrival, position: int, count: int) -> bytes:
+        calls.append(position)
+        if len(calls) == 2:
+            raise Interrupted("the task's time is up")
+        return read_at(self, position, count)
+
+    monkeypatch.setattr(storage._Arrival, "read_at", interrupted_once)
+    service = FakeService(file_faults=deque([served(MOOV_FIRST)]))
+    with pytest.raises(Interrupted, match="time is up"):
+        store_clip(hook_for(service), job_id="j1", url=URL, destination=tmp_path / "clip.mp4")
+    assert readers() == []
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_abandoned_arrival_answers_every_read_at_once(tmp_path: Path) -> None:
     """A reader waiting for bytes that will never come gets the end of the file as soon as the download gives up."""
     arrival = storage._Arrival()
