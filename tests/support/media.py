@@ -62,6 +62,14 @@ def render_mp4(duration: float, width: int, height: int, sound: bool) -> bytes:
     return output.getvalue()
 
 
+def _stream_like(target: Any, stream: Any) -> Any:
+    """A stream of ``target`` copying ``stream``'s codec: ``add_stream_from_template`` from PyAV 14, the older
+    ``add_stream(template=...)`` before it (the lowest PyAV the package allows is 12)."""
+    if hasattr(target, "add_stream_from_template"):
+        return target.add_stream_from_template(stream)
+    return target.add_stream(template=stream)
+
+
 @cache
 def faststart(mp4: bytes) -> bytes:
     """The same MP4 remuxed with its index (``moov``) before its media data, as services serving clips write them."""
@@ -71,7 +79,7 @@ def faststart(mp4: bytes) -> bytes:
             av.open(io.BytesIO(mp4), mode="r") as source,
             av.open(path, mode="w", format="mp4", options={"movflags": "faststart"}) as target,
         ):
-            streams = {stream.index: target.add_stream_from_template(stream) for stream in source.streams}
+            streams = {stream.index: _stream_like(target, stream) for stream in source.streams}
             for packet in source.demux():
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
