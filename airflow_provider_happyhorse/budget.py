@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_happyhorse.core.cost import CostEstimate
-from airflow_provider_happyhorse.core.cost import estimate_cost as core_estimate_cost
+from airflow_provider_happyhorse.core.cost import CREDITS, CostEstimate, estimate_cost
 from airflow_provider_happyhorse.exceptions import ConfigurationError, HappyHorseError, InvalidRequestError
 from airflow_provider_happyhorse.models import VideoRequest
 from airflow_provider_happyhorse.operators.fields import REQUEST_ARGUMENTS, request_from_arguments
@@ -37,12 +36,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Param
 
 # What estimates and limits are counted in (the service's price list is in credits).
-COST_UNIT = "credits"
-
-
-def estimate_cost(request: VideoRequest) -> float:
-    """A request's estimated cost on happyhorse.app, in :data:`COST_UNIT`: the request model's own estimate."""
-    return request.estimate_credits()
+COST_UNIT = CREDITS
 
 
 def priced_request(
@@ -61,7 +55,7 @@ def priced_request(
     if conn_id is None:
         if (refused := HAPPYHORSE.refusal(request)) is not None:
             raise refused
-        return request, CostEstimate(amount=request.estimate_credits(), unit=COST_UNIT)
+        return request, estimate_cost(request, HAPPYHORSE.name)
     if conn_id not in settings:
         from airflow_provider_happyhorse.hooks.happyhorse import HappyHorseHook
 
@@ -69,7 +63,7 @@ def priced_request(
     resolved = settings[conn_id]
     if (refused := resolved.dialect.refusal(request)) is not None:
         raise refused
-    return request, core_estimate_cost(request, resolved.dialect_name, resolved.prices)
+    return request, estimate_cost(request, resolved.dialect_name, resolved.prices)
 
 
 def priced_row(

@@ -103,13 +103,14 @@ def estimate_cost(request: VideoRequest, dialect: str, prices: PriceTable | None
         )
     if request.effective_task == "edit":
         return CostEstimate(
-            amount=_rounded(price * MAX_EDIT_SECONDS),
+            amount=rounded(price * MAX_EDIT_SECONDS),
             unit=prices.currency,
             note=f"at most: an edit lasts as long as its source video, up to {MAX_EDIT_SECONDS:g} s",
         )
-    return CostEstimate(amount=_rounded(price * request.duration), unit=prices.currency)
+    return CostEstimate(amount=rounded(price * request.duration), unit=prices.currency)
 
 
-def _rounded(amount: float) -> float:
-    # Money in floats: 0.14 * 3 is 0.42000000000000004; six places are more than any bill shows.
+def rounded(amount: float) -> float:
+    """An amount of money (or a sum of them) to six places: floats make 0.14 * 3 0.42000000000000004, and no bill
+    shows more places."""
     return round(amount, 6)

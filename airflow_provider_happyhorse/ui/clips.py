@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_happyhorse.constants import RESULT_URL_LIFETIME, XCOM_JOB_ID_KEY, XCOM_RESULT_KEY
-from airflow_provider_happyhorse.core.cost import CREDITS
+from airflow_provider_happyhorse.core.cost import CREDITS, rounded
 from airflow_provider_happyhorse.core.progress import RenderEstimate
 from airflow_provider_happyhorse.core.record import RenderRecord
 
@@ -290,11 +290,11 @@ def spend_of(groups: Iterable[tuple[str, str, str, float | None, int, int]]) -> 
         clips[unit] += known
     by_unit = {
         unit: {
-            "total": _rounded(totals[unit]),
+            "total": rounded(totals[unit]),
             "clips": clips[unit],
             "per_day": {dag: dict(sorted(days.items())) for dag, days in sorted(per_day[unit].items())},
             "per_month": {
-                dag: {month: _rounded(amount) for month, amount in sorted(months.items())}
+                dag: {month: rounded(amount) for month, amount in sorted(months.items())}
                 for dag, months in sorted(per_month[unit].items())
             },
         }
@@ -310,11 +310,6 @@ def spend_of(groups: Iterable[tuple[str, str, str, float | None, int, int]]) -> 
         "by_unit": by_unit,
         "unknown_estimates": unknown,
     }
-
-
-def _rounded(amount: float) -> float:
-    # Sums of money in floats (0.7 + 1.4 is 2.0999999999999996): six places are more than any bill shows.
-    return round(amount, 6)
 
 
 def in_flight(session: Session, permitted: Iterable[str]) -> list[dict[str, Any]]:
